@@ -1,0 +1,49 @@
+//! One module per subcommand.
+
+pub mod config;
+pub mod dev;
+pub mod migrate;
+pub mod up;
+
+use crate::cli::{Cli, Command, Format, GlobalArgs};
+use crate::output::{EXIT_ERROR, EXIT_FAILED};
+use std::process::ExitCode;
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let json = cli.global.format == Format::Json;
+    match cli.command {
+        Command::Config(cmd) => config::run(cmd, &cli.global).await,
+        Command::Up(args) => up::run(args, &cli.global).await,
+        Command::Dev(cmd) => {
+            let outcome = tokio::task::spawn_blocking(move || dev::run(cmd, json)).await;
+            match outcome {
+                Ok(Ok(code)) => code,
+                Ok(Err(e)) => fail(&e),
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Migrate(cmd) => match load(&cli.global) {
+            Ok(config) => migrate::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
+            Err(code) => code,
+        },
+    }
+}
+
+/// Loads the configuration, or prints why it cannot and gives the exit code.
+pub fn load(global: &GlobalArgs) -> Result<fwdb::Config, ExitCode> {
+    fwdb::Config::load(load_options(global)).map_err(|e| fail(&e))
+}
+
+pub fn load_options(global: &GlobalArgs) -> fwdb::LoadOptions {
+    fwdb::LoadOptions { file: global.config.clone(), profile: global.profile, ..Default::default() }
+}
+
+/// Prints an error (with its causes) and gives the exit code for it.
+pub fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+pub fn exit(ok: bool) -> ExitCode {
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) }
+}

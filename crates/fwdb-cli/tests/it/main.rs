@@ -1,0 +1,10 @@
+//! The one integration-test binary: every test runs against the real local
+//! stack (PostgreSQL primary + replicas, MongoDB-protocol server), each in
+//! databases of its own. See `helpers.rs` for `TestApp::spawn`.
+
+mod helpers;
+
+mod config;
+mod migrate;
+mod up;
+mod stack;

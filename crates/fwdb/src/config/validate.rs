@@ -1,0 +1,195 @@
+//! Checks that need more than types: ranges, files, URLs, and the rules of
+//! the production profile. Every problem names its key and origin.
+
+use super::layers::{Layered, Origin};
+use super::model::{Config, Profile, SslMode};
+use super::secret::REDACTED;
+use super::read_secret_file;
+use crate::error::ConfigProblem;
+use std::path::{Path, PathBuf};
+
+struct Problems<'a> {
+    layered: &'a Layered,
+    out: Vec<ConfigProblem>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.out.push(ConfigProblem { key: key.into(), origin: self.layered.origin_of(key).to_string(), message: message.into() });
+    }
+
+    fn file_exists(&mut self, key: &str, path: Option<&PathBuf>) {
+        if let Some(p) = path {
+            if !p.is_file() {
+                self.add(key, format!("file not found: {}", p.display()));
+            }
+        }
+    }
+}
+
+/// Reads `password_file`s into the passwords they stand for.
+pub(super) fn resolve_secrets(config: &mut Config, layered: &mut Layered, problems: &mut Vec<ConfigProblem>) {
+    let pg = &mut config.postgres;
+    resolve_one("postgres", &mut pg.password, pg.password_file.as_deref(), layered, problems);
+    let mg = &mut config.mongo;
+    resolve_one("mongo", &mut mg.password, mg.password_file.as_deref(), layered, problems);
+}
+
+fn resolve_one(
+    section: &str,
+    password: &mut Option<super::Secret>,
+    file: Option<&Path>,
+    layered: &mut Layered,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let Some(file) = file else { return };
+    let file_key = format!("{section}.password_file");
+    let origin = layered.origin_of(&file_key);
+    if password.is_some() {
+        problems.push(ConfigProblem {
+            key: file_key,
+            origin: origin.to_string(),
+            message: format!("both {section}.password and {section}.password_file are set; keep one"),
+        });
+        return;
+    }
+    match read_secret_file(file) {
+        Ok(secret) => {
+            *password = Some(secret);
+            layered.set_origin(&format!("{section}.password"), toml::Value::String(REDACTED.into()), origin);
+        }
+        Err(e) => problems.push(ConfigProblem {
+            key: file_key,
+            origin: origin.to_string(),
+            message: format!("cannot read {}: {e}", file.display()),
+        }),
+    }
+}
+
+pub(super) fn validate(config: &Config, layered: &Layered) -> Vec<ConfigProblem> {
+    let mut p = Problems { layered, out: Vec::new() };
+    postgres(config, &mut p);
+    mongo(config, &mut p);
+    if config.profile == Profile::Production {
+        production(config, &mut p);
+    }
+    p.out
+}
+
+fn postgres(config: &Config, p: &mut Problems) {
+    let pg = &config.postgres;
+    if pg.primary.is_empty() {
+        p.add("postgres.primary", "at least one host is needed");
+    }
+    for (key, value) in [("postgres.database", &pg.database), ("postgres.user", &pg.user)] {
+        if value.trim().is_empty() {
+            p.add(key, "must not be empty");
+        }
+    }
+    pool_sizes(p, "postgres.pool", pg.pool.min_size, pg.pool.max_size);
+    for (key, d) in [
+        ("postgres.pool.acquire_timeout", pg.pool.acquire_timeout),
+        ("postgres.connect_timeout", pg.connect_timeout),
+        ("postgres.pool.max_lifetime", pg.pool.max_lifetime),
+    ] {
+        if d.is_zero() {
+            p.add(key, "must be longer than zero");
+        }
+    }
+    let tls = &pg.tls;
+    p.file_exists("postgres.tls.ca_file", tls.ca_file.as_ref());
+    p.file_exists("postgres.tls.cert_file", tls.cert_file.as_ref());
+    p.file_exists("postgres.tls.key_file", tls.key_file.as_ref());
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        p.add("postgres.tls.cert_file", "a client certificate needs both cert_file and key_file");
+    }
+    if tls.mode >= SslMode::VerifyCa && tls.ca_file.is_none() {
+        p.add("postgres.tls.ca_file", format!("tls.mode {} needs the CA certificate that signed the server's", tls.mode.as_str()));
+    }
+    if tls.mode == SslMode::Disable && tls.cert_file.is_some() {
+        p.add("postgres.tls.mode", "a client certificate is configured but TLS is disabled");
+    }
+}
+
+fn pool_sizes(p: &mut Problems, section: &str, min: u32, max: u32) {
+    if max == 0 {
+        p.add(&format!("{section}.max_size"), "must be at least 1");
+    }
+    if min > max {
+        p.add(&format!("{section}.min_size"), format!("min_size ({min}) is above max_size ({max})"));
+    }
+}
+
+fn mongo(config: &Config, p: &mut Problems) {
+    let m = &config.mongo;
+    if let Some(uri) = &m.uri {
+        if let Err(e) = mongodb::options::ConnectionString::parse(uri) {
+            p.add("mongo.uri", format!("malformed MongoDB connection string: {}", first_line(&e.to_string())));
+        }
+        if !m.hosts.is_empty() && !matches!(layered_origin(p, "mongo.hosts"), Origin::Default) {
+            p.add("mongo.hosts", "set either mongo.uri or mongo.hosts, not both");
+        }
+    } else if m.hosts.is_empty() {
+        p.add("mongo.hosts", "at least one host is needed (or set mongo.uri)");
+    }
+    if m.database.trim().is_empty() {
+        p.add("mongo.database", "must not be empty");
+    }
+    pool_sizes(p, "mongo.pool", m.pool.min_size, m.pool.max_size);
+    if m.pool.wait_timeout.is_zero() {
+        p.add("mongo.pool.wait_timeout", "must be longer than zero");
+    }
+    const MECHANISMS: [&str; 4] = ["SCRAM-SHA-256", "SCRAM-SHA-1", "MONGODB-X509", "PLAIN"];
+    if !MECHANISMS.contains(&m.auth_mechanism.as_str()) {
+        p.add("mongo.auth_mechanism", format!("unknown mechanism `{}`; expected one of {}", m.auth_mechanism, MECHANISMS.join(", ")));
+    }
+    if m.write_concern != "majority" && m.write_concern.parse::<u32>().is_err() {
+        p.add("mongo.write_concern", format!("`{}` is neither \"majority\" nor a number of nodes", m.write_concern));
+    }
+    p.file_exists("mongo.tls.ca_file", m.tls.ca_file.as_ref());
+    p.file_exists("mongo.tls.cert_key_file", m.tls.cert_key_file.as_ref());
+}
+
+fn layered_origin(p: &Problems, key: &str) -> Origin {
+    p.layered.get(key).map(|(_, o)| o.clone()).unwrap_or(Origin::Default)
+}
+
+/// 9.2: verified TLS and SCRAM, and no passwords in files under version control.
+fn production(config: &Config, p: &mut Problems) {
+    let pg = &config.postgres;
+    if pg.tls.mode != SslMode::VerifyFull {
+        p.add("postgres.tls.mode", format!("the production profile requires verify-full, not {}", pg.tls.mode.as_str()));
+    }
+    if pg.password.is_none() {
+        p.add("postgres.password", "the production profile requires SCRAM password authentication: set FWDB__POSTGRES__PASSWORD or postgres.password_file (trust authentication is refused)");
+    }
+    plaintext_in_file(p, "postgres.password");
+    let m = &config.mongo;
+    let uri = m.uri.as_deref().unwrap_or_default();
+    let uri_tls = uri.contains("tls=true") || uri.contains("ssl=true");
+    if !m.tls.enabled && !uri_tls {
+        p.add("mongo.tls.enabled", "the production profile requires TLS to MongoDB");
+    }
+    if m.auth_mechanism != "SCRAM-SHA-256" {
+        p.add("mongo.auth_mechanism", format!("the production profile requires SCRAM-SHA-256, not {}", m.auth_mechanism));
+    }
+    let uri_has_credentials = uri.split_once("://").is_some_and(|(_, r)| r.split('/').next().unwrap_or("").contains('@'));
+    if (m.user.is_none() || m.password.is_none()) && !uri_has_credentials {
+        p.add("mongo.user", "the production profile requires authentication: set mongo.user and a password");
+    }
+    plaintext_in_file(p, "mongo.password");
+    if uri_has_credentials && matches!(layered_origin(p, "mongo.uri"), Origin::File { .. }) {
+        p.add("mongo.uri", "a password in a config file is refused in production; pass the URI through FWDB__MONGO__URI");
+    }
+}
+
+fn plaintext_in_file(p: &mut Problems, key: &str) {
+    if let Origin::File { .. } = layered_origin(p, key) {
+        let section = key.split('.').next().unwrap_or_default();
+        p.add(key, format!("a password written in a config file is refused in production; use {section}.password_file or FWDB__{}__PASSWORD", section.to_uppercase()));
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}

@@ -1,0 +1,2 @@
+-- fwdb:no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS shared.idx_users_email;

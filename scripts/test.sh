@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# README command 2: set up, build, and run the whole test suite (what CI runs).
+# Tests start their own PostgreSQL and MongoDB servers on free ports; none
+# may be left running afterwards, which the last step checks.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$FWDB_ROOT"
+start=$(date +%s)
+cargo build -q --workspace --all-targets
+# Integration tests wait on servers far more than on the CPU: run more at once than there are cores.
+cargo test --workspace --no-fail-fast -- --test-threads="${FWDB_TEST_THREADS:-6}" "$@"
+sleep 1
+leftover=$(pgrep -af 'fwdb-testkit/stack-' || true)
+if [ -n "$leftover" ]; then
+  echo "error: servers of the test stacks are still running after the tests:" >&2
+  echo "$leftover" >&2
+  exit 1
+fi
+echo "test suite finished in $(( $(date +%s) - start )) s; no server left running"
