@@ -42,3 +42,15 @@ if ! command -v mongod >/dev/null 2>&1 && [ ! -x "$FWDB_ROOT/.fwdb/venv/bin/seca
   echo "fwdb setup: installing secantusdb $SECANTUS_VERSION (MongoDB-compatible server) into .fwdb/venv" >&2
   "$FWDB_ROOT/.fwdb/venv/bin/pip" install -q --disable-pip-version-check --pre "secantusdb==$SECANTUS_VERSION"
 fi
+
+# moto[server]: the S3-compatible server the backup tests store to (PyPI `moto`).
+if [ ! -x "$FWDB_ROOT/.fwdb/venv/bin/moto_server" ]; then
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+  mkdir -p "$FWDB_ROOT/.fwdb"
+  if [ ! -x "$FWDB_ROOT/.fwdb/venv/bin/pip" ]; then
+    rm -rf "$FWDB_ROOT/.fwdb/venv"
+    python3 -m venv "$FWDB_ROOT/.fwdb/venv" >/dev/null 2>&1 || { apt_install python3-venv; python3 -m venv "$FWDB_ROOT/.fwdb/venv"; }
+  fi
+  echo "fwdb setup: installing moto[server] (S3-compatible test server) into .fwdb/venv" >&2
+  "$FWDB_ROOT/.fwdb/venv/bin/pip" install -q --disable-pip-version-check "moto[server]>=5,<6"
+fi

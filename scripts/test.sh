@@ -10,7 +10,8 @@ cargo build -q --workspace --all-targets
 # Integration tests wait on servers far more than on the CPU: run more at once than there are cores.
 cargo test --workspace --no-fail-fast -- --test-threads="${FWDB_TEST_THREADS:-6}" "$@"
 sleep 1
-leftover=$(pgrep -af 'fwdb-testkit/stack-' || true)
+# Every PostgreSQL or MongoDB-compatible server still running, except the machine's own cluster.
+leftover=$(pgrep -af 'bin/postgres -D|secantusd|mongod ' | grep -v '/var/lib/postgresql/' | grep -v pgrep || true)
 if [ -n "$leftover" ]; then
   echo "error: servers of the test stacks are still running after the tests:" >&2
   echo "$leftover" >&2

@@ -1,6 +1,10 @@
 //! The command line, declared with clap.
 
-use crate::commands::{dev::DevCommand, migrate::MigrateCommand};
+use crate::commands::{
+    backup::{BackupCommand, RestoreArgs, WalCommand},
+    dev::DevCommand,
+    migrate::MigrateCommand,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -51,6 +55,14 @@ pub enum Command {
     /// Versioned schema migrations for PostgreSQL and MongoDB
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Backups: full (base backup + WAL), logical (pg_dump), MongoDB; encrypted, to S3 or a folder
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// WAL archiving: archive_command `fwdb wal push %p`, restore_command `fwdb wal fetch %f %p`
+    #[command(subcommand)]
+    Wal(WalCommand),
+    /// Point-in-time recovery into a new folder, or `restore logical|mongo ID --database NAME`
+    Restore(RestoreArgs),
     /// A local PostgreSQL (primary + replicas) and MongoDB stack for development
     #[command(subcommand)]
     Dev(DevCommand),

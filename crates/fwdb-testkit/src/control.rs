@@ -191,6 +191,13 @@ pub(crate) fn stop_pids(targets: &[(Node, u32)], mode: StopMode, grace: Duration
         };
         process::signal(pid, sig);
     }
+    // A paused (SIGSTOPped) server only acts on the signal once continued.
+    for &(_, pid) in targets {
+        process::signal(pid, libc::SIGCONT);
+    }
+    for &k in &kids {
+        process::signal(k, libc::SIGCONT);
+    }
     let deadline = Instant::now() + grace;
     for &(_, pid) in targets {
         let left = deadline.saturating_duration_since(Instant::now());

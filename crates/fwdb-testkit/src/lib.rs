@@ -22,6 +22,7 @@ mod pg;
 mod ports;
 mod process;
 mod stack;
+mod start;
 mod wire;
 
 use std::sync::OnceLock;
@@ -34,6 +35,18 @@ pub use pg::{PgBinaries, MIN_PG_VERSION};
 pub use ports::{is_listening, pick_free_port};
 pub use process::{processes_mentioning, ProcInfo};
 pub use stack::{Node, Stack, StackOptions};
+
+/// A fresh folder `$TMPDIR/fwdb-testkit/stack-<pid>-<rand>` owned by this
+/// process, for a stack started with `dir: Some(..)` (e.g. a detached one in a
+/// test). Once this process is gone, the next temporary stack's start stops
+/// any server still running there and deletes it, so even a killed test
+/// leaves nothing behind for long.
+pub fn temp_stack_dir() -> Result<std::path::PathBuf> {
+    let dir = layout::new_temp_dir()?;
+    // The server user must be able to walk through it to a stack inside.
+    process::RunAs::detect()?.chown(&dir)?;
+    Ok(dir)
+}
 
 /// `ping` against a MongoDB server on 127.0.0.1:`port` (a tiny OP_MSG
 /// exchange; no driver needed).
@@ -66,7 +79,7 @@ pub fn shared() -> Result<&'static Stack, TestkitError> {
 extern "C" fn stop_shared_at_exit() {
     if let Some(Ok(stack)) = SHARED.get() {
         // Never unwind out of an atexit handler.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stack.stop()));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stack.stop_at_exit()));
     }
 }
 

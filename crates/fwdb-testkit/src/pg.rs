@@ -90,7 +90,7 @@ fn default_candidates() -> Vec<(String, PathBuf)> {
             .collect()
         })
         .unwrap_or_default();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
     for (_, dir) in versions {
         out.push((dir.display().to_string(), dir));
     }
@@ -140,6 +140,9 @@ fn tool_cmd(bins: &PgBinaries, user: &RunAs, tool: &str, cwd: &Path) -> Command 
 pub(crate) fn psql(bins: &PgBinaries, info: &StackInfo, port: u16, db: &str, sql: &str) -> Result<String> {
     let mut cmd = Command::new(bins.tool("psql"));
     clean_pg_env(&mut cmd);
+    // A paused (SIGSTOPped) server accepts the TCP/unix connection but never
+    // answers: without a timeout psql would wait forever.
+    cmd.env("PGCONNECT_TIMEOUT", "10");
     cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
         .arg(&info.socket_dir)
         .arg("-p")
@@ -301,7 +304,15 @@ pub(crate) fn bootstrap_primary(bins: &PgBinaries, info: &StackInfo) -> Result<(
         app = info.app_user,
         app_pw = info.app_password,
     );
-    psql(bins, info, info.primary.port, "postgres", &sql).map(|_| ())
+    psql(bins, info, info.primary.port, "postgres", &sql).map(|_| ()).map_err(|e| match e {
+        // psql quotes the failing statement on syntax errors: keep the
+        // passwords out of the error.
+        TestkitError::CommandFailed { what, detail } => TestkitError::CommandFailed {
+            what,
+            detail: detail.replace(&info.app_password, "<redacted>").replace(&info.replication_password, "<redacted>"),
+        },
+        other => other,
+    })
 }
 
 /// Sets `key = value` lines in postgresql.auto.conf, replacing earlier ones
@@ -363,8 +374,42 @@ pub(crate) fn basebackup(bins: &PgBinaries, user: &RunAs, info: &StackInfo, repl
         .arg("-D")
         .arg(&replica.data_dir)
         .args(["-d", &conn, "-R", "-X", "stream", "-c", "fast", "-C", "-S", &replica.name, "--no-sync"]);
-    process::run(&mut cmd, &format!("pg_basebackup for {}", replica.name))?;
-    configure_replica(info, replica)
+    // Rarely, on a loaded machine, the WAL stream of a base backup is cut
+    // ("SSL connection has been closed unexpectedly"): start that replica's
+    // copy over (slot and folder) rather than fail the whole stack.
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        match process::run(&mut cmd, &format!("pg_basebackup for {}", replica.name)) {
+            Ok(_) => return configure_replica(info, replica),
+            Err(TestkitError::CommandFailed { what, detail }) => {
+                tracing::warn!(replica = %replica.name, attempt, %detail, "pg_basebackup failed");
+                if attempt == ATTEMPTS {
+                    let primary_log = process::log_tail(&info.primary.log_file, 15);
+                    return Err(TestkitError::CommandFailed { what, detail: format!("{detail}\n{primary_log}") });
+                }
+                drop_slot(bins, info, &replica.name);
+                let _ = std::fs::remove_dir_all(&replica.data_dir);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Drops replication slot `name` on the primary, waiting (up to 5 s) for the
+/// walsender of a failed backup to release it first.
+fn drop_slot(bins: &PgBinaries, info: &StackInfo, name: &str) {
+    let sql = format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{name}' AND NOT active;\n\
+         SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{name}';"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match psql(bins, info, info.primary.port, "postgres", &sql) {
+            Ok(out) if out.lines().last() == Some("0") => return,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

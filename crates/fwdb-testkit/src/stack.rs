@@ -1,5 +1,5 @@
-//! `Stack`: starting a whole stack (fresh or on existing data), and the
-//! operations tests use on a running one (databases, SQL, fault injection).
+//! `Stack`: the operations tests use on a running stack (databases, SQL,
+//! fault injection) and stopping it. Starting one is in `start.rs`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::control::{self, stop_servers};
 use crate::error::{Result, TestkitError};
-use crate::info::{load, Lifetime, MongoKind, MongoNode, PgNode, StackInfo, TlsFiles};
+use crate::info::{Lifetime, MongoKind, PgNode, StackInfo};
 use crate::mongo::{self, MongoServer};
 use crate::pg::{self, PgBinaries, StopMode};
+use crate::certs;
 use crate::process::{self, RunAs};
-use crate::{certs, layout, ports};
 
 /// How to start a stack.
 #[derive(Clone, Debug)]
@@ -60,19 +60,21 @@ impl fmt::Display for Node {
 
 /// A running local stack. Attached stacks stop when dropped.
 pub struct Stack {
-    info: StackInfo,
-    bins: PgBinaries,
-    user: RunAs,
-    mongo_server: Option<MongoServer>,
+    pub(crate) info: StackInfo,
+    pub(crate) bins: PgBinaries,
+    pub(crate) user: RunAs,
+    pub(crate) mongo_server: Option<MongoServer>,
     /// Created under $TMPDIR by us: stopped with an immediate shutdown and deleted.
-    temp: bool,
-    state: Mutex<State>,
+    pub(crate) temp: bool,
+    pub(crate) state: Mutex<State>,
 }
 
-struct State {
+pub(crate) struct State {
     /// Attached servers: our children, reaped when stopped.
-    children: HashMap<Node, Child>,
-    stopped: bool,
+    pub(crate) children: HashMap<Node, Child>,
+    /// Nodes stopped with SIGSTOP (they would hang a psql).
+    pub(crate) paused: std::collections::HashSet<Node>,
+    pub(crate) stopped: bool,
 }
 
 impl fmt::Debug for Stack {
@@ -81,99 +83,13 @@ impl fmt::Debug for Stack {
     }
 }
 
-/// Servers started so far during `start`, so that a failure half-way stops them.
-#[derive(Default)]
-struct Launched {
-    servers: Mutex<Vec<(Node, u32, Option<Child>)>>,
-}
-
-impl Launched {
-    fn add(&self, node: Node, pid: u32, child: Option<Child>) {
-        self.servers.lock().unwrap_or_else(|p| p.into_inner()).push((node, pid, child));
-    }
-
-    fn kill_all(&self) {
-        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
-        let targets: Vec<(Node, u32)> = servers.iter().map(|(n, p, _)| (*n, *p)).collect();
-        control::stop_pids(&targets, StopMode::Immediate, Duration::from_secs(5));
-        for (_, _, child) in servers.iter_mut() {
-            if let Some(c) = child {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        servers.clear();
-    }
-
-    fn into_children(self) -> HashMap<Node, Child> {
-        let servers = self.servers.into_inner().unwrap_or_else(|p| p.into_inner());
-        servers.into_iter().filter_map(|(n, _, c)| Some((n, c?))).collect()
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, what: &str) -> Result<T> {
-    h.join().unwrap_or_else(|_| Err(TestkitError::CommandFailed { what: what.into(), detail: "the thread panicked".into() }))
-}
-
-fn mkdir(p: &Path, user: &RunAs) -> Result<()> {
-    std::fs::create_dir_all(p).map_err(|e| TestkitError::io(p, e))?;
-    user.chown(p)
-}
-
 impl Stack {
-    /// Starts a stack; prints "stack up in N.N s" to stderr.
-    ///
-    /// With `dir: Some(d)` where `d/stack.json` exists: if all its servers run,
-    /// fails with "already running"; otherwise stops what is left of it and
-    /// starts it again on its existing data.
-    pub fn start(opts: StackOptions) -> Result<Stack> {
-        let t0 = Instant::now();
-        let bins = PgBinaries::find()?;
-        let stack = match &opts.dir {
-            None => {
-                layout::sweep_temp_stacks();
-                let dir = layout::new_temp_dir()?;
-                let user = RunAs::detect()?;
-                let r = Self::start_fresh(&opts, dir.clone(), true, bins, user);
-                if r.is_err() {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                r?
-            }
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| TestkitError::io(d, e))?;
-                let dir = d.canonicalize().map_err(|e| TestkitError::io(d, e))?;
-                let _lock = layout::lock_dir(&dir)?;
-                match load(&dir)? {
-                    Some(info) => Self::restart(&opts, info, bins)?,
-                    None => {
-                        let foreign = layout::foreign_entries(&dir);
-                        if !foreign.is_empty() {
-                            return Err(TestkitError::NotAStackDir { dir });
-                        }
-                        // Remains of an interrupted first start: clean them.
-                        control::kill_strays(&dir);
-                        layout::remove_own_entries(&dir, &["logs", ".lock"]);
-                        let user = RunAs::detect()?;
-                        let r = Self::start_fresh(&opts, dir.clone(), false, bins, user);
-                        if r.is_err() {
-                            layout::remove_own_entries(&dir, &["logs", ".lock"]);
-                        }
-                        r?
-                    }
-                }
-            }
-        };
-        eprintln!("fwdb-testkit: stack up in {:.1} s ({})", t0.elapsed().as_secs_f64(), stack.summary());
-        Ok(stack)
-    }
-
     /// "primary :p, replicas :p1 :p2, secantusdb :pm, in <dir>"
     pub fn summary(&self) -> String {
         let i = &self.info;
@@ -189,272 +105,6 @@ impl Stack {
         }
         s.push_str(&format!(", in {}", i.dir.display()));
         s
-    }
-
-    fn start_fresh(opts: &StackOptions, dir: PathBuf, temp: bool, bins: PgBinaries, user: RunAs) -> Result<Stack> {
-        layout::validate(&dir)?;
-        layout::check_reachable(&dir, &user)?;
-        user.chown(&dir)?;
-        let id = random_hex(3);
-        for sub in ["sock", "logs", "wal_archive", "pg", "tls"] {
-            mkdir(&dir.join(sub), &user)?;
-        }
-
-        let mut preferred = opts.preferred_ports.iter().copied();
-        let mut port = || preferred.next().map(Ok).unwrap_or_else(ports::pick_free_port);
-        let pg_node = |name: &str, port: u16| PgNode {
-            name: name.to_string(),
-            port,
-            data_dir: dir.join("pg").join(name),
-            log_file: dir.join("logs").join(format!("{name}.log")),
-            pid: None,
-        };
-        let primary = pg_node("primary", port()?);
-        let mut replicas = Vec::new();
-        for i in 0..opts.replicas {
-            replicas.push(pg_node(&format!("replica{}", i + 1), port()?));
-        }
-        let mongo_server = opts.mongo.then(mongo::choose);
-        let mongo_node = match &mongo_server {
-            Some(srv) => {
-                let p = port()?;
-                Some(MongoNode {
-                    kind: srv.kind(),
-                    port: p,
-                    uri: mongo::uri(p, srv.replica_set()),
-                    replica_set: srv.replica_set().to_string(),
-                    data_dir: dir.join("mongo"),
-                    log_file: dir.join("logs").join("mongo.log"),
-                    pid: None,
-                })
-            }
-            None => None,
-        };
-
-        let tls: TlsFiles = certs::generate(&dir.join("tls"), &id, "fwdb_app")?;
-        // The server reads these: owned by it, 0600 (PostgreSQL insists on
-        // that for the key).
-        for f in [&tls.server_cert, &tls.server_key, &tls.ca_cert] {
-            user.chown(f)?;
-        }
-
-        let mut info = StackInfo {
-            id,
-            dir: dir.clone(),
-            lifetime: opts.lifetime,
-            owner_pid: std::process::id(),
-            pg_version: bins.version,
-            pg_bin_dir: bins.bin_dir.clone(),
-            run_as_user: user.name.clone(),
-            host: "127.0.0.1".into(),
-            socket_dir: dir.join("sock"),
-            superuser: "postgres".into(),
-            superuser_password: random_hex(16),
-            app_user: "fwdb_app".into(),
-            app_password: random_hex(16),
-            replication_user: "replicator".into(),
-            replication_password: random_hex(16),
-            primary,
-            replicas,
-            archive_dir: dir.join("wal_archive"),
-            tls,
-            mongo: mongo_node,
-        };
-        // Written before any server starts, so that `down` (or the next
-        // start) can find them even if this process dies half-way.
-        info.save()?;
-
-        let launched = Launched::default();
-        let lifetime = opts.lifetime;
-        let result = std::thread::scope(|s| -> Result<()> {
-            // MongoDB (and a first-time venv install) in parallel with initdb.
-            let mongo_thread = match (&mongo_server, info.mongo.clone()) {
-                (Some(srv), Some(mut node)) => {
-                    let (dir, launched) = (&dir, &launched);
-                    Some(s.spawn(move || -> Result<MongoNode> {
-                        mongo::ensure_secantus(srv)?;
-                        let started = mongo::start(srv, dir, &mut node, lifetime, true)?;
-                        node.pid = Some(started.pid);
-                        launched.add(Node::Mongo, started.pid, started.child);
-                        Ok(node)
-                    }))
-                }
-                _ => None,
-            };
-
-            let pg_result = (|| -> Result<()> {
-                pg::initdb(&bins, &user, &info)?;
-                pg::configure_primary(&info)?;
-                let mut primary = info.primary.clone();
-                let started = pg::start(&bins, &user, &info, &mut primary, lifetime, true)?;
-                primary.pid = Some(started.pid);
-                launched.add(Node::Primary, started.pid, started.child);
-                info.primary = primary;
-                info.save()?;
-                pg::bootstrap_primary(&bins, &info)?;
-
-                // Both base backups (and replica starts) in parallel.
-                let handles: Vec<_> = info
-                    .replicas
-                    .iter()
-                    .cloned()
-                    .enumerate()
-                    .map(|(i, mut r)| {
-                        let (snapshot, bins, user, launched) = (info.clone(), &bins, &user, &launched);
-                        s.spawn(move || -> Result<PgNode> {
-                            pg::basebackup(bins, user, &snapshot, &r)?;
-                            let started = pg::start(bins, user, &snapshot, &mut r, lifetime, true)?;
-                            r.pid = Some(started.pid);
-                            launched.add(Node::Replica(i), started.pid, started.child);
-                            Ok(r)
-                        })
-                    })
-                    .collect();
-                let mut first_err = None;
-                let mut replicas = Vec::new();
-                for h in handles {
-                    match join(h, "starting a replica") {
-                        Ok(r) => replicas.push(r),
-                        Err(e) => first_err = first_err.or(Some(e)),
-                    }
-                }
-                if let Some(e) = first_err {
-                    return Err(e);
-                }
-                info.replicas = replicas;
-                pg::wait_streaming(&bins, &info, info.replicas.len(), Duration::from_secs(60))
-            })();
-
-            let mongo_result = mongo_thread.map(|h| join(h, "starting MongoDB"));
-            pg_result?;
-            if let Some(m) = mongo_result {
-                info.mongo = Some(m?);
-            }
-            Ok(())
-        });
-
-        if let Err(e) = result.and_then(|_| info.save()) {
-            launched.kill_all();
-            control::kill_strays(&dir);
-            return Err(e);
-        }
-        Ok(Stack {
-            info,
-            bins,
-            user,
-            mongo_server,
-            temp,
-            state: Mutex::new(State { children: launched.into_children(), stopped: false }),
-        })
-    }
-
-    /// Starts a stack described by an existing stack.json again.
-    fn restart(opts: &StackOptions, mut info: StackInfo, bins: PgBinaries) -> Result<Stack> {
-        let dir = info.dir.clone();
-        let st = control::status(&dir)?;
-        if st.all_running() {
-            return Err(TestkitError::AlreadyRunning { dir });
-        }
-        let unrecoverable = |reason: String| TestkitError::Unrecoverable { dir: dir.clone(), reason };
-        if info.replicas.len() != opts.replicas || info.mongo.is_some() != opts.mongo {
-            return Err(unrecoverable(format!(
-                "it was created with {} replica(s) and {}, not {} and {}",
-                info.replicas.len(),
-                if info.mongo.is_some() { "MongoDB" } else { "no MongoDB" },
-                opts.replicas,
-                if opts.mongo { "MongoDB" } else { "no MongoDB" },
-            )));
-        }
-        if info.pg_version != bins.version {
-            return Err(unrecoverable(format!(
-                "its data is for PostgreSQL {}, the binaries found are version {}",
-                info.pg_version, bins.version
-            )));
-        }
-        for node in info.pg_nodes() {
-            if !node.data_dir.join("PG_VERSION").is_file() {
-                return Err(unrecoverable(format!("{} has no data in {}", node.name, node.data_dir.display())));
-            }
-        }
-        // Some servers are dead: stop the rest and clear what the crash left.
-        if st.any_running() {
-            control::down(&dir)?;
-        }
-        control::clear_stale_files(&info);
-
-        let user = RunAs::from_name(&info.run_as_user)?;
-        let mongo_server = match info.mongo.as_ref().map(|m| m.kind) {
-            None => None,
-            Some(kind) => {
-                let srv = mongo::choose();
-                if srv.kind() != kind {
-                    return Err(unrecoverable(format!(
-                        "its MongoDB data was made by {}, but now {} would run",
-                        kind.describe(),
-                        srv.kind().describe()
-                    )));
-                }
-                Some(srv)
-            }
-        };
-        info.lifetime = opts.lifetime;
-        info.owner_pid = std::process::id();
-        info.pg_bin_dir = bins.bin_dir.clone();
-
-        let launched = Launched::default();
-        let lifetime = opts.lifetime;
-        let result = std::thread::scope(|s| -> Result<()> {
-            let mongo_thread = match (&mongo_server, info.mongo.clone()) {
-                (Some(srv), Some(mut node)) => {
-                    let (dir, launched) = (&dir, &launched);
-                    Some(s.spawn(move || -> Result<MongoNode> {
-                        mongo::ensure_secantus(srv)?;
-                        let started = mongo::start(srv, dir, &mut node, lifetime, true)?;
-                        node.pid = Some(started.pid);
-                        launched.add(Node::Mongo, started.pid, started.child);
-                        Ok(node)
-                    }))
-                }
-                _ => None,
-            };
-            let pg_result = (|| -> Result<()> {
-                let mut primary = info.primary.clone();
-                let started = pg::start(&bins, &user, &info, &mut primary, lifetime, true)?;
-                primary.pid = Some(started.pid);
-                launched.add(Node::Primary, started.pid, started.child);
-                info.primary = primary;
-                let mut replicas = Vec::new();
-                for (i, mut r) in info.replicas.clone().into_iter().enumerate() {
-                    // The primary may have moved to another port.
-                    pg::configure_replica(&info, &r)?;
-                    let started = pg::start(&bins, &user, &info, &mut r, lifetime, true)?;
-                    r.pid = Some(started.pid);
-                    launched.add(Node::Replica(i), started.pid, started.child);
-                    replicas.push(r);
-                }
-                info.replicas = replicas;
-                pg::wait_streaming(&bins, &info, info.replicas.len(), Duration::from_secs(60))
-            })();
-            let mongo_result = mongo_thread.map(|h| join(h, "starting MongoDB"));
-            pg_result?;
-            if let Some(m) = mongo_result {
-                info.mongo = Some(m?);
-            }
-            Ok(())
-        });
-        if let Err(e) = result.and_then(|_| info.save()) {
-            launched.kill_all();
-            control::kill_strays(&dir);
-            return Err(unrecoverable(e.to_string()));
-        }
-        Ok(Stack {
-            info,
-            bins,
-            user,
-            mongo_server,
-            temp: false,
-            state: Mutex::new(State { children: launched.into_children(), stopped: false }),
-        })
     }
 
     pub fn info(&self) -> &StackInfo {
@@ -479,6 +129,24 @@ impl Stack {
     /// attached stacks.
     pub fn stop(&self) -> Result<()> {
         let mut st = self.state();
+        self.stop_locked(&mut st)
+    }
+
+    /// `stop` for an `atexit` hook: it must not wait for a lock that a thread
+    /// frozen by `exit` may hold. Without the lock, the servers are found
+    /// through their pid files instead.
+    pub(crate) fn stop_at_exit(&self) {
+        match self.state.try_lock() {
+            Ok(mut st) => drop(self.stop_locked(&mut st)),
+            Err(std::sync::TryLockError::Poisoned(p)) => drop(self.stop_locked(&mut p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let mut st = State { children: HashMap::new(), paused: Default::default(), stopped: false };
+                drop(self.stop_locked(&mut st));
+            }
+        }
+    }
+
+    fn stop_locked(&self, st: &mut State) -> Result<()> {
         if st.stopped {
             return Ok(());
         }
@@ -517,10 +185,39 @@ impl Stack {
 
     /// A new empty database on the primary, owned by the app user, with a
     /// unique name (`t_<16 hex>`): each test gets its own.
+    /// It exists on the running replicas too when this returns, so reads
+    /// routed to a replica find it.
     pub fn create_database(&self) -> Result<String> {
         let name = format!("t_{}", random_hex(8));
         self.psql(Node::Primary, "postgres", &format!("CREATE DATABASE {name} OWNER {}", self.info.app_user))?;
+        self.wait_for_replicas()?;
         Ok(name)
+    }
+
+    /// Waits until every running, unpaused replica has replayed all WAL the
+    /// primary had written when called (replicas that were promoted count as
+    /// caught up).
+    pub fn wait_for_replicas(&self) -> Result<()> {
+        let lsn = self.psql(Node::Primary, "postgres", "SELECT pg_current_wal_lsn()")?;
+        let targets: Vec<&PgNode> = {
+            let st = self.state();
+            (0..self.info.replicas.len())
+                .filter(|&i| !st.paused.contains(&Node::Replica(i)) && control::pid_of(&self.info, &st.children, Node::Replica(i)).is_some())
+                .map(|i| &self.info.replicas[i])
+                .collect()
+        };
+        for r in targets {
+            pg::wait_for_sql(
+                &self.bins,
+                &self.info,
+                r.port,
+                &format!("SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
+                "t",
+                &format!("{} replaying the primary's WAL up to {lsn}", r.name),
+                Duration::from_secs(30),
+            )?;
+        }
+        Ok(())
     }
 
     /// Runs `sql` (one or more statements) as the superuser over the unix
@@ -547,6 +244,7 @@ impl Stack {
         if let Some(mut c) = st.children.remove(&node) {
             let _ = c.wait();
         }
+        st.paused.remove(&node);
         Ok(())
     }
 
@@ -557,6 +255,7 @@ impl Stack {
         if control::pid_of(&self.info, &st.children, node).is_some() {
             return Ok(());
         }
+        st.paused.remove(&node);
         if let Some(mut c) = st.children.remove(&node) {
             let _ = c.wait();
         }
@@ -612,6 +311,7 @@ impl Stack {
         if let Some(mut c) = st.children.remove(&node) {
             let _ = c.wait();
         }
+        st.paused.remove(&node);
         Ok(())
     }
 
@@ -631,6 +331,7 @@ impl Stack {
         for k in process::children_of(pid) {
             process::signal(k, libc::SIGSTOP);
         }
+        self.state().paused.insert(node);
         Ok(())
     }
 
@@ -641,6 +342,7 @@ impl Stack {
             process::signal(k, libc::SIGCONT);
         }
         process::signal(pid, libc::SIGCONT);
+        self.state().paused.remove(&node);
         Ok(())
     }
 

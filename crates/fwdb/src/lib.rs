@@ -6,21 +6,46 @@
 //! `backup`, `security`. They are private; what services may use is
 //! re-exported here.
 
+mod backup;
 mod config;
 mod error;
 mod health;
 mod migrate;
 mod mongo;
 mod postgres;
+mod query;
+mod repo;
 
 pub use config::{
     redact_url_password, Config, LoadOptions, MongoConfig, MongoPoolConfig, MongoTlsConfig, Origin, PgHost, PoolConfig,
     PostgresConfig, Profile, ReadPreference, Secret, ShownValue, SslMode, TlsConfig, REDACTED,
 };
+pub use backup::{
+    crc64_ecma, generate_key as generate_backup_key, next_run as next_cron_run, BackupKind, Backups, Manifest as BackupManifest,
+    ObjectEntry as BackupObject, PitrOptions, PitrReport, Progress as BackupProgress, PruneItem, PruneReport, RecoveryTarget,
+    VerifyReport, write_key as write_backup_key, JobStatus as BackupJobStatus,
+};
+pub use config::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
 pub use error::{ConfigProblem, Error, ErrorKind, Result};
 pub use health::{check as check_health, HealthReport, Role as ServerRole, ServerHealth};
 pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
-pub use postgres::{connect, ConnectTarget};
+pub use query::{
+    escape_like, Column, ColumnType, Condition, Deleted, Entity, Filter, FilterNode, FindOptions, JsonDoc,
+    Kind as FieldKind, LabelPath, Labels, Listable, Op, Order, Ordered, Page, Query, Statement, Textual, Value, MAX_LIMIT,
+};
+pub use repo::{
+    with_actor, Avatar, AvatarPatch, AvatarRepo, Item, ItemPatch, ItemRepo, NewAvatar, NewItem, NewUser, PgRepository, Record,
+    Repository, SqlType, User, UserPatch, UserRepo, WithActor,
+};
+/// Types of the repository API, re-exported so callers need no extra dependencies.
+pub use rust_decimal::Decimal;
+pub use uuid::Uuid;
+pub use postgres::{connect, Actor, ConnectTarget, Consistency, Executor, Lsn, Params};
+pub use postgres::{
+    measure_pool_checkout, CheckoutCost, ClusterStatus, IsolationLevel, PgCluster, PgConn, PoolStatus, PrimaryStatus, ReplicaStatus,
+    Route, Tx, TxOptions,
+};
+pub use config::RoutingConfig;
 pub use migrate::{
     new_migration, parse_version as parse_migration_version, Direction as MigrationDirection, DownOptions,
     Event as MigrationEvent, HistoryEntry as MigrationHistoryEntry, LintFinding, Migration, MigrationSet,

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use fwdb_testkit::{Lifetime, ServerHealth, ShutdownSignal, Stack, StackInfo, StackOptions, TestkitError};
+use fwdb_testkit::{Lifetime, ServerHealth, ShutdownSignal, Stack, StackOptions, TestkitError};
 use serde::Serialize;
 
 use crate::output::{print_json, print_table, EXIT_ERROR, EXIT_FAILED};
@@ -18,7 +18,12 @@ const MONGO_DATABASE: &str = "fashion_wallet";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DevCommand {
-    /// Start the stack; it keeps running after this command returns (stop it with `fwdb dev down`)
+    /// Start the stack in the background (stop it with `fwdb dev down`)
+    ///
+    /// PostgreSQL primary with streaming replicas, TLS, WAL archiving and
+    /// pg_stat_statements, plus MongoDB (mongod when on PATH, else the
+    /// MongoDB-compatible secantusdb). Started again on its data when the
+    /// folder already holds a stopped stack.
     Up {
         /// Folder holding the stack's data, logs, certificates and stack.json
         #[arg(long, value_name = "DIR", default_value = ".fwdb/dev")]
@@ -47,7 +52,9 @@ pub enum DevCommand {
         #[arg(long, value_name = "DIR", default_value = ".fwdb/dev")]
         dir: PathBuf,
     },
-    /// Print the connection settings as FWDB__ variables (`set -a; eval "$(fwdb dev env)"; set +a`)
+    /// Print the connection settings as FWDB__ variables
+    ///
+    /// To load them into a shell: `set -a; eval "$(fwdb dev env)"; set +a`.
     Env {
         #[arg(long, value_name = "DIR", default_value = ".fwdb/dev")]
         dir: PathBuf,
@@ -180,27 +187,6 @@ fn status(dir: &Path, json: bool) -> Result<ExitCode, TestkitError> {
     Ok(if st.all_running() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
-/// The `FWDB__` variables that point the fwdb configuration at the stack.
-pub fn env_vars(info: &StackInfo) -> Vec<(String, String)> {
-    let replicas = serde_json::to_string(&info.replica_addrs()).unwrap_or_else(|_| "[]".into());
-    let mut vars = vec![
-        ("FWDB__POSTGRES__PRIMARY", info.primary_addr()),
-        ("FWDB__POSTGRES__REPLICAS", replicas),
-        ("FWDB__POSTGRES__DATABASE", "postgres".to_string()),
-        ("FWDB__POSTGRES__USER", info.app_user.clone()),
-        ("FWDB__POSTGRES__PASSWORD", info.app_password.clone()),
-        ("FWDB__POSTGRES__TLS__MODE", "verify-full".to_string()),
-        ("FWDB__POSTGRES__TLS__CA_FILE", info.tls.ca_cert.display().to_string()),
-        ("FWDB__POSTGRES__TLS__CERT_FILE", info.tls.client_cert.display().to_string()),
-        ("FWDB__POSTGRES__TLS__KEY_FILE", info.tls.client_key.display().to_string()),
-    ];
-    if let Some(m) = &info.mongo {
-        vars.push(("FWDB__MONGO__URI", m.uri.clone()));
-        vars.push(("FWDB__MONGO__DATABASE", MONGO_DATABASE.to_string()));
-    }
-    vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
 /// Single-quotes a value for the shell when it has characters the shell
 /// would interpret (`[`, `"`, `?`, spaces...), so `eval` gives it back intact.
 fn shell_value(v: &str) -> String {
@@ -217,7 +203,8 @@ fn env(dir: &Path, json: bool) -> Result<ExitCode, TestkitError> {
         eprintln!("error: no stack in {}: start one with `fwdb dev up --dir {}`", dir.display(), dir.display());
         return Ok(ExitCode::from(EXIT_ERROR));
     };
-    let vars = env_vars(&info);
+    // One source with the test helpers: StackInfo::env_vars (testkit's config.rs).
+    let vars = info.env_vars("postgres", MONGO_DATABASE);
     if json {
         let map: serde_json::Map<String, serde_json::Value> = vars.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
         print_json(&map);

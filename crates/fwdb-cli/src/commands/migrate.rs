@@ -282,6 +282,14 @@ async fn verify(args: &CommonArgs, config: &fwdb::Config, json: bool) -> Result<
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
+/// `fwdb up`'s migration step: every pending migration of both databases,
+/// built in, under the profile's rules (production refuses flagged ones).
+pub async fn up_all(config: &fwdb::Config, json: bool) -> Result<ExitCode, fwdb::Error> {
+    let common = CommonArgs { dir: None, db: DbChoice::All, lock_lease: Duration::from_secs(30) };
+    let args = UpArgs { common, to: None, allow_destructive: false, retry_failed: false };
+    up(&args, config, json, config.profile == fwdb::Profile::Production).await
+}
+
 fn up_options(args: &UpArgs, production: bool) -> Result<UpOptions, fwdb::Error> {
     let to = args.to.as_deref().map(fwdb::parse_migration_version).transpose()?;
     // Outside production the lint informs (plan shows it) but does not block.

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod backup;
 pub mod config;
 pub mod dev;
 pub mod migrate;
@@ -22,6 +23,20 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Backup(cmd) => match load(&cli.global) {
+            Ok(config) => backup::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
+            Err(code) => code,
+        },
+        Command::Wal(cmd) => match load(&cli.global) {
+            Ok(config) => backup::run_wal(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
+            Err(code) => code,
+        },
+        Command::Restore(args) => match load(&cli.global) {
+            Ok(config) => {
+                backup::run_restore(args, &config, json, cli.global.config.as_deref()).await.unwrap_or_else(|e| fail(&e))
+            }
+            Err(code) => code,
+        },
         Command::Migrate(cmd) => match load(&cli.global) {
             Ok(config) => migrate::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
             Err(code) => code,

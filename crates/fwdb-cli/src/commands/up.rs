@@ -1,6 +1,7 @@
 //! `fwdb up`: the main job. Connects to the configured databases (with no
 //! configuration at all, starts the local stack as its embedded default),
-//! reports their health, and runs until SIGTERM or Ctrl-C, then stops cleanly.
+//! reports their health, applies pending migrations (production's safety
+//! rules kept), and runs until SIGTERM or Ctrl-C, then stops cleanly.
 
 use super::{exit, fail, load_options};
 use crate::cli::{Format, GlobalArgs, UpArgs};
@@ -26,7 +27,12 @@ pub async fn run(args: UpArgs, global: &GlobalArgs) -> ExitCode {
     };
     let report = fwdb::check_health(&config, config.postgres.connect_timeout).await;
     print_health(&report, global.format);
-    let code = if args.once { exit(report.healthy) } else { wait_for_shutdown().await };
+    let code = match super::migrate::up_all(&config, global.format == Format::Json).await {
+        Ok(code) if code != ExitCode::SUCCESS => code,
+        Err(e) => fail(&e),
+        Ok(_) if args.once => exit(report.healthy),
+        Ok(_) => wait_for_shutdown(global.format).await,
+    };
     if let Some(stack) = stack {
         eprintln!("stopping the local stack");
         if let Err(e) = tokio::task::spawn_blocking(move || stack.stop()).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
@@ -51,6 +57,8 @@ async fn start_local_stack(args: &UpArgs) -> Result<(fwdb::Config, Option<Stack>
         let exists = stack.psql(Node::Primary, "postgres", &format!("select 1 from pg_database where datname = '{LOCAL_DATABASE}'"))?;
         if exists.trim().is_empty() {
             stack.psql(Node::Primary, "postgres", &format!("create database {LOCAL_DATABASE} owner {}", stack.info().app_user))?;
+            // Health checks connect to the replicas next: they must have the database too.
+            stack.wait_for_replicas()?;
         }
         Ok::<_, fwdb_testkit::TestkitError>(stack)
     })
@@ -61,8 +69,10 @@ async fn start_local_stack(args: &UpArgs) -> Result<(fwdb::Config, Option<Stack>
     Ok((config, Some(stack)))
 }
 
-async fn wait_for_shutdown() -> ExitCode {
-    eprintln!("fwdb is up; SIGTERM or Ctrl-C stops it");
+async fn wait_for_shutdown(format: Format) -> ExitCode {
+    if format == Format::Text {
+        println!("fwdb is up; SIGTERM or Ctrl-C stops it");
+    }
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => return fail(&e),

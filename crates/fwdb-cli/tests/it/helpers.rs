@@ -26,12 +26,25 @@ impl TestApp {
             .await
             .expect("create_database panicked")
             .expect("a fresh database on the local stack");
-        wait_for_replicas(stack, &db).await;
         let info = stack.info();
         let mut env = info.env_vars(&db, &db);
         env.extend(TEST_OVERRIDES.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = info.config(&db, &db, &TEST_OVERRIDES).expect("the stack's configuration loads");
         TestApp { stack, pg_database: db.clone(), mongo_database: db, env, config }
+    }
+
+    /// A fresh app whose databases have the whole Fashion Wallet schema (all migrations applied).
+    pub async fn migrated() -> TestApp {
+        let app = TestApp::spawn().await;
+        let lock = fwdb::connect(&app.config.postgres, fwdb::ConnectTarget::Primary).await.expect("lock connection");
+        let conn = fwdb::connect(&app.config.postgres, fwdb::ConnectTarget::Primary).await.expect("connection");
+        let pg = fwdb::MigrationSource::Embedded.load(fwdb::Store::Postgres).expect("embedded postgres migrations");
+        let opts = fwdb::UpOptions::default();
+        fwdb::Migrator::postgres(&lock, &conn, &pg).expect("migrator").up(&opts).await.expect("postgres migrations apply");
+        let db = app.mongo().await;
+        let mg = fwdb::MigrationSource::Embedded.load(fwdb::Store::Mongo).expect("embedded mongodb migrations");
+        fwdb::Migrator::mongo(&db, &mg).expect("migrator").up(&opts).await.expect("mongodb migrations apply");
+        app
     }
 
     /// The `fwdb` binary, with this app's settings and none of the caller's `FWDB__` variables.
@@ -52,25 +65,6 @@ impl TestApp {
     }
 }
 
-/// A new database reaches the replicas a moment after the primary has it;
-/// tests that read from replicas need it there first.
-async fn wait_for_replicas(stack: &'static Stack, db: &str) {
-    let sql = format!("select count(*) from pg_database where datname = '{db}'");
-    for i in 0..stack.info().replicas.len() {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let node = fwdb_testkit::Node::Replica(i);
-            let sql = sql.clone();
-            let seen = tokio::task::spawn_blocking(move || stack.psql(node, "postgres", &sql)).await.expect("join");
-            if seen.map(|s| s.trim() == "1").unwrap_or(false) {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "database {db} never reached replica {i}");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-}
-
 pub async fn shared_stack() -> &'static Stack {
     tokio::task::spawn_blocking(fwdb_testkit::shared)
         .await
@@ -85,6 +79,8 @@ pub fn fwdb_command() -> Command {
         cmd.env_remove(k);
     }
     cmd.current_dir(std::env::temp_dir());
+    // Run from a temp folder, the testkit would not find the project's venv and would make another.
+    cmd.env("FWDB_ROOT", fwdb_testkit::project_root());
     cmd
 }
 
@@ -107,15 +103,17 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
-/// Command lines of running processes that mention `path` (our servers put their data folder in theirs).
+/// Command lines of running processes that mention `path` (our servers' data folders).
 pub fn processes_mentioning(path: &std::path::Path) -> Vec<String> {
-    let needle = path.display().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
-        .filter(|cmd| cmd.contains(&needle))
-        .collect()
+    fwdb_testkit::processes_mentioning(path).into_iter().map(|p| format!("{} {}", p.pid, p.cmdline)).collect()
+}
+
+/// Kills a child process when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

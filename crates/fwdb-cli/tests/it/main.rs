@@ -4,7 +4,13 @@
 
 mod helpers;
 
+mod backup;
 mod config;
 mod migrate;
 mod up;
 mod stack;
+mod routing;
+mod failover;
+mod tx;
+mod repo;
+mod query;

@@ -32,10 +32,17 @@ fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A fresh folder for a stack of our own (the testkit gives it to the
-/// server user when run as root).
-fn scratch_dir(tag: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("fwdb-{tag}-")).tempdir().expect("a temporary folder")
+/// A fresh folder for a stack of our own in a chosen folder. It is under the
+/// testkit's temporary root, so if this test binary is killed half-way, the
+/// next run stops what is left there (detached servers outlive us by design).
+fn scratch_dir() -> PathBuf {
+    fwdb_testkit::temp_stack_dir().expect("a temporary folder").join("dev")
+}
+
+fn remove_scratch(dir: &Path) {
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir_all(parent);
+    }
 }
 
 /// Server processes (not us, not zombies) still working in `dir`.
@@ -179,8 +186,7 @@ fn stopping_an_attached_stack_leaves_no_process_mentioning_its_folder() {
 
 #[test]
 fn down_stops_a_detached_stack_and_leaves_no_process_behind() {
-    let tmp = scratch_dir("detached");
-    let dir = tmp.path().join("dev");
+    let dir = scratch_dir();
     let stack = small_stack(Some(dir.clone()), 1, true, Lifetime::Detached);
     let dir = stack.dir().to_path_buf();
     drop(stack); // detached: the servers keep running
@@ -193,12 +199,12 @@ fn down_stops_a_detached_stack_and_leaves_no_process_behind() {
     assert_eq!(leftovers(&dir), Vec::<String>::new());
     fwdb_testkit::purge(&dir).expect("purge");
     assert!(!dir.exists());
+    remove_scratch(&dir);
 }
 
 #[test]
 fn a_dev_folder_left_by_a_crashed_run_starts_again_on_its_data() {
-    let tmp = scratch_dir("crashed");
-    let dir = tmp.path().join("dev");
+    let dir = scratch_dir();
     let stack = small_stack(Some(dir.clone()), 1, false, Lifetime::Detached);
     let db = stack.create_database().expect("db");
     stack.psql(Node::Primary, &db, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42);").expect("write");
@@ -221,6 +227,7 @@ fn a_dev_folder_left_by_a_crashed_run_starts_again_on_its_data() {
     }));
     fwdb_testkit::purge(&dir).expect("purge");
     assert_eq!(leftovers(&dir), Vec::<String>::new());
+    remove_scratch(&dir);
 }
 
 fn fwdb() -> Command {
@@ -235,8 +242,7 @@ fn fwdb() -> Command {
 
 #[test]
 fn a_killed_owner_of_an_attached_stack_leaves_no_server_behind() {
-    let tmp = scratch_dir("foreground");
-    let dir = tmp.path().join("dev");
+    let dir = scratch_dir();
     let mut owner = fwdb()
         .args(["dev", "up", "--foreground", "--replicas", "1", "--dir"])
         .arg(&dir)
@@ -271,6 +277,7 @@ fn a_killed_owner_of_an_attached_stack_leaves_no_server_behind() {
     let purge = fwdb().args(["dev", "down", "--purge", "--dir"]).arg(&dir).output().expect("fwdb dev down --purge");
     assert!(purge.status.success(), "{}", String::from_utf8_lossy(&purge.stderr));
     assert!(!dir.exists());
+    remove_scratch(&dir);
 }
 
 #[test]

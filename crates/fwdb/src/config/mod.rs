@@ -3,16 +3,20 @@
 //! `FWDB__...` environment variables. Each value remembers its origin, so
 //! errors and `fwdb config show` can say where it came from.
 
+mod backup;
 mod layers;
 mod model;
+mod routing;
 mod secret;
 mod validate;
 
+pub use backup::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
 pub use layers::Origin;
 pub use model::{
     Config, MongoConfig, MongoPoolConfig, MongoTlsConfig, PgHost, PoolConfig, PostgresConfig, Profile, ReadPreference,
     SslMode, TlsConfig,
 };
+pub use routing::RoutingConfig;
 pub use secret::{redact_url_password, Secret, REDACTED};
 
 use crate::error::{ConfigProblem, Error, Result};

@@ -56,6 +56,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     #[serde(default)]
     pub mongo: MongoConfig,
+    #[serde(default)]
+    pub backup: super::backup::BackupConfig,
     /// Where each value came from, for errors and `fwdb config show`.
     #[serde(skip)]
     pub(crate) provenance: super::Provenance,
@@ -82,6 +84,7 @@ pub struct PostgresConfig {
     pub statement_timeout: Duration,
     pub pool: PoolConfig,
     pub tls: TlsConfig,
+    pub routing: super::routing::RoutingConfig,
 }
 
 impl Default for PostgresConfig {
@@ -105,6 +108,7 @@ impl Default for PostgresConfig {
             statement_timeout: Duration::from_secs(30),
             pool: PoolConfig::default(),
             tls: TlsConfig::default(),
+            routing: super::routing::RoutingConfig::default(),
         }
     }
 }

@@ -70,6 +70,7 @@ pub(super) fn validate(config: &Config, layered: &Layered) -> Vec<ConfigProblem>
     let mut p = Problems { layered, out: Vec::new() };
     postgres(config, &mut p);
     mongo(config, &mut p);
+    backup(config, &mut p);
     if config.profile == Profile::Production {
         production(config, &mut p);
     }
@@ -96,6 +97,7 @@ fn postgres(config: &Config, p: &mut Problems) {
             p.add(key, "must be longer than zero");
         }
     }
+    routing(p, &pg.routing);
     let tls = &pg.tls;
     p.file_exists("postgres.tls.ca_file", tls.ca_file.as_ref());
     p.file_exists("postgres.tls.cert_file", tls.cert_file.as_ref());
@@ -108,6 +110,42 @@ fn postgres(config: &Config, p: &mut Problems) {
     }
     if tls.mode == SslMode::Disable && tls.cert_file.is_some() {
         p.add("postgres.tls.mode", "a client certificate is configured but TLS is disabled");
+    }
+}
+
+fn routing(p: &mut Problems, r: &super::RoutingConfig) {
+    for (key, d) in [
+        ("postgres.routing.probe_interval", r.probe_interval),
+        ("postgres.routing.probe_timeout", r.probe_timeout),
+        ("postgres.routing.max_replica_lag", r.max_replica_lag),
+        ("postgres.routing.maintenance_interval", r.maintenance_interval),
+    ] {
+        if d.is_zero() {
+            p.add(key, "must be longer than zero");
+        }
+    }
+    if r.probe_timeout > r.probe_interval.max(std::time::Duration::from_secs(60)) {
+        p.add("postgres.routing.probe_timeout", "must not exceed the larger of probe_interval and 60s");
+    }
+    if r.max_replica_lag_bytes == 0 {
+        p.add("postgres.routing.max_replica_lag_bytes", "must be at least 1 (every replica would always be skipped)");
+    }
+    for (key, n) in [
+        ("postgres.routing.eject_after_failures", r.eject_after_failures),
+        ("postgres.routing.readmit_after_successes", r.readmit_after_successes),
+    ] {
+        if n == 0 || n > 100 {
+            p.add(key, format!("{n} is out of range 1-100"));
+        }
+    }
+    if r.read_retries > 10 {
+        p.add("postgres.routing.read_retries", format!("{} is out of range 0-10", r.read_retries));
+    }
+    if r.tx_max_attempts == 0 || r.tx_max_attempts > 100 {
+        p.add("postgres.routing.tx_max_attempts", format!("{} is out of range 1-100 (1: no retry)", r.tx_max_attempts));
+    }
+    if r.tx_backoff_initial > r.tx_backoff_max {
+        p.add("postgres.routing.tx_backoff_initial", "must not exceed tx_backoff_max");
     }
 }
 
@@ -192,4 +230,56 @@ fn plaintext_in_file(p: &mut Problems, key: &str) {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+fn backup(config: &Config, p: &mut Problems) {
+    let b = &config.backup;
+    if !(1..=19).contains(&b.compression_level) {
+        p.add("backup.compression_level", format!("{} is not a zstd level; use 1 to 19", b.compression_level));
+    }
+    for (key, cron) in [("backup.schedule.full", &b.schedule.full), ("backup.schedule.incremental", &b.schedule.incremental)] {
+        if let Err(e) = crate::backup::parse_cron(cron) {
+            p.add(key, e);
+        }
+    }
+    let r = &b.retention;
+    for (key, d) in [("backup.retention.full", r.full), ("backup.retention.incremental", r.incremental), ("backup.retention.recovery_window", r.recovery_window)] {
+        if d.is_zero() {
+            p.add(key, "must be longer than zero");
+        }
+    }
+    let e = &b.encryption;
+    p.file_exists("backup.encryption.identity_file", e.identity_file.as_ref());
+    p.file_exists("backup.encryption.passphrase_file", e.passphrase_file.as_ref());
+    if e.passphrase.is_some() && e.passphrase_file.is_some() {
+        p.add("backup.encryption.passphrase_file", "both backup.encryption.passphrase and passphrase_file are set; keep one");
+    }
+    for (i, r) in e.recipients.iter().enumerate() {
+        if r.parse::<age::x25519::Recipient>().is_err() {
+            p.add(&format!("backup.encryption.recipients[{i}]"), format!("`{r}` is not an age public key (age1...)"));
+        }
+    }
+    if b.storage.is_empty() {
+        return;
+    }
+    match super::StorageUrl::parse(&b.storage) {
+        Err(msg) => p.add("backup.storage", msg),
+        Ok(super::StorageUrl::S3 { .. }) => {
+            if b.s3.access_key_id.is_some() != b.s3.secret_access_key.is_some() {
+                p.add("backup.s3.secret_access_key", "set both backup.s3.access_key_id and backup.s3.secret_access_key, or neither");
+            }
+            if let Some(ep) = &b.s3.endpoint {
+                if url::Url::parse(ep).is_err() {
+                    p.add("backup.s3.endpoint", format!("`{ep}` is not a URL (e.g. http://127.0.0.1:9000)"));
+                }
+            }
+        }
+        Ok(super::StorageUrl::File(_)) => {}
+    }
+    if e.recipients.is_empty() && e.identity_file.is_none() && e.passphrase.is_none() && e.passphrase_file.is_none() {
+        p.add(
+            "backup.encryption",
+            "backups are encrypted on the client: set backup.encryption.recipients (age public keys), identity_file, or a passphrase",
+        );
+    }
 }

@@ -1,6 +1,19 @@
 //! PostgreSQL: connections (TLS per libpq's sslmode), and later pools and routing.
 
+mod cluster;
 mod connect;
+mod executor;
+mod pool;
+mod pool_bench;
+mod probe;
+mod status;
 mod tls;
+mod tx;
 
 pub use connect::{connect, ConnectTarget};
+pub use executor::{Actor, Consistency, Executor, Lsn, Params};
+pub use cluster::{PgCluster, Route};
+pub use pool::{PgConn, PoolStatus};
+pub use pool_bench::{measure_pool_checkout, CheckoutCost};
+pub use status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
+pub use tx::{IsolationLevel, Tx, TxOptions};

@@ -1,0 +1,362 @@
+//! Pools and read/write routing (issue 4): warm pools, acquire timeouts,
+//! reads spread over the replicas, a stopped replica left out without a
+//! failed read, a lagging replica skipped, read-your-writes. Tests that stop
+//! servers or pause replay start a private stack.
+
+use crate::helpers::TestApp;
+use fwdb::{Consistency, Executor, PgCluster, PostgresConfig, Route};
+use fwdb_testkit::{Node, Stack, StackOptions};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A private stack (PostgreSQL only, two replicas) with a fresh database,
+/// and a configuration for it with fast probes.
+pub(crate) fn private_stack() -> (Stack, String, PostgresConfig) {
+    let stack = Stack::start(StackOptions { mongo: false, ..Default::default() }).expect("a private stack starts");
+    let db = stack.create_database().expect("a database");
+    wait_on_replicas(&stack, &db);
+    let cfg = stack.info().config(&db, &db, &[("FWDB__POSTGRES__POOL__MIN_SIZE", "2")]).expect("config").postgres;
+    (stack, db, fast_probes(cfg))
+}
+
+pub(crate) fn fast_probes(mut cfg: PostgresConfig) -> PostgresConfig {
+    cfg.routing.probe_interval = Duration::from_millis(100);
+    cfg.routing.probe_timeout = Duration::from_millis(1000);
+    cfg.routing.eject_after_failures = 1;
+    cfg.routing.readmit_after_successes = 2;
+    cfg.routing.primary_retry_interval = Duration::from_millis(100);
+    cfg
+}
+
+fn wait_on_replicas(stack: &Stack, db: &str) {
+    for i in 0..stack.info().replicas.len() {
+        let ok = eventually_blocking(Duration::from_secs(15), || {
+            stack
+                .psql(Node::Replica(i), "postgres", &format!("select count(*) from pg_database where datname = '{db}'"))
+                .map(|s| s.trim() == "1")
+                .unwrap_or(false)
+        });
+        assert!(ok, "database {db} never reached replica {i}");
+    }
+}
+
+fn eventually_blocking(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub(crate) async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Which server answered: its port (`inet_server_port()`).
+pub(crate) async fn served_by(cluster: &PgCluster, c: Consistency) -> fwdb::Result<i32> {
+    let rows = cluster.read("select inet_server_port()", &[], c).await?;
+    Ok(rows[0].get(0))
+}
+
+fn ports(stack: &Stack) -> (i32, i32, i32) {
+    let i = stack.info();
+    (i.primary.port as i32, i.replicas[0].port as i32, i.replicas[1].port as i32)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_size_connections_are_open_after_connect_on_every_server() {
+    let app = TestApp::spawn().await;
+    let mut cfg = app.config.postgres.clone();
+    cfg.pool.min_size = 4;
+    cfg.application_name = format!("minsize-{}", app.pg_database);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let sql = format!("select count(*) from pg_stat_activity where application_name = '{}'", cfg.application_name);
+    let on = |node: Node| app.stack.psql(node, "postgres", &sql).expect("psql").trim().parse::<i64>().expect("a count");
+    let (p, r0, r1) = tokio::task::block_in_place(|| (on(Node::Primary), on(Node::Replica(0)), on(Node::Replica(1))));
+    // +1 on each: the probe's own connection.
+    assert_eq!((p, r0, r1), (5, 5, 5), "min_size 4 pooled + 1 probe connection per server");
+    let st = cluster.status();
+    assert_eq!(st.primary.pool.size, 4);
+    assert_eq!(st.primary.pool.idle, 4);
+    assert!(st.replicas.iter().all(|r| r.pool.size == 4), "{st:#?}");
+    let json = serde_json::to_value(&st).expect("ClusterStatus serializes");
+    assert_eq!(json["primary"]["pool"]["idle"], 4, "{json}");
+    assert_eq!(json["replicas"][1]["ejected"], false, "{json}");
+    // Never more than max_size.
+    let mut cfg2 = cfg.clone();
+    cfg2.pool.min_size = 2;
+    cfg2.pool.max_size = 2;
+    cfg2.pool.acquire_timeout = Duration::from_millis(200);
+    let small = PgCluster::connect(&cfg2).await.expect("cluster");
+    let a = small.checkout(Route::Primary).await.expect("1st");
+    let b = small.checkout(Route::Primary).await.expect("2nd");
+    assert!(small.checkout(Route::Primary).await.is_err(), "a third connection beyond max_size 2");
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_from_a_full_pool_times_out_with_a_timeout_error() {
+    let app = TestApp::spawn().await;
+    let mut cfg = app.config.postgres.clone();
+    cfg.pool.min_size = 1;
+    cfg.pool.max_size = 1;
+    cfg.pool.acquire_timeout = Duration::from_millis(300);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let held = cluster.checkout(Route::Primary).await.expect("the only connection");
+    let t0 = Instant::now();
+    let err = cluster.write("select 1", &[]).await.expect_err("no connection is free");
+    let waited = t0.elapsed();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(err.kind(), fwdb::ErrorKind::Timeout);
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "waited {waited:?}");
+    assert_eq!(cluster.status().primary.pool.timeouts, 1);
+    assert_eq!(cluster.status().primary.pool.in_use, 1);
+    drop(held);
+    cluster.write("select 1", &[]).await.expect("free again");
+    // A timed-out checkout is not a lost primary.
+    assert!(cluster.status().primary.up);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventual_reads_spread_over_both_replicas_and_strong_reads_go_to_the_primary() {
+    let app = TestApp::spawn().await;
+    let mut cfg = fast_probes(app.config.postgres.clone());
+    // Other tests load the shared stack: lag is not this test's subject.
+    cfg.routing.max_replica_lag_bytes = u64::MAX;
+    cfg.routing.max_replica_lag = Duration::from_secs(3600);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let (p, r0, r1) = ports(app.stack);
+    let mut by_port: HashMap<i32, u32> = HashMap::new();
+    for _ in 0..200 {
+        *by_port.entry(served_by(&cluster, Consistency::Eventual).await.expect("read")).or_default() += 1;
+    }
+    println!("200 eventual reads by server port: {by_port:?} (primary {p}, replicas {r0}, {r1})");
+    assert_eq!(by_port.get(&p), None, "no eventual read on the primary while both replicas are fine");
+    let (a, b) = (by_port.get(&r0).copied().unwrap_or(0), by_port.get(&r1).copied().unwrap_or(0));
+    assert!(a >= 60 && b >= 60, "both replicas get a fair share: {a} / {b}");
+    let st = cluster.status();
+    assert_eq!(st.replicas[0].reads + st.replicas[1].reads, 200);
+    assert_eq!(st.reads_primary, 0);
+    for _ in 0..10 {
+        assert_eq!(served_by(&cluster, Consistency::Strong).await.expect("strong read"), p);
+    }
+    assert_eq!(cluster.status().reads_primary, 10);
+    // Concurrent reads: least outstanding keeps both busy.
+    let futs = (0..64).map(|_| {
+        let c = cluster.clone();
+        async move { c.read("select inet_server_port(), pg_sleep(0.02)", &[], Consistency::Eventual).await.map(|r| r[0].get::<_, i32>(0)) }
+    });
+    let served: Vec<i32> = futures::future::try_join_all(futs).await.expect("concurrent reads");
+    assert!(served.contains(&r0) && served.contains(&r1), "{served:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_replica_gets_no_reads_and_no_read_fails() {
+    let (stack, _db, cfg) = tokio::task::block_in_place(private_stack);
+    let (_, r0, r1) = ports(&stack);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    // Readers running throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let c = cluster.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut seen) = (0u32, Vec::new(), Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match served_by(&c, Consistency::Eventual).await {
+                        Ok(port) => {
+                            ok += 1;
+                            seen.push((Instant::now(), port));
+                        }
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (ok, failed, seen)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| stack.stop_node(Node::Replica(1))).expect("stop replica 2");
+    let stopped_at = Instant::now();
+    assert!(eventually(Duration::from_secs(5), || cluster.status().replicas[1].ejected).await, "the stopped replica is ejected");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed, mut after) = (0, Vec::new(), HashMap::<i32, u32>::new());
+    for r in readers {
+        let (o, f, seen) = r.await.expect("reader");
+        ok += o;
+        failed.extend(f);
+        for (t, port) in seen {
+            if t > stopped_at {
+                *after.entry(port).or_default() += 1;
+            }
+        }
+    }
+    let st = cluster.status();
+    println!("{ok} reads ok, {} failed; after the stop by port {after:?}; read retries {}", failed.len(), st.read_retries);
+    assert!(failed.is_empty(), "no read fails: {failed:?}");
+    assert_eq!(after.get(&r1), None, "the stopped replica served no read after it stopped");
+    assert!(after.get(&r0).copied().unwrap_or(0) > 50, "the other replica took the reads: {after:?}");
+    assert!(st.replicas[1].reason.is_some());
+    // Started again: probed healthy, readmitted, and gets reads again.
+    tokio::task::block_in_place(|| stack.start_node(Node::Replica(1))).expect("start replica 2");
+    assert!(
+        eventually(Duration::from_secs(20), || cluster.status().replicas[1].eligible).await,
+        "readmitted: {:#?}",
+        cluster.status().replicas[1]
+    );
+    let mut back = 0;
+    for _ in 0..40 {
+        if served_by(&cluster, Consistency::Eventual).await.expect("read") == r1 {
+            back += 1;
+        }
+    }
+    assert!(back > 0, "the readmitted replica gets reads again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_replica_is_skipped_and_read_your_writes_sees_its_own_write() {
+    let (stack, db, mut cfg) = tokio::task::block_in_place(private_stack);
+    cfg.routing.max_replica_lag_bytes = 256 * 1024;
+    cfg.routing.max_replica_lag = Duration::from_secs(30);
+    let (p, r0, r1) = ports(&stack);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    cluster.write("create table t (id bigint primary key, pad text)", &[]).await.expect("create table");
+    assert!(eventually(Duration::from_secs(5), || cluster.status().replicas.iter().all(|r| r.eligible)).await);
+
+    // Replica 1 stops replaying; about 2 MB of WAL follows on the primary.
+    tokio::task::block_in_place(|| stack.psql(Node::Replica(0), &db, "select pg_wal_replay_pause()")).expect("pause replay");
+    cluster
+        .write("insert into t select g, repeat('x', 1000) from generate_series(1, 2000) g", &[])
+        .await
+        .expect("bulk insert");
+    assert!(
+        eventually(Duration::from_secs(5), || !cluster.status().replicas[0].eligible).await,
+        "the probe sees the lag: {:#?}",
+        cluster.status().replicas[0]
+    );
+    let st = cluster.status();
+    println!("lagging replica: {:?}", st.replicas[0]);
+    assert!(st.replicas[0].lag_bytes.unwrap_or(0) > 256 * 1024, "{:?}", st.replicas[0]);
+    assert!(!st.replicas[0].ejected, "lagging is not failing: skipped, not ejected");
+    assert!(st.replicas[1].eligible);
+    let mut by_port: HashMap<i32, u32> = HashMap::new();
+    for _ in 0..50 {
+        *by_port.entry(served_by(&cluster, Consistency::Eventual).await.expect("read")).or_default() += 1;
+    }
+    assert_eq!(by_port, HashMap::from([(r1, 50)]), "all eventual reads on the replica that keeps up (r0 {r0})");
+
+    // Both replicas paused: read-your-writes must still see the write.
+    tokio::task::block_in_place(|| stack.psql(Node::Replica(1), &db, "select pg_wal_replay_pause()")).expect("pause replay");
+    let me = cluster.session();
+    me.write("insert into t values (100000, 'mine')", &[]).await.expect("my write");
+    let lsn = me.last_write_lsn();
+    assert!(lsn.0 > 0, "the write's LSN is known");
+    let rows = me.read("select pad, inet_server_port() from t where id = 100000", &[], me.read_your_writes()).await.expect("read");
+    assert_eq!(rows.len(), 1, "read-your-writes sees its own write");
+    assert_eq!(rows[0].get::<_, String>(0), "mine");
+    assert_eq!(rows[0].get::<_, i32>(1), p, "served by the primary: no replica has replayed {lsn}");
+
+    // Replay resumes: the replicas catch up and serve read-your-writes again.
+    tokio::task::block_in_place(|| {
+        stack.psql(Node::Replica(0), &db, "select pg_wal_replay_resume()").expect("resume");
+        stack.psql(Node::Replica(1), &db, "select pg_wal_replay_resume()").expect("resume");
+    });
+    assert!(eventually(Duration::from_secs(10), || cluster.status().replicas.iter().all(|r| r.eligible)).await);
+    assert!(matches!(me.route_for(me.read_your_writes()), Route::Replica(_)), "a replica that replayed {lsn} qualifies");
+    let rows = me.read("select inet_server_port() from t where id = 100000", &[], me.read_your_writes()).await.expect("read");
+    assert_eq!(rows.len(), 1);
+    assert_ne!(rows[0].get::<_, i32>(0), p);
+}
+
+/// The measurement behind docs/pool-choice.md. Run with
+/// `cargo test -p fwdb-cli --test it --features fwdb/bb8,fwdb/bb8-postgres routing::pool_checkout_cost -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn pool_checkout_cost() {
+    let app = TestApp::spawn().await;
+    let costs = fwdb::measure_pool_checkout(&app.config.postgres, 10, &[1, 16, 64], 64_000).await.expect("measure");
+    println!("{:<24} {:>6} {:>10} {:>14}", "pool", "tasks", "checkouts", "ns/checkout");
+    for c in costs {
+        println!("{:<24} {:>6} {:>10} {:>14.0}", c.pool, c.tasks, c.checkouts, c.nanos_per_checkout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_in_flight_on_a_replica_that_dies_is_retried_on_another_server() {
+    let (stack, _db, mut cfg) = tokio::task::block_in_place(private_stack);
+    // Probes far apart: the router itself must notice the death.
+    cfg.routing.probe_interval = Duration::from_secs(30);
+    let (_, r0, r1) = ports(&stack);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    // Eight slow reads, spread over both replicas, half of them on replica 2.
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let c = cluster.clone();
+            tokio::spawn(async move {
+                c.read("select inet_server_port(), pg_sleep(1.5)", &[], Consistency::Eventual).await.map(|r| r[0].get::<_, i32>(0))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(cluster.status().replicas[1].outstanding > 0, "reads are in flight on replica 2");
+    tokio::task::block_in_place(|| stack.kill_node(Node::Replica(1))).expect("kill replica 2");
+    let mut served = Vec::new();
+    for r in reads {
+        served.push(r.await.expect("join").expect("no read fails"));
+    }
+    let st = cluster.status();
+    println!("served by {served:?}; read retries {}", st.read_retries);
+    assert!(served.iter().all(|p| *p == r0), "every read finished on the surviving replica (r1 {r1}): {served:?}");
+    assert!(st.read_retries >= 1, "the reads on the dead replica were retried");
+    assert!(st.replicas[1].ejected, "the router ejected the dead replica without waiting for a probe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_above_min_size_are_closed_and_old_ones_replaced() {
+    let app = TestApp::spawn().await;
+    let mut cfg = app.config.postgres.clone();
+    cfg.replicas.clear();
+    cfg.pool.min_size = 1;
+    cfg.pool.max_size = 5;
+    cfg.pool.idle_timeout = Duration::from_millis(200);
+    cfg.routing.maintenance_interval = Duration::from_millis(100);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let held: Vec<_> = futures::future::try_join_all((0..5).map(|_| cluster.checkout(Route::Primary))).await.expect("five");
+    let first_pids: Vec<i32> = {
+        let mut v = Vec::new();
+        for c in &held {
+            v.push(c.query_one("select pg_backend_pid()", &[]).await.expect("pid").get(0));
+        }
+        v
+    };
+    drop(held);
+    assert_eq!(cluster.status().primary.pool.size, 5);
+    assert!(eventually(Duration::from_secs(5), || cluster.status().primary.pool.size == 1).await, "{:?}", cluster.status().primary.pool);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cluster.status().primary.pool.size, 1, "never below min_size");
+
+    // max_lifetime: the connection is replaced, not reused.
+    let mut cfg = cfg.clone();
+    cfg.pool.max_lifetime = Duration::from_millis(300);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let pid = |c: fwdb::PgConn| async move { c.query_one("select pg_backend_pid()", &[]).await.expect("pid").get::<_, i32>(0) };
+    let a = pid(cluster.checkout(Route::Primary).await.expect("conn")).await;
+    assert_eq!(pid(cluster.checkout(Route::Primary).await.expect("conn")).await, a, "reused while young");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = pid(cluster.checkout(Route::Primary).await.expect("conn")).await;
+    assert_ne!(a, b, "replaced after max_lifetime");
+    assert!(!first_pids.contains(&b));
+}

@@ -1,0 +1,118 @@
+//! The manifest: written last, so that a backup without one is no backup.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupKind {
+    /// A PostgreSQL base backup (pg_basebackup), restorable to any point
+    /// covered by the archived WAL after it.
+    Full,
+    /// pg_dump custom format, one object per database.
+    Logical,
+    /// A MongoDB dump in mongodump's directory layout.
+    Mongo,
+}
+
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Full => "full",
+            BackupKind::Logical => "logical",
+            BackupKind::Mongo => "mongo",
+        }
+    }
+}
+
+impl std::fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BackupKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(BackupKind::Full),
+            "logical" => Ok(BackupKind::Logical),
+            "mongo" => Ok(BackupKind::Mongo),
+            _ => Err(format!("`{s}` is not a backup kind; use full, logical or mongo")),
+        }
+    }
+}
+
+/// One stored object of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// What it holds, e.g. `base.tar`, `mydb.dump`, `mydb/users.bson`.
+    pub name: String,
+    /// Its key in storage.
+    pub key: String,
+    /// Stored (compressed, encrypted) size and SHA-256.
+    pub size: u64,
+    pub sha256: String,
+    /// Plain size and SHA-256.
+    pub raw_size: u64,
+    pub raw_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub id: String,
+    pub kind: BackupKind,
+    /// host:port of each server read.
+    pub servers: Vec<String>,
+    /// Server versions, e.g. "PostgreSQL 15.8", "MongoDB 7.0".
+    pub versions: Vec<String>,
+    pub tool_version: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// WAL positions (full backups): restores need the WAL from start to stop at least.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_lsn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_lsn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// The first WAL segment this backup needs (full backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_wal: Option<String>,
+    /// Databases in the backup.
+    pub databases: Vec<String>,
+    /// Row or document counts per table or collection (`db.table`), for sanity checks after a restore.
+    #[serde(default)]
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub objects: Vec<ObjectEntry>,
+    /// How it is encrypted: "age-x25519" or "age-scrypt".
+    pub encryption: String,
+    pub compression: String,
+}
+
+impl Manifest {
+    pub fn stored_size(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+    pub fn raw_size(&self) -> u64 {
+        self.objects.iter().map(|o| o.raw_size).sum()
+    }
+}
+
+/// `backups/<id>/`
+pub fn dir_of(id: &str) -> String {
+    format!("backups/{id}")
+}
+
+pub fn manifest_key(id: &str) -> String {
+    format!("backups/{id}/{MANIFEST}")
+}
+
+/// A new, sortable backup id: `20261125T021500Z-full`.
+pub fn new_id(kind: BackupKind, at: DateTime<Utc>) -> String {
+    format!("{}-{}", at.format("%Y%m%dT%H%M%S%.3fZ"), kind)
+}

@@ -1,0 +1,146 @@
+//! Running PostgreSQL's own tools (pg_dump, pg_basebackup, ...) with the
+//! connection settings of the configuration, passed through libpq's
+//! environment variables (never on the command line, where `ps` shows them).
+
+use crate::config::{BackupConfig, PostgresConfig, SslMode};
+use crate::error::{Error, ErrorKind, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+pub(crate) fn bin_dir(cfg: &BackupConfig) -> Option<PathBuf> {
+    if let Some(d) = &cfg.pg_bin_dir {
+        return Some(d.clone());
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok().map(|v| (v, e.path().join("bin"))))
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p)
+}
+
+pub(crate) fn tool(cfg: &BackupConfig, name: &str) -> Result<PathBuf> {
+    if let Some(d) = bin_dir(cfg) {
+        let p = d.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Unavailable,
+        format!("{name} not found (looked in backup.pg_bin_dir, /usr/lib/postgresql/*/bin and PATH); install PostgreSQL's client tools or set backup.pg_bin_dir"),
+    ))
+}
+
+/// Who connects: the backup role when configured (base backups need REPLICATION), else the app's.
+pub(crate) fn user_and_password(pg: &PostgresConfig, b: &BackupConfig) -> (String, Option<String>) {
+    match &b.pg_user {
+        Some(u) => (u.clone(), b.pg_password.as_ref().map(|s| s.expose().to_string())),
+        None => (pg.user.clone(), pg.password.as_ref().map(|s| s.expose().to_string())),
+    }
+}
+
+/// `cmd` set up to reach the primary (the first configured host) as `user`.
+pub(crate) fn command(pg: &PostgresConfig, b: &BackupConfig, name: &str, database: &str) -> Result<Command> {
+    let mut cmd = Command::new(tool(b, name)?);
+    let host = pg.primary.first().ok_or_else(|| Error::validation("postgres.primary is empty"))?;
+    let (user, password) = user_and_password(pg, b);
+    cmd.env("PGHOST", &host.host).env("PGPORT", host.port.to_string()).env("PGUSER", user).env("PGDATABASE", database);
+    cmd.env("PGAPPNAME", "fwdb backup").env("PGCONNECT_TIMEOUT", pg.connect_timeout.as_secs().max(1).to_string());
+    match password {
+        Some(p) => cmd.env("PGPASSWORD", p),
+        None => cmd.env_remove("PGPASSWORD"),
+    };
+    let tls = &pg.tls;
+    let mode = match tls.mode {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+    };
+    cmd.env("PGSSLMODE", mode);
+    for (var, v) in [("PGSSLROOTCERT", &tls.ca_file), ("PGSSLCERT", &tls.cert_file), ("PGSSLKEY", &tls.key_file)] {
+        match v {
+            Some(p) => cmd.env(var, p),
+            None => cmd.env_remove(var),
+        };
+    }
+    // A client certificate set for the app user must not be offered for another role.
+    if b.pg_user.is_some() && b.pg_user.as_deref() != Some(pg.user.as_str()) {
+        cmd.env("PGSSLCERT", "/nonexistent").env("PGSSLKEY", "/nonexistent");
+    }
+    Ok(cmd)
+}
+
+/// The first lines of a tool's stderr, for an error message.
+pub(crate) fn tail(stderr: &[u8]) -> String {
+    let s = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(8)..].join("\n  ")
+}
+
+/// A child's stdout as a reader that fails at its end when the child failed,
+/// so an upload fed from it is aborted rather than completed.
+pub(crate) struct ChildReader {
+    name: String,
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    /// Filled when the child has exited: its stderr.
+    pub stderr_text: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ChildReader {
+    pub fn spawn(mut cmd: Command, name: &str) -> Result<ChildReader> {
+        use std::process::Stdio;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {name}"), e))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut err, &mut v);
+            v
+        });
+        Ok(ChildReader { name: name.into(), child, stdout, stderr: Some(stderr), stderr_text: Default::default() })
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        let status = self.child.wait()?;
+        let err = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        *self.stderr_text.lock().unwrap() = String::from_utf8_lossy(&err).into_owned();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("{} failed ({status}):\n  {}", self.name, tail(&err))))
+        }
+    }
+}
+
+impl std::io::Read for ChildReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && self.stderr.is_some() {
+            self.finish()?;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for ChildReader {
+    fn drop(&mut self) {
+        if self.stderr.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

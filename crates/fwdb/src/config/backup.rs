@@ -1,0 +1,183 @@
+//! `[backup]`: where backups go, how they are encrypted and compressed, how
+//! long they are kept, and when `fwdb up` takes them (architecture 13.1).
+
+use super::model::duration_str;
+use super::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupConfig {
+    /// `file:///abs/path` or `s3://bucket/prefix`. Empty: backups are not configured.
+    pub storage: String,
+    pub s3: S3Config,
+    pub encryption: EncryptionConfig,
+    /// zstd level, 1..=19.
+    pub compression_level: i32,
+    /// Folder of pg_basebackup, pg_dump, pg_restore, pg_verifybackup, pg_ctl.
+    /// Unset: the `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_bin_dir: Option<PathBuf>,
+    /// The role base backups connect as (it needs REPLICATION). Unset: `postgres.user`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_password: Option<Secret>,
+    pub retention: RetentionConfig,
+    pub schedule: ScheduleConfig,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            // No default place: a backup written somewhere unexpected is worse than none.
+            storage: String::new(),
+            s3: S3Config::default(),
+            encryption: EncryptionConfig::default(),
+            // zstd's own default: most of the ratio of higher levels at several times their speed,
+            // so backups keep up with pg_basebackup to local disk.
+            compression_level: 3,
+            pg_bin_dir: None,
+            pg_user: None,
+            pg_password: None,
+            retention: RetentionConfig::default(),
+            schedule: ScheduleConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Config {
+    /// Unset: AWS itself. Set for S3-compatible servers (MinIO, moto).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<Secret>,
+    /// Plain HTTP to the endpoint; only for local test servers.
+    pub allow_http: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        // us-east-1: the region S3 assumes when none is named.
+        S3Config { endpoint: None, region: "us-east-1".into(), access_key_id: None, secret_access_key: None, allow_http: false }
+    }
+}
+
+/// Client-side encryption with age: "encrypted" (13.1) must not depend on a bucket's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct EncryptionConfig {
+    /// age public keys (`age1...`) backups are encrypted to. The private key
+    /// can then stay off the database hosts: only restores need it.
+    pub recipients: Vec<String>,
+    /// age identity file (`AGE-SECRET-KEY-1...` lines), needed to restore and verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// Or one passphrase (age scrypt) for both ways.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    #[serde(with = "duration_str")]
+    pub full: Duration,
+    #[serde(with = "duration_str")]
+    pub incremental: Duration,
+    #[serde(with = "duration_str")]
+    pub recovery_window: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        RetentionConfig {
+            // 13.1: full backups are kept 30 days.
+            full: Duration::from_secs(30 * DAY),
+            // 13.1: incremental backups (logical dumps, MongoDB dumps, WAL) 7 days.
+            incremental: Duration::from_secs(7 * DAY),
+            // 13.1: point-in-time recovery reaches back 7 days.
+            recovery_window: Duration::from_secs(7 * DAY),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScheduleConfig {
+    /// Cron (UTC) of full backups.
+    pub full: String,
+    /// Cron (UTC) of incremental backups.
+    pub incremental: String,
+    /// Off by default: `fwdb up` takes backups only when asked to.
+    pub enabled: bool,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            // 13.1: daily at 2 AM UTC.
+            full: "0 2 * * *".into(),
+            // 13.1: every 6 hours.
+            incremental: "0 */6 * * *".into(),
+            enabled: false,
+        }
+    }
+}
+
+/// A parsed `backup.storage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    File(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl StorageUrl {
+    pub fn parse(raw: &str) -> Result<StorageUrl, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL ({e}); write file:///path or s3://bucket/prefix"))?;
+        match url.scheme() {
+            "file" => {
+                if url.host_str().is_some_and(|h| !h.is_empty()) {
+                    return Err(format!("`{raw}`: a file URL has no host; write file:///absolute/path"));
+                }
+                let path = url.to_file_path().map_err(|_| format!("`{raw}` is not an absolute file path"))?;
+                Ok(StorageUrl::File(path))
+            }
+            "s3" => {
+                let bucket = url.host_str().unwrap_or_default().to_string();
+                if bucket.is_empty() {
+                    return Err(format!("`{raw}` names no bucket; write s3://bucket/prefix"));
+                }
+                Ok(StorageUrl::S3 { bucket, prefix: url.path().trim_matches('/').to_string() })
+            }
+            other => Err(format!("`{raw}`: unsupported scheme `{other}`; write file:///path or s3://bucket/prefix")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_urls_parse_or_say_why_not() {
+        assert_eq!(StorageUrl::parse("file:///var/b").unwrap(), StorageUrl::File("/var/b".into()));
+        assert_eq!(
+            StorageUrl::parse("s3://bk/a/b/").unwrap(),
+            StorageUrl::S3 { bucket: "bk".into(), prefix: "a/b".into() }
+        );
+        assert!(StorageUrl::parse("/var/b").unwrap_err().contains("not a URL"));
+        assert!(StorageUrl::parse("ftp://x/y").unwrap_err().contains("unsupported scheme"));
+        assert!(StorageUrl::parse("s3:///x").unwrap_err().contains("bucket"));
+    }
+}

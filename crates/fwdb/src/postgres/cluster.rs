@@ -1,0 +1,516 @@
+//! `PgCluster`: a pool per server and the router between them (architecture
+//! 4.2 and 8.2). Writes and transactions go to the primary; reads go to the
+//! replicas that the probe (probe.rs) finds healthy and close enough behind.
+
+use super::connect::ConnectTarget;
+use super::executor::{Actor, Consistency, Executor, Lsn, Params};
+use super::pool::{query_cached, PgConn, PgPool};
+use super::status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
+use crate::config::{PgHost, PostgresConfig};
+use crate::error::{Error, ErrorKind, Result};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::task::JoinHandle;
+use tokio_postgres::Row;
+
+/// The PostgreSQL servers of one configuration, pooled and routed. Cheap to
+/// clone; clones share pools and background tasks, which stop when the last
+/// clone is dropped. Each handle remembers the LSN of its own last write
+/// ([`last_write_lsn`](Self::last_write_lsn)); [`session`](Self::session)
+/// makes a handle with a fresh one.
+#[derive(Clone)]
+pub struct PgCluster {
+    pub(crate) inner: Arc<Inner>,
+    last_lsn: Arc<AtomicU64>,
+    actor: Option<Actor>,
+}
+
+impl std::fmt::Debug for PgCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgCluster").field("primary", &self.inner.cfg.primary).field("replicas", &self.inner.cfg.replicas).finish()
+    }
+}
+
+/// Where a checkout goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Primary,
+    Replica(usize),
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: PostgresConfig,
+    pub(crate) primary: PgPool,
+    pub(crate) replicas: Vec<Replica>,
+    pub(crate) primary_state: Mutex<PrimaryState>,
+    rr: AtomicUsize,
+    pub(crate) reads_primary: AtomicU64,
+    pub(crate) read_retries: AtomicU64,
+    pub(crate) tx_retries: AtomicU64,
+    pub(crate) drains: AtomicU64,
+    pub(crate) writes_unavailable: AtomicU64,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+pub(crate) struct PrimaryState {
+    pub(crate) up: bool,
+    pub(crate) reason: Option<String>,
+    pub(crate) last_attempt: Option<Instant>,
+    pub(crate) server: Option<String>,
+    /// The primary's `pg_current_wal_lsn()` at the last probe.
+    pub(crate) lsn: Option<Lsn>,
+}
+
+pub(crate) struct Replica {
+    pub(crate) host: PgHost,
+    pub(crate) pool: PgPool,
+    pub(crate) outstanding: AtomicUsize,
+    pub(crate) reads: AtomicU64,
+    pub(crate) health: Mutex<ReplicaHealth>,
+}
+
+#[derive(Default)]
+pub(crate) struct ReplicaHealth {
+    pub(crate) ejected: bool,
+    pub(crate) reason: Option<String>,
+    pub(crate) failures: u32,
+    pub(crate) successes: u32,
+    pub(crate) in_recovery: bool,
+    pub(crate) replay_lsn: Option<Lsn>,
+    pub(crate) lag_bytes: Option<u64>,
+    pub(crate) lag_seconds: Option<f64>,
+    pub(crate) last_caught_up: Option<Instant>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PgCluster {
+    /// Builds the pools, opens `min_size` connections to the primary (an
+    /// error when no configured primary host accepts writes) and to each
+    /// reachable replica, probes every server once, and starts the probe and
+    /// maintenance tasks on the current runtime.
+    pub async fn connect(cfg: &PostgresConfig) -> Result<PgCluster> {
+        let primary = PgPool::new(cfg, ConnectTarget::Primary, "primary".into())?;
+        let mut replicas = Vec::new();
+        for (i, host) in cfg.replicas.iter().enumerate() {
+            replicas.push(Replica {
+                host: host.clone(),
+                pool: PgPool::new(cfg, ConnectTarget::Replica(i), format!("replica {i} ({host})"))?,
+                outstanding: AtomicUsize::new(0),
+                reads: AtomicU64::new(0),
+                health: Mutex::new(ReplicaHealth { in_recovery: true, ..Default::default() }),
+            });
+        }
+        let inner = Arc::new(Inner {
+            cfg: cfg.clone(),
+            primary,
+            replicas,
+            primary_state: Mutex::new(PrimaryState { up: true, reason: None, last_attempt: None, server: None, lsn: None }),
+            rr: AtomicUsize::new(0),
+            reads_primary: AtomicU64::new(0),
+            read_retries: AtomicU64::new(0),
+            tx_retries: AtomicU64::new(0),
+            drains: AtomicU64::new(0),
+            writes_unavailable: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+        });
+        inner.primary.fill().await?;
+        let fills = inner.replicas.iter().map(|r| r.pool.fill());
+        for (i, r) in futures::future::join_all(fills).await.into_iter().enumerate() {
+            if let Err(e) = r {
+                tracing::warn!(replica = i, error = %e, "replica unreachable at start");
+                inner.eject(i, format!("unreachable at start: {e}"));
+            }
+        }
+        let mut probe = super::probe::Prober::new(cfg.clone(), inner.replicas.len());
+        probe.round(&inner, true).await;
+        let tasks = vec![
+            tokio::spawn(probe.run(Arc::downgrade(&inner))),
+            tokio::spawn(super::probe::maintenance(Arc::downgrade(&inner))),
+        ];
+        *lock(&inner.tasks) = tasks;
+        Ok(PgCluster { inner, last_lsn: Arc::new(AtomicU64::new(0)), actor: None })
+    }
+
+    /// A handle on the same pools with its own [`last_write_lsn`](Self::last_write_lsn).
+    pub fn session(&self) -> PgCluster {
+        PgCluster { inner: self.inner.clone(), last_lsn: Arc::new(AtomicU64::new(0)), actor: self.actor }
+    }
+
+    /// A handle whose [`Executor::actor`] is `actor` (same pools, same LSN).
+    /// Its writes run with `fwdb.actor` set (SET LOCAL), so triggers see it.
+    pub fn with_actor(&self, actor: Actor) -> PgCluster {
+        PgCluster { actor: Some(actor), ..self.clone() }
+    }
+
+    /// The WAL position right after this handle's last write or commit
+    /// (`Lsn(0)` before any): pass it as `Consistency::ReadYourWrites`.
+    pub fn last_write_lsn(&self) -> Lsn {
+        Lsn(self.last_lsn.load(Ordering::Acquire))
+    }
+
+    /// `Consistency::ReadYourWrites(self.last_write_lsn())`.
+    pub fn read_your_writes(&self) -> Consistency {
+        Consistency::ReadYourWrites(self.last_write_lsn())
+    }
+
+    pub(crate) fn note_lsn(&self, lsn: Lsn) {
+        self.last_lsn.fetch_max(lsn.0, Ordering::AcqRel);
+    }
+
+    /// The configuration the cluster was built from.
+    pub fn config(&self) -> &PostgresConfig {
+        &self.inner.cfg
+    }
+
+    /// A connection of one pool, for work the router does not cover.
+    pub async fn checkout(&self, route: Route) -> Result<PgConn> {
+        match route {
+            Route::Primary => Ok(PgConn(self.inner.primary_conn().await?)),
+            Route::Replica(i) => {
+                let r = self.inner.replicas.get(i).ok_or_else(|| {
+                    Error::new(ErrorKind::Config, format!("postgres.replicas has no entry {i} ({} configured)", self.inner.replicas.len()))
+                })?;
+                Ok(PgConn(r.pool.get().await?))
+            }
+        }
+    }
+
+    /// Where a read with `consistency` would go now.
+    pub fn route_for(&self, consistency: Consistency) -> Route {
+        match self.inner.pick(consistency, &[]) {
+            Some(i) => Route::Replica(i),
+            None => Route::Primary,
+        }
+    }
+
+    /// Pools, router and lag numbers.
+    pub fn status(&self) -> ClusterStatus {
+        let i = &self.inner;
+        let ps = lock(&i.primary_state);
+        let primary = PrimaryStatus {
+            hosts: i.cfg.primary.iter().map(ToString::to_string).collect(),
+            server: ps.server.clone(),
+            up: ps.up,
+            down_reason: ps.reason.clone(),
+            drains: i.drains.load(Ordering::Relaxed),
+            writes_unavailable: i.writes_unavailable.load(Ordering::Relaxed),
+            pool: i.primary.status(),
+        };
+        drop(ps);
+        let replicas = i
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let why_not = i.eligible(n, Consistency::Eventual).err();
+                let eligible = why_not.is_none();
+                let h = lock(&r.health);
+                let reason = why_not;
+                ReplicaStatus {
+                    host: r.host.to_string(),
+                    ejected: h.ejected,
+                    reason,
+                    eligible,
+                    replay_lsn: h.replay_lsn.map(|l| l.to_string()),
+                    lag_bytes: h.lag_bytes,
+                    lag_seconds: h.lag_seconds,
+                    reads: r.reads.load(Ordering::Relaxed),
+                    outstanding: r.outstanding.load(Ordering::Relaxed),
+                    pool: r.pool.status(),
+                }
+            })
+            .collect();
+        ClusterStatus {
+            primary,
+            replicas,
+            reads_primary: i.reads_primary.load(Ordering::Relaxed),
+            read_retries: i.read_retries.load(Ordering::Relaxed),
+            tx_retries: i.tx_retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the background tasks and closes every pooled connection.
+    /// Other clones fail afterwards.
+    pub fn close(&self) {
+        for t in lock(&self.inner.tasks).drain(..) {
+            t.abort();
+        }
+        self.inner.primary.drain();
+        for r in &self.inner.replicas {
+            r.pool.drain();
+        }
+    }
+
+    async fn route_read(&self, sql: &str, params: Params<'_>, consistency: Consistency) -> Result<Vec<Row>> {
+        let inner = &self.inner;
+        let mut tried: Vec<usize> = Vec::new();
+        loop {
+            let pick = if tried.len() as u32 >= inner.cfg.routing.read_retries { None } else { inner.pick(consistency, &tried) };
+            let Some(i) = pick else {
+                inner.reads_primary.fetch_add(1, Ordering::Relaxed);
+                let conn = inner.primary_conn().await?;
+                let r = query_cached(&conn, sql, params, true).await;
+                if let Err(e) = &r {
+                    inner.check_primary_error(e);
+                }
+                return r;
+            };
+            let r = &inner.replicas[i];
+            r.outstanding.fetch_add(1, Ordering::AcqRel);
+            let res = async {
+                let conn = r.pool.get().await?;
+                query_cached(&conn, sql, params, true).await
+            }
+            .await;
+            r.outstanding.fetch_sub(1, Ordering::AcqRel);
+            match res {
+                Ok(rows) => {
+                    r.reads.fetch_add(1, Ordering::Relaxed);
+                    return Ok(rows);
+                }
+                Err(e) if server_lost(&e) => {
+                    tracing::warn!(replica = %r.host, error = %e, "replica lost during a read; ejected, retrying elsewhere");
+                    inner.eject(i, format!("lost during a read: {e}"));
+                    inner.read_retries.fetch_add(1, Ordering::Relaxed);
+                    tried.push(i);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn route_write(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        let inner = &self.inner;
+        let conn = inner.primary_conn().await?;
+        let res = async {
+            let st = conn.prepare_cached(sql).await?;
+            if let Some(actor) = self.actor {
+                // The actor must be visible to triggers (`current_setting('fwdb.actor', true)`)
+                // without leaking to the next user of the connection: SET LOCAL
+                // in a transaction of its own. The three requests are sent
+                // together (tokio-postgres pipelines them in this order).
+                let begin = format!("BEGIN; SELECT set_config('fwdb.actor', '{}', true)", actor.0);
+                let (b, rows, commit) = futures::join!(
+                    conn.batch_execute(&begin),
+                    conn.query(&st, params),
+                    conn.simple_query("COMMIT; SELECT pg_current_wal_lsn()::text")
+                );
+                b?;
+                let rows = rows?;
+                let lsn = commit?.iter().find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(Lsn::parse),
+                    _ => None,
+                });
+                if let Some(l) = lsn {
+                    self.note_lsn(l);
+                }
+                return Ok::<_, Error>(rows);
+            }
+            let lsn_st = conn.prepare_cached("SELECT pg_current_wal_lsn()::text").await?;
+            // Sent in this order on one connection: the LSN is read right after
+            // the write commits, without waiting a round trip for it.
+            let (rows, lsn) = futures::join!(conn.query(&st, params), conn.query_one(&lsn_st, &[]));
+            let rows = rows?;
+            if let Some(l) = lsn.ok().and_then(|row| row.get::<_, Option<String>>(0)).and_then(|t| Lsn::parse(&t)) {
+                self.note_lsn(l);
+            }
+            Ok::<_, Error>(rows)
+        }
+        .await;
+        if let Err(e) = &res {
+            inner.check_primary_error(e);
+        }
+        res
+    }
+
+    /// Runs `f` in a transaction on the primary; see [`super::tx`].
+    pub async fn transaction<T, F, Fut>(&self, opts: super::tx::TxOptions, f: F) -> Result<T>
+    where
+        F: FnMut(super::tx::Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        super::tx::run(self, opts, f).await
+    }
+}
+
+impl Inner {
+    /// The replica for a read, or `None` for the primary: the eligible one
+    /// with the fewest reads in flight, ties taken in turn.
+    pub(crate) fn pick(&self, consistency: Consistency, exclude: &[usize]) -> Option<usize> {
+        if consistency == Consistency::Strong || self.replicas.is_empty() {
+            return None;
+        }
+        let n = self.replicas.len();
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<(usize, usize)> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if exclude.contains(&i) || self.eligible(i, consistency).is_err() {
+                continue;
+            }
+            let load = self.replicas[i].outstanding.load(Ordering::Acquire);
+            if best.is_none_or(|(_, l)| load < l) {
+                best = Some((i, load));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// Whether replica `i` may serve a read of `consistency`; if not, why.
+    pub(crate) fn eligible(&self, i: usize, consistency: Consistency) -> std::result::Result<(), String> {
+        let h = lock(&self.replicas[i].health);
+        if h.ejected {
+            return Err(h.reason.clone().unwrap_or_else(|| "ejected".into()));
+        }
+        if !h.in_recovery {
+            return Err("not a standby (promoted?)".into());
+        }
+        match consistency {
+            Consistency::Strong => Err("strong reads go to the primary".into()),
+            Consistency::ReadYourWrites(lsn) => match h.replay_lsn {
+                Some(r) if r >= lsn => Ok(()),
+                _ => Err(format!("has not replayed {lsn} yet")),
+            },
+            Consistency::Eventual => {
+                let r = &self.cfg.routing;
+                match (h.lag_bytes, h.lag_seconds) {
+                    (Some(b), _) if b > r.max_replica_lag_bytes => Err(format!("lags {b} bytes (max {})", r.max_replica_lag_bytes)),
+                    (_, Some(s)) if s > r.max_replica_lag.as_secs_f64() => {
+                        Err(format!("lags {s:.1} s (max {:?})", r.max_replica_lag))
+                    }
+                    (None, _) => Err("lag not measured yet".into()),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn eject(&self, i: usize, reason: String) {
+        let r = &self.replicas[i];
+        let mut h = lock(&r.health);
+        h.successes = 0;
+        if !h.ejected {
+            h.ejected = true;
+            tracing::warn!(replica = %r.host, %reason, "replica ejected");
+            r.pool.drain();
+        }
+        h.reason = Some(reason);
+    }
+
+    /// A primary connection; fails at once while the primary is known down
+    /// and was tried less than `primary_retry_interval` ago.
+    pub(crate) async fn primary_conn(&self) -> Result<deadpool_postgres::Object> {
+        {
+            let mut st = lock(&self.primary_state);
+            if !st.up {
+                let recent = st.last_attempt.is_some_and(|t| t.elapsed() < self.cfg.routing.primary_retry_interval);
+                if recent {
+                    self.writes_unavailable.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "no PostgreSQL primary among {}: {}",
+                            hosts(&self.cfg.primary),
+                            st.reason.clone().unwrap_or_else(|| "down".into())
+                        ),
+                    ));
+                }
+                st.last_attempt = Some(Instant::now());
+            }
+        }
+        match self.primary.get().await {
+            Ok(c) => {
+                let mut st = lock(&self.primary_state);
+                if !st.up {
+                    tracing::info!("a primary accepts writes again");
+                    st.up = true;
+                    st.reason = None;
+                }
+                Ok(c)
+            }
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                self.writes_unavailable.fetch_add(1, Ordering::Relaxed);
+                self.primary_down(e.to_string());
+                // The next try is an interval after this one ended, not began.
+                lock(&self.primary_state).last_attempt = Some(Instant::now());
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After an error on a primary connection: a lost server or a read-only
+    /// one (demoted, 25006) means the primary is gone.
+    pub(crate) fn check_primary_error(&self, e: &Error) {
+        if server_lost(e) || e.code().is_some_and(|c| c.code() == "25006") {
+            self.primary_down(e.to_string());
+        }
+    }
+
+    pub(crate) fn primary_down(&self, reason: String) {
+        let mut st = lock(&self.primary_state);
+        if st.up {
+            tracing::warn!(%reason, "primary lost; its pooled connections are dropped");
+            st.up = false;
+            st.last_attempt = Some(Instant::now());
+            self.drains.fetch_add(1, Ordering::Relaxed);
+            self.primary.drain();
+        }
+        st.reason = Some(reason);
+    }
+}
+
+/// The server is gone (not the statement's fault): the connection closed,
+/// an I/O error, a connection-class SQLSTATE, or a shutdown.
+pub(crate) fn server_lost(e: &Error) -> bool {
+    if e.kind() == ErrorKind::Unavailable {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        let c = code.code();
+        return c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03");
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = cur {
+        if let Some(pg) = s.downcast_ref::<tokio_postgres::Error>() {
+            if pg.is_closed() {
+                return true;
+            }
+        }
+        if s.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
+}
+
+fn hosts(h: &[PgHost]) -> String {
+    h.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+impl Executor for PgCluster {
+    async fn read(&self, sql: &str, params: Params<'_>, consistency: Consistency) -> Result<Vec<Row>> {
+        self.route_read(sql, params, consistency).await
+    }
+
+    async fn write(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        self.route_write(sql, params).await
+    }
+
+    fn actor(&self) -> Option<Actor> {
+        self.actor
+    }
+}

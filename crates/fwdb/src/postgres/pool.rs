@@ -1,0 +1,224 @@
+//! One connection pool per server, on deadpool-postgres (docs/pool-choice.md
+//! says why). deadpool has no minimum size, no idle timeout and no maximum
+//! lifetime of its own: [`PgPool::maintain`] (run by the cluster's
+//! maintenance task) and a `pre_recycle` hook add them.
+
+use super::connect::{driver_config, ConnectTarget};
+use super::tls;
+use crate::config::PostgresConfig;
+use crate::error::{Error, ErrorKind, Result};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType, Timeouts};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+/// Numbers of one pool, for health and metrics.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    /// Connections open (idle + in use).
+    pub size: usize,
+    pub idle: usize,
+    pub in_use: usize,
+    /// Callers waiting for a connection right now.
+    pub waiting: usize,
+    /// Checkouts that gave up after `acquire_timeout`, since start.
+    pub timeouts: u64,
+}
+
+/// A connection checked out of a pool; back in the pool when dropped.
+/// Derefs to [`tokio_postgres::Client`].
+pub struct PgConn(pub(crate) Object);
+
+impl std::ops::Deref for PgConn {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &tokio_postgres::Client {
+        &self.0
+    }
+}
+
+impl PgConn {
+    /// Like `Client::prepare`, from this connection's statement cache.
+    pub async fn prepare_cached(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        Ok(self.0.prepare_cached(sql).await?)
+    }
+
+    /// Runs `sql` as a cached prepared statement.
+    pub async fn query_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        query_cached(&self.0, sql, params, true).await
+    }
+}
+
+pub(crate) struct PgPool {
+    pub(crate) label: String,
+    pool: Pool,
+    min_size: usize,
+    idle_timeout: Duration,
+    acquire_timeout: Duration,
+    timeouts: AtomicU64,
+    /// Connections created before this instant are closed instead of reused.
+    drained_at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl PgPool {
+    /// A pool for `target`; opens nothing yet (see [`fill`](Self::fill)).
+    pub(crate) fn new(cfg: &PostgresConfig, target: ConnectTarget, label: String) -> Result<PgPool> {
+        let driver = driver_config(cfg, &target)?;
+        let method = if cfg.routing.verify_on_checkout { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
+        let mc = ManagerConfig { recycling_method: method };
+        let manager = match tls::client_config(&cfg.tls)? {
+            None => Manager::from_config(driver, NoTls, mc),
+            Some(rustls) => Manager::from_config(driver, tokio_postgres_rustls::MakeRustlsConnect::new(rustls), mc),
+        };
+        let drained_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let drained = drained_at.clone();
+        let max_lifetime = cfg.pool.max_lifetime;
+        let hosts = match target {
+            ConnectTarget::Primary => cfg.primary.len().max(1) as u32,
+            _ => 1,
+        };
+        let pool = Pool::builder(manager)
+            .max_size(cfg.pool.max_size as usize)
+            .timeouts(Timeouts {
+                wait: Some(cfg.pool.acquire_timeout),
+                // The driver's connect_timeout applies per host.
+                create: Some(cfg.connect_timeout * hosts + Duration::from_millis(500)),
+                recycle: Some(cfg.connect_timeout),
+            })
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .pre_recycle(Hook::sync_fn(move |_, metrics| {
+                if metrics.age() > max_lifetime {
+                    return Err(HookError::message("max_lifetime reached"));
+                }
+                if let Some(t) = *drained.lock().unwrap_or_else(|p| p.into_inner()) {
+                    if metrics.created < t {
+                        return Err(HookError::message("pool drained"));
+                    }
+                }
+                Ok(())
+            }))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Internal, "building a connection pool").with_source(e))?;
+        Ok(PgPool {
+            label,
+            pool,
+            min_size: cfg.pool.min_size as usize,
+            idle_timeout: cfg.pool.idle_timeout,
+            acquire_timeout: cfg.pool.acquire_timeout,
+            timeouts: AtomicU64::new(0),
+            drained_at,
+        })
+    }
+
+    /// Checks a connection out: `Timeout` after `acquire_timeout`,
+    /// `Unavailable` when the server cannot be reached.
+    pub(crate) async fn get(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|e| self.pool_error(e))
+    }
+
+    fn pool_error(&self, e: PoolError) -> Error {
+        match e {
+            PoolError::Timeout(TimeoutType::Wait) => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!("no free connection to the {} within {:?} (postgres.pool.acquire_timeout)", self.label, self.acquire_timeout),
+                )
+            }
+            PoolError::Timeout(t) => Error::new(ErrorKind::Unavailable, format!("the {} did not answer in time ({t:?})", self.label)),
+            PoolError::Backend(e) => {
+                let auth = e.code().is_some_and(|c| c.code() == "28P01" || c.code() == "28000");
+                let kind = if auth { ErrorKind::Config } else { ErrorKind::Unavailable };
+                let reason = tls::explain(&e).map(|r| format!(": {r}")).unwrap_or_default();
+                Error::new(kind, format!("cannot connect to the {}{reason}", self.label)).with_source(e)
+            }
+            other => Error::new(ErrorKind::Unavailable, format!("the {} pool: {other}", self.label)),
+        }
+    }
+
+    /// Opens connections until at least `min_size` are open. Idle ones are
+    /// held meanwhile (deadpool creates only when none is free).
+    pub(crate) async fn fill(&self) -> Result<()> {
+        let st = self.pool.status();
+        if st.size >= self.min_size {
+            return Ok(());
+        }
+        let want = (st.available + (self.min_size - st.size)).min(st.max_size);
+        let got = futures::future::join_all((0..want).map(|_| self.pool.get())).await;
+        let mut first_err = None;
+        for r in got {
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(self.pool_error(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes idle connections past `idle_timeout` (keeping `min_size`) or
+    /// past `max_lifetime`, then refills to `min_size`.
+    pub(crate) async fn maintain(&self, max_lifetime: Duration, refill: bool) -> Result<()> {
+        let st = self.pool.status();
+        let mut removable = st.size.saturating_sub(self.min_size);
+        let idle_timeout = self.idle_timeout;
+        self.pool.retain(|c, m| {
+            if c.is_closed() || m.age() > max_lifetime {
+                return false;
+            }
+            if removable > 0 && m.last_used() > idle_timeout {
+                removable -= 1;
+                return false;
+            }
+            true
+        });
+        if refill { self.fill().await } else { Ok(()) }
+    }
+
+    /// Forgets every connection: idle ones are closed now, ones in use when
+    /// they come back (after a failover or an ejection).
+    pub(crate) fn drain(&self) {
+        *self.drained_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.pool.retain(|_, _| false);
+    }
+
+    pub(crate) fn status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            idle: s.available,
+            in_use: s.size.saturating_sub(s.available),
+            waiting: s.waiting,
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs `sql` as a cached prepared statement. Outside a transaction
+/// (`may_retry`), a statement cached before a schema change is prepared again.
+pub(crate) async fn query_cached(
+    c: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    may_retry: bool,
+) -> Result<Vec<Row>> {
+    let st = c.prepare_cached(sql).await?;
+    match c.query(&st, params).await {
+        Err(e) if may_retry && stale_statement(&e) => {
+            c.statement_cache.clear();
+            let st = c.prepare_cached(sql).await?;
+            Ok(c.query(&st, params).await?)
+        }
+        r => Ok(r?),
+    }
+}
+
+/// 0A000 "cached plan must not change result type", 26000 "prepared statement does not exist".
+fn stale_statement(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code() == "0A000" || c.code() == "26000")
+}

@@ -1,0 +1,56 @@
+//! What the cluster reports about itself, for the health and metrics issue.
+
+use super::pool::PoolStatus;
+use serde::Serialize;
+
+/// The state of a [`PgCluster`](super::PgCluster): pools, router, lag.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub primary: PrimaryStatus,
+    pub replicas: Vec<ReplicaStatus>,
+    /// Reads served by the primary (Strong, read-your-writes not yet replayed,
+    /// or no replica qualified).
+    pub reads_primary: u64,
+    /// Reads that lost their replica and were run again elsewhere.
+    pub read_retries: u64,
+    /// Transactions run again after 40001 / 40P01.
+    pub tx_retries: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrimaryStatus {
+    /// The configured hosts, in the order they are tried.
+    pub hosts: Vec<String>,
+    /// `addr:port` of the server that accepted writes at the last probe.
+    pub server: Option<String>,
+    /// False while no host accepts writes (writes fail fast with `Unavailable`).
+    pub up: bool,
+    /// Why it is down, when it is.
+    pub down_reason: Option<String>,
+    /// Times the pool was drained because the primary was lost or changed.
+    pub drains: u64,
+    /// Writes that failed with `Unavailable` (no primary).
+    pub writes_unavailable: u64,
+    pub pool: PoolStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaStatus {
+    pub host: String,
+    /// Left out of routing (failed probes or a lost connection) until readmitted.
+    pub ejected: bool,
+    /// Why it is ejected or skipped, if it is.
+    pub reason: Option<String>,
+    /// Gets `Eventual` reads now (not ejected, a standby, within the lag limits).
+    pub eligible: bool,
+    pub replay_lsn: Option<String>,
+    /// `pg_wal_lsn_diff(primary's pg_current_wal_lsn(), pg_last_wal_replay_lsn())` at the last probe.
+    pub lag_bytes: Option<u64>,
+    /// Age of the last replayed transaction while behind (0 when caught up).
+    pub lag_seconds: Option<f64>,
+    /// Reads served.
+    pub reads: u64,
+    /// Reads running now.
+    pub outstanding: usize,
+    pub pool: PoolStatus,
+}
