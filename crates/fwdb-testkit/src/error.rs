@@ -57,6 +57,9 @@ pub enum TestkitError {
     #[error("{0}")]
     InvalidDir(String),
 
+    #[error("invalid argument: {0}")]
+    Usage(String),
+
     #[error("no user `{name}` to run the database servers as (PostgreSQL refuses to run as root): {hint}")]
     NoServerUser { name: String, hint: String },
 

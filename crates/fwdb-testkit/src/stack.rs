@@ -194,6 +194,20 @@ impl Stack {
         Ok(name)
     }
 
+    /// Creates database `name` (owned by the app role) unless it exists, and
+    /// waits for the replicas to have it. `name` is a fixed identifier of
+    /// ours (`fashion_wallet`), checked here because it is interpolated.
+    pub fn ensure_database(&self, name: &str) -> Result<()> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return Err(TestkitError::Usage(format!("`{name}` is not a plain database name (a-z, 0-9, _)")));
+        }
+        let exists = self.psql(Node::Primary, "postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"))?;
+        if exists.trim().is_empty() {
+            self.psql(Node::Primary, "postgres", &format!("CREATE DATABASE {name} OWNER {}", self.info.app_user))?;
+        }
+        self.wait_for_replicas()
+    }
+
     /// Waits until every running, unpaused replica has replayed all WAL the
     /// primary had written when called (replicas that were promoted count as
     /// caught up).

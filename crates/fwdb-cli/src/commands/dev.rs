@@ -14,7 +14,8 @@ use serde::Serialize;
 use crate::output::{print_json, print_table, EXIT_ERROR, EXIT_FAILED};
 
 /// The MongoDB database the application uses (architecture, section 7.2).
-const MONGO_DATABASE: &str = "fashion_wallet";
+/// The database `dev up` creates on both stores, and `dev env` points at.
+const DATABASE: &str = "fashion_wallet";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DevCommand {
@@ -93,6 +94,8 @@ fn up(dir: PathBuf, foreground: bool, replicas: usize, mongo: bool, json: bool) 
     let mut signals = if foreground { Some(ShutdownSignal::register()?) } else { None };
     let lifetime = if foreground { Lifetime::Attached } else { Lifetime::Detached };
     let stack = Stack::start(StackOptions { dir: Some(dir), replicas, mongo, lifetime, ..Default::default() })?;
+    // `fwdb dev env` points at this database, so `fwdb migrate up` after it migrates the right one.
+    stack.ensure_database(DATABASE)?;
     let info = stack.info();
     let health = stack.health();
     let healthy = health.iter().all(|h| h.ok);
@@ -204,7 +207,7 @@ fn env(dir: &Path, json: bool) -> Result<ExitCode, TestkitError> {
         return Ok(ExitCode::from(EXIT_ERROR));
     };
     // One source with the test helpers: StackInfo::env_vars (testkit's config.rs).
-    let vars = info.env_vars("postgres", MONGO_DATABASE);
+    let vars = info.env_vars(DATABASE, DATABASE);
     if json {
         let map: serde_json::Map<String, serde_json::Value> = vars.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
         print_json(&map);

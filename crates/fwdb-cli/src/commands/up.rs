@@ -6,7 +6,7 @@
 use super::{exit, fail, load_options};
 use crate::cli::{Format, GlobalArgs, UpArgs};
 use crate::output::{print_json, print_table};
-use fwdb_testkit::{Lifetime, Node, Stack, StackOptions};
+use fwdb_testkit::{Lifetime, Stack, StackOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,12 +54,7 @@ async fn start_local_stack(args: &UpArgs) -> Result<(fwdb::Config, Option<Stack>
     let opts = StackOptions { dir: Some(args.stack_dir.clone()), lifetime: Lifetime::Attached, ..Default::default() };
     let stack = tokio::task::spawn_blocking(move || {
         let stack = Stack::start(opts)?;
-        let exists = stack.psql(Node::Primary, "postgres", &format!("select 1 from pg_database where datname = '{LOCAL_DATABASE}'"))?;
-        if exists.trim().is_empty() {
-            stack.psql(Node::Primary, "postgres", &format!("create database {LOCAL_DATABASE} owner {}", stack.info().app_user))?;
-            // Health checks connect to the replicas next: they must have the database too.
-            stack.wait_for_replicas()?;
-        }
+        stack.ensure_database(LOCAL_DATABASE)?;
         Ok::<_, fwdb_testkit::TestkitError>(stack)
     })
     .await
