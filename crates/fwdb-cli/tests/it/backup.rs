@@ -407,6 +407,24 @@ async fn point_in_time_recovery_has_a_and_not_b() {
 
     ok(&mut with(&["backup", "verify", &id]));
 
+    // Bad input: clear errors, nothing laid out.
+    let nowhere = b.dir.path().join("never");
+    let never = nowhere.to_str().unwrap();
+    for (args, expect) in [
+        (vec!["restore", "--to-time", "2000-01-01T00:00:00Z", "--target-dir", never], "no full backup"),
+        (vec!["restore", "--to-time", "yesterday", "--target-dir", never], "not an RFC 3339 time"),
+        (vec!["restore", "--to-lsn", "zz", "--target-dir", never], "not an LSN"),
+        (vec!["restore", "--target-dir", never], "--to-time T, --to-lsn L or --latest"),
+        (vec!["restore", "--latest"], "--target-dir DIR is required"),
+        (vec!["restore", "logical", id.as_str(), "--database", "x"], "is a full backup, not a logical one"),
+        (vec!["backup", "verify", "no-such-id"], "no backup `no-such-id`"),
+    ] {
+        let (code, _, err) = run(&mut with(&args));
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    assert!(!nowhere.exists(), "a failed restore left {never}");
+
     let target = b.dir.path().join("restored");
     let r = json(&mut with(&["restore", "--to-time", &t, "--target-dir", target.to_str().unwrap()]));
     let _guard = Restored { dir: target.clone(), info: info.clone() };
@@ -614,7 +632,7 @@ async fn bench_backup_throughput() {
     let ours_dump = time(b.cmd(&env).args(["backup", "create", "--kind", "logical"]));
     let stored: u64 = walk(&b.storage).iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     println!("bench: {rows} rows, database {size} bytes, base backup tar {base_bytes} bytes, pg_dump -Fc {dump_bytes} bytes");
-    println!("bench: pg_basebackup to disk {raw_base:.2} s; fwdb full (zstd-3 + age, to a folder) {ours_base:.2} s; ratio {:.2}", raw_base / ours_base);
+    println!("bench: pg_basebackup to disk {raw_base:.2} s; fwdb full (zstd + age, to a folder) {ours_base:.2} s; ratio {:.2}", raw_base / ours_base);
     println!("bench: pg_dump -Fc to disk {raw_dump:.2} s; fwdb logical {ours_dump:.2} s; ratio {:.2}", raw_dump / ours_dump);
     println!("bench: fwdb stored {stored} bytes for both backups");
 }

@@ -360,3 +360,28 @@ async fn idle_connections_above_min_size_are_closed_and_old_ones_replaced() {
     assert_ne!(a, b, "replaced after max_lifetime");
     assert!(!first_pids.contains(&b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_call_statement_timeout_applies_to_that_call_alone() {
+    let app = TestApp::spawn().await;
+    let mut cfg = app.config.postgres.clone();
+    cfg.pool.min_size = 1;
+    cfg.pool.max_size = 1;
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let quick = cluster.with_statement_timeout(Duration::from_millis(100));
+    for c in [Consistency::Strong, Consistency::Eventual] {
+        let e = quick.read("select pg_sleep(1)", &[], c).await.expect_err("cancelled");
+        assert!(e.is_timeout(), "{c:?}: {e}");
+    }
+    let e = quick.write("select pg_sleep(1)", &[]).await.expect_err("cancelled");
+    assert!(e.is_timeout(), "{e}");
+    let st = cluster.status();
+    assert!(st.replicas.iter().all(|r| !r.ejected), "a cancelled statement is not a lost server: {st:#?}");
+    assert!(st.primary.up);
+    // The same (only) connections, back at the configured timeout.
+    let shown: String = cluster.write("show statement_timeout", &[]).await.expect("show")[0].get(0);
+    assert_eq!(shown, "30s");
+    cluster.read("select pg_sleep(0.3)", &[], Consistency::Strong).await.expect("the normal timeout again");
+    let rows = quick.read("select 1", &[], Consistency::Eventual).await.expect("a quick read passes");
+    assert_eq!(rows[0].get::<_, i32>(0), 1);
+}

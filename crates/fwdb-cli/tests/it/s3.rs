@@ -93,6 +93,26 @@ async fn logical_backup_round_trips_through_s3() {
     let restored = crate::helpers::superuser(app.stack, &target).await;
     assert_eq!(pg_checksums(&src).await, pg_checksums(&restored).await);
 
+    // WAL through S3: a 16 MiB segment (a multipart upload), back byte for byte; pushing it again
+    // is fine, pushing other content under its name is refused; a missing one exits 1.
+    let seg_dir = b.dir.path().join("pg_wal");
+    std::fs::create_dir_all(&seg_dir).expect("mkdir");
+    let seg = seg_dir.join("000000010000000000000007");
+    let content: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&seg, &content).expect("segment");
+    ok(&mut cmd(&["wal", "push", seg.to_str().unwrap()]));
+    ok(&mut cmd(&["wal", "push", seg.to_str().unwrap()]));
+    let back = b.dir.path().join("fetched");
+    ok(&mut cmd(&["wal", "fetch", "000000010000000000000007", back.to_str().unwrap()]));
+    assert!(std::fs::read(&back).expect("fetched") == content, "WAL changed on the way");
+    std::fs::write(&seg, b"other").expect("overwrite");
+    let (code, _, err) = run(&mut cmd(&["wal", "push", seg.to_str().unwrap()]));
+    assert_ne!(code, 0);
+    assert!(err.contains("already archived") && err.contains("different content"), "{err}");
+    let (code, _, err) = run(&mut cmd(&["wal", "fetch", "000000010000000000000099", back.to_str().unwrap()]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not in the WAL archive"), "{err}");
+
     // Secrets never printed: not in config show, not in errors.
     let (_, out, err) = run(&mut cmd(&["config", "show"]));
     assert!(!out.contains("testing-secret") && !err.contains("testing-secret"), "{out}{err}");

@@ -230,7 +230,9 @@ impl Backups {
         };
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let result = self.restore_pitr_into(&m, opts).await;
-        if result.is_err() && !opts.start {
+        // Nothing half-written: a folder is kept after a failure only when a server was
+        // started in it (its log says why recovery failed).
+        if result.is_err() && !dir.join("fwdb-restore.log").exists() {
             let _ = std::fs::remove_dir_all(dir);
         }
         result

@@ -24,6 +24,7 @@ pub struct PgCluster {
     pub(crate) inner: Arc<Inner>,
     last_lsn: Arc<AtomicU64>,
     actor: Option<Actor>,
+    statement_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for PgCluster {
@@ -140,18 +141,54 @@ impl PgCluster {
             tokio::spawn(super::probe::maintenance(Arc::downgrade(&inner))),
         ];
         *lock(&inner.tasks) = tasks;
-        Ok(PgCluster { inner, last_lsn: Arc::new(AtomicU64::new(0)), actor: None })
+        Ok(PgCluster { inner, last_lsn: Arc::new(AtomicU64::new(0)), actor: None, statement_timeout: None })
     }
 
     /// A handle on the same pools with its own [`last_write_lsn`](Self::last_write_lsn).
     pub fn session(&self) -> PgCluster {
-        PgCluster { inner: self.inner.clone(), last_lsn: Arc::new(AtomicU64::new(0)), actor: self.actor }
+        PgCluster { last_lsn: Arc::new(AtomicU64::new(0)), ..self.clone() }
     }
 
     /// A handle whose [`Executor::actor`] is `actor` (same pools, same LSN).
     /// Its writes run with `fwdb.actor` set (SET LOCAL), so triggers see it.
     pub fn with_actor(&self, actor: Actor) -> PgCluster {
         PgCluster { actor: Some(actor), ..self.clone() }
+    }
+
+    /// A handle whose reads and writes run with this `statement_timeout`
+    /// instead of `postgres.statement_timeout` (SET LOCAL in a transaction of
+    /// their own, pipelined: no extra round trip). For a transaction, use
+    /// `TxOptions::statement_timeout`.
+    pub fn with_statement_timeout(&self, timeout: std::time::Duration) -> PgCluster {
+        PgCluster { statement_timeout: Some(timeout), ..self.clone() }
+    }
+
+    /// What must precede a statement of this handle, if anything.
+    fn prelude(&self, write: bool) -> Option<String> {
+        let actor = self.actor.filter(|_| write);
+        if actor.is_none() && self.statement_timeout.is_none() {
+            return None;
+        }
+        let mut sql = String::from(if write { "BEGIN" } else { "BEGIN READ ONLY" });
+        if let Some(a) = actor {
+            // A Uuid's text form is hex and dashes: nothing to escape.
+            sql.push_str(&format!("; SELECT set_config('fwdb.actor', '{}', true)", a.0));
+        }
+        if let Some(d) = self.statement_timeout {
+            sql.push_str(&format!("; SET LOCAL statement_timeout = {}", d.as_millis()));
+        }
+        Some(sql)
+    }
+
+    /// Runs `sql` on `conn`, wrapped in this handle's prelude when it has one.
+    async fn run_on(&self, conn: &deadpool_postgres::ClientWrapper, sql: &str, params: Params<'_>, write: bool) -> Result<Vec<Row>> {
+        let Some(prelude) = self.prelude(write) else { return query_cached(conn, sql, params, true).await };
+        let st = conn.prepare_cached(sql).await?;
+        let (begin, rows, end) = futures::join!(conn.batch_execute(&prelude), conn.query(&st, params), conn.batch_execute("COMMIT"));
+        begin?;
+        let rows = rows?;
+        end?;
+        Ok(rows)
     }
 
     /// The WAL position right after this handle's last write or commit
@@ -261,7 +298,7 @@ impl PgCluster {
             let Some(i) = pick else {
                 inner.reads_primary.fetch_add(1, Ordering::Relaxed);
                 let conn = inner.primary_conn().await?;
-                let r = query_cached(&conn, sql, params, true).await;
+                let r = self.run_on(&conn, sql, params, false).await;
                 if let Err(e) = &r {
                     inner.check_primary_error(e);
                 }
@@ -271,7 +308,7 @@ impl PgCluster {
             r.outstanding.fetch_add(1, Ordering::AcqRel);
             let res = async {
                 let conn = r.pool.get().await?;
-                query_cached(&conn, sql, params, true).await
+                self.run_on(&conn, sql, params, false).await
             }
             .await;
             r.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -296,12 +333,12 @@ impl PgCluster {
         let conn = inner.primary_conn().await?;
         let res = async {
             let st = conn.prepare_cached(sql).await?;
-            if let Some(actor) = self.actor {
+            if let Some(begin) = self.prelude(true) {
                 // The actor must be visible to triggers (`current_setting('fwdb.actor', true)`)
-                // without leaking to the next user of the connection: SET LOCAL
-                // in a transaction of its own. The three requests are sent
-                // together (tokio-postgres pipelines them in this order).
-                let begin = format!("BEGIN; SELECT set_config('fwdb.actor', '{}', true)", actor.0);
+                // and a timeout must apply to this statement alone, without
+                // leaking to the next user of the connection: SET LOCAL in a
+                // transaction of its own. The three requests are sent together
+                // (tokio-postgres pipelines them in this order).
                 let (b, rows, commit) = futures::join!(
                     conn.batch_execute(&begin),
                     conn.query(&st, params),

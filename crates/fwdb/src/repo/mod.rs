@@ -68,33 +68,41 @@ pub trait Record: Entity {
     fn patch_values(patch: &Self::Patch) -> Vec<(&'static str, Value)>;
 }
 
-/// The repository operations of architecture 5.1, on any executor.
-pub trait Repository<T: Record>: Send + Sync {
+/// The repository operations of architecture 5.1, store-independent: `T` is
+/// the entity, `X` what the calls run on (for PostgreSQL any [`Executor`]: the
+/// routed cluster, a transaction, a connection; for MongoDB any
+/// [`crate::mongo::MongoExec`]: the [`crate::Mongo`] handle or a transaction).
+/// Callers write `repo.find_by_id(&exec, id)` whatever the store.
+pub trait Repository<T, X: ?Sized>: Send + Sync {
+    /// What `create` takes.
+    type New: Send + Sync;
+    /// What `update` takes.
+    type Patch: Send + Sync;
     /// The live row with this id.
-    fn find_by_id<E: Executor>(&self, exec: &E, id: Uuid) -> impl Future<Output = Result<Option<T>>> + Send;
+    fn find_by_id(&self, exec: &X, id: Uuid) -> impl Future<Output = Result<Option<T>>> + Send;
     /// The live row with this id, or a not-found error.
-    fn get<E: Executor>(&self, exec: &E, id: Uuid) -> impl Future<Output = Result<T>> + Send;
+    fn get(&self, exec: &X, id: Uuid) -> impl Future<Output = Result<T>> + Send;
     /// The rows the query selects (filter, order, limit, offset or cursor).
-    fn find_all<E: Executor>(&self, exec: &E, query: &Query<T>) -> impl Future<Output = Result<Vec<T>>> + Send;
+    fn find_all(&self, exec: &X, query: &Query<T>) -> impl Future<Output = Result<Vec<T>>> + Send;
     /// One keyset page and the cursor of the next.
-    fn find_page<E: Executor>(&self, exec: &E, query: &Query<T>) -> impl Future<Output = Result<Page<T>>> + Send;
-    fn count<E: Executor>(&self, exec: &E, query: &Query<T>) -> impl Future<Output = Result<u64>> + Send;
-    fn exists<E: Executor>(&self, exec: &E, query: &Query<T>) -> impl Future<Output = Result<bool>> + Send;
+    fn find_page(&self, exec: &X, query: &Query<T>) -> impl Future<Output = Result<Page<T>>> + Send;
+    fn count(&self, exec: &X, query: &Query<T>) -> impl Future<Output = Result<u64>> + Send;
+    fn exists(&self, exec: &X, query: &Query<T>) -> impl Future<Output = Result<bool>> + Send;
     /// Inserts one row; returns it as stored.
-    fn create<E: Executor>(&self, exec: &E, new: &T::New) -> impl Future<Output = Result<T>> + Send;
-    /// Inserts all rows in ONE statement (`INSERT ... SELECT * FROM unnest($1::uuid[], ...)`),
-    /// all or none; returns their ids in input order.
-    fn create_many<E: Executor>(&self, exec: &E, new: &[T::New]) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+    fn create(&self, exec: &X, new: &Self::New) -> impl Future<Output = Result<T>> + Send;
+    /// Inserts all rows at once (PostgreSQL: ONE statement, `INSERT ... SELECT * FROM
+    /// unnest($1::uuid[], ...)`), all or none; returns their ids in input order.
+    fn create_many(&self, exec: &X, new: &[Self::New]) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
     /// Sets the fields the patch has on a live row; returns the row.
-    fn update<E: Executor>(&self, exec: &E, id: Uuid, patch: &T::Patch) -> impl Future<Output = Result<T>> + Send;
+    fn update(&self, exec: &X, id: Uuid, patch: &Self::Patch) -> impl Future<Output = Result<T>> + Send;
     /// Soft delete: sets deleted_at on a live row.
-    fn delete<E: Executor>(&self, exec: &E, id: Uuid) -> impl Future<Output = Result<()>> + Send;
+    fn delete(&self, exec: &X, id: Uuid) -> impl Future<Output = Result<()>> + Send;
     /// Undoes a soft delete; returns the row.
-    fn restore<E: Executor>(&self, exec: &E, id: Uuid) -> impl Future<Output = Result<T>> + Send;
+    fn restore(&self, exec: &X, id: Uuid) -> impl Future<Output = Result<T>> + Send;
     /// Hard delete, live or soft-deleted (for admins).
-    fn purge<E: Executor>(&self, exec: &E, id: Uuid) -> impl Future<Output = Result<()>> + Send;
-    /// The live rows among these ids, in one query (`id = ANY($1)`); order not kept.
-    fn find_many_by_ids<E: Executor>(&self, exec: &E, ids: &[Uuid]) -> impl Future<Output = Result<Vec<T>>> + Send;
+    fn purge(&self, exec: &X, id: Uuid) -> impl Future<Output = Result<()>> + Send;
+    /// The live rows among these ids, in one query (`id = ANY($1)`, `_id: {$in}`); order not kept.
+    fn find_many_by_ids(&self, exec: &X, ids: &[Uuid]) -> impl Future<Output = Result<Vec<T>>> + Send;
 }
 
 /// The PostgreSQL repository of entity `T`.
@@ -286,33 +294,36 @@ fn ph() -> Expr {
     Expr::val(sea_query::Value::Bool(Some(false)))
 }
 
-impl<T: Record> Repository<T> for PgRepository<T> {
-    async fn find_by_id<E: Executor>(&self, exec: &E, id: Uuid) -> Result<Option<T>> {
+impl<T: Record, E: Executor> Repository<T, E> for PgRepository<T> {
+    type New = T::New;
+    type Patch = T::Patch;
+
+    async fn find_by_id(&self, exec: &E, id: Uuid) -> Result<Option<T>> {
         let rows = exec.read(&Self::find_by_id_sql(), &[&id], self.consistency).await?;
         rows.first().map(T::from_row).transpose()
     }
 
-    async fn get<E: Executor>(&self, exec: &E, id: Uuid) -> Result<T> {
+    async fn get(&self, exec: &E, id: Uuid) -> Result<T> {
         self.find_by_id(exec, id).await?.ok_or_else(|| not_found(&T::qualified_name(), id))
     }
 
-    async fn find_all<E: Executor>(&self, exec: &E, query: &Query<T>) -> Result<Vec<T>> {
+    async fn find_all(&self, exec: &E, query: &Query<T>) -> Result<Vec<T>> {
         query.fetch(exec).await
     }
 
-    async fn find_page<E: Executor>(&self, exec: &E, query: &Query<T>) -> Result<Page<T>> {
+    async fn find_page(&self, exec: &E, query: &Query<T>) -> Result<Page<T>> {
         query.fetch_page(exec).await
     }
 
-    async fn count<E: Executor>(&self, exec: &E, query: &Query<T>) -> Result<u64> {
+    async fn count(&self, exec: &E, query: &Query<T>) -> Result<u64> {
         query.count(exec).await
     }
 
-    async fn exists<E: Executor>(&self, exec: &E, query: &Query<T>) -> Result<bool> {
+    async fn exists(&self, exec: &E, query: &Query<T>) -> Result<bool> {
         query.exists(exec).await
     }
 
-    async fn create<E: Executor>(&self, exec: &E, new: &T::New) -> Result<T> {
+    async fn create(&self, exec: &E, new: &T::New) -> Result<T> {
         let st = Self::create_statement(new, exec.actor().map(|a| a.0))?;
         let rows = exec.write(&st.sql, &st.params()).await.map_err(conflict::map::<T>)?;
         let row = rows
@@ -321,7 +332,7 @@ impl<T: Record> Repository<T> for PgRepository<T> {
         T::from_row(row)
     }
 
-    async fn create_many<E: Executor>(&self, exec: &E, new: &[T::New]) -> Result<Vec<Uuid>> {
+    async fn create_many(&self, exec: &E, new: &[T::New]) -> Result<Vec<Uuid>> {
         if new.is_empty() {
             return Ok(Vec::new());
         }
@@ -330,7 +341,7 @@ impl<T: Record> Repository<T> for PgRepository<T> {
         Ok(ids)
     }
 
-    async fn update<E: Executor>(&self, exec: &E, id: Uuid, patch: &T::Patch) -> Result<T> {
+    async fn update(&self, exec: &E, id: Uuid, patch: &T::Patch) -> Result<T> {
         match Self::update_statement(id, patch, exec.actor().map(|a| a.0))? {
             // Nothing to write: the row as the primary has it (as a write would return it).
             None => self.clone().with_consistency(Consistency::Strong).get(exec, id).await,
@@ -338,7 +349,7 @@ impl<T: Record> Repository<T> for PgRepository<T> {
         }
     }
 
-    async fn delete<E: Executor>(&self, exec: &E, id: Uuid) -> Result<()> {
+    async fn delete(&self, exec: &E, id: Uuid) -> Result<()> {
         let Some(d) = T::DELETED_AT else { return self.purge(exec, id).await };
         let sql = cached::<T>("delete", || {
             let mut q = UpdateStatement::new();
@@ -358,7 +369,7 @@ impl<T: Record> Repository<T> for PgRepository<T> {
         Ok(())
     }
 
-    async fn restore<E: Executor>(&self, exec: &E, id: Uuid) -> Result<T> {
+    async fn restore(&self, exec: &E, id: Uuid) -> Result<T> {
         let Some(d) = T::DELETED_AT else { return self.get(exec, id).await };
         let sql = cached::<T>("restore", || {
             let mut q = UpdateStatement::new();
@@ -380,7 +391,7 @@ impl<T: Record> Repository<T> for PgRepository<T> {
         })
     }
 
-    async fn purge<E: Executor>(&self, exec: &E, id: Uuid) -> Result<()> {
+    async fn purge(&self, exec: &E, id: Uuid) -> Result<()> {
         let sql = cached::<T>("purge", || {
             let mut q = sea_query::DeleteStatement::new();
             q.from_table((T::SCHEMA, T::TABLE)).and_where(col(T::ID.name()).eq(ph())).returning_col(T::ID.name());
@@ -393,7 +404,7 @@ impl<T: Record> Repository<T> for PgRepository<T> {
         Ok(())
     }
 
-    async fn find_many_by_ids<E: Executor>(&self, exec: &E, ids: &[Uuid]) -> Result<Vec<T>> {
+    async fn find_many_by_ids(&self, exec: &E, ids: &[Uuid]) -> Result<Vec<T>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
