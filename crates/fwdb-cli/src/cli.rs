@@ -3,7 +3,10 @@
 use crate::commands::{
     backup::{BackupCommand, RestoreArgs, WalCommand},
     dev::DevCommand,
+    check::CheckCommand,
     migrate::MigrateCommand,
+    roles::RolesCommand,
+    audit::AuditCommand,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -55,6 +58,19 @@ pub enum Command {
     /// Versioned schema migrations for PostgreSQL and MongoDB
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Consistency checks across the two stores: `check refs` (dangling references)
+    #[command(subcommand)]
+    Check(CheckCommand),
+    /// Every server's health (primary, replicas, MongoDB); exit 0 healthy, 1 not
+    Health(HealthArgs),
+    /// One scrape of what `fwdb up` serves on /metrics; exit 0 when the servers answered
+    Metrics(MetricsArgs),
+    /// Database roles and privileges of architecture 9.1: apply, check against the matrix
+    #[command(subcommand)]
+    Roles(RolesCommand),
+    /// The audit log of changes to the shared, avatar and catalog tables
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Backups: full (base backup + WAL), logical (pg_dump), MongoDB; encrypted, to S3 or a folder
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -76,6 +92,23 @@ pub struct UpArgs {
     /// Exit after start-up instead of waiting for SIGTERM (for smoke tests)
     #[arg(long)]
     pub once: bool,
+    /// Serve HTTP here instead of server.listen (port 0: a free one, printed on stdout)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Each server's check gives up after this many milliseconds [default: server.check_timeout]
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Print the Prometheus text format (what /metrics serves)
+    #[arg(long)]
+    pub prometheus: bool,
 }
 
 #[derive(Debug, Subcommand)]

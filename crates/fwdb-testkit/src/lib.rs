@@ -23,6 +23,7 @@ mod ports;
 mod process;
 mod stack;
 mod start;
+mod tls_faults;
 mod wire;
 
 use std::sync::OnceLock;

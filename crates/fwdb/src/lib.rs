@@ -10,11 +10,13 @@ mod backup;
 mod config;
 mod error;
 mod health;
+mod metrics;
 mod migrate;
 mod mongo;
 mod postgres;
 mod query;
 mod repo;
+mod security;
 
 pub use config::{
     redact_url_password, Config, LoadOptions, MongoConfig, MongoPoolConfig, MongoTlsConfig, Origin, PgHost, PoolConfig,
@@ -27,8 +29,20 @@ pub use backup::{
 };
 pub use config::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
 pub use error::{ConfigProblem, Error, ErrorKind, Result};
-pub use health::{check as check_health, HealthReport, Role as ServerRole, ServerHealth};
+pub use health::{check as check_health, check_cluster as check_cluster_health, HealthReport, Role as ServerRole, ServerHealth};
+pub use metrics::{
+    render as render_metrics, Collector as MetricsCollector, Histogram, LatencyPoint, MetricsSnapshot, MigrationGauge, MongoStats,
+    PgServerStats, QueryMetrics, QuerySnapshot, SlowQuery, TopStatement, CONTENT_TYPE as METRICS_CONTENT_TYPE,
+};
+pub use postgres::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
+pub use config::ServerConfig;
 pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
+pub use mongo::{
+    check_avatar, design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, FindSpec,
+    HistoryEntry as DesignHistoryEntry, HistoryPage as DesignHistoryPage, Layer, LayerType, Metadata as DesignMetadata, Mongo,
+    MongoExec, MongoTx, NewDesign, DEFAULT_HISTORY_LIMIT, DESIGNS, DESIGN_HISTORY, MAX_DOCUMENT_BYTES, MAX_TX_ATTEMPTS,
+};
+pub use query::bson::{filter_doc as mongo_filter_doc, json_bson, like_regex, value_bson, MongoQuery};
 pub use query::{
     escape_like, Column, ColumnType, Condition, Deleted, Entity, Filter, FilterNode, FindOptions, JsonDoc,
     Kind as FieldKind, LabelPath, Labels, Listable, Op, Order, Ordered, Page, Query, Statement, Textual, Value, MAX_LIMIT,
@@ -52,4 +66,10 @@ pub use migrate::{
     MigrationSource, MigrationStatus, Migrator, Outcome as MigrationOutcome, Plan as MigrationPlan,
     PlanStep as MigrationPlanStep, Ran as MigrationRan, Report as MigrationReport, Script as MigrationScript,
     State as MigrationState, Status as StoreStatus, Store, UpOptions,
+};
+pub use config::SecurityConfig;
+pub use security::{
+    apply_roles, check_roles, connect_admin, privilege_matrix, query_audit, quote_ident, quote_literal, scram_sha_256_verifier,
+    validate_identifier, Access, ApplyReport, AuditEntry, AuditQuery, RoleDifference, RoleSpec, GROUP_ROLES, LOGIN_ROLES,
+    SECURED_SCHEMAS,
 };

@@ -20,6 +20,12 @@ pub enum BackupCommand {
     Verify {
         /// A backup id from `fwdb backup list`
         id: String,
+        /// Full backups: also recover it with all archived WAL into a scratch folder, start it, check it, remove it
+        #[arg(long)]
+        drill: bool,
+        /// OS user to run the scratch server [default: postgres when root]
+        #[arg(long, value_name = "USER")]
+        run_as: Option<String>,
     },
     /// Delete what the retention policy (backup.retention) no longer keeps
     Prune {
@@ -189,6 +195,16 @@ fn restores_to(m: &BackupManifest) -> String {
 }
 
 pub async fn run(cmd: BackupCommand, config: &fwdb::Config, json: bool) -> Result<ExitCode, fwdb::Error> {
+    run_with_file(cmd, config, json, None).await
+}
+
+/// As [`run`], knowing the `--config` file (restore drills hand it to the restored server's restore_command).
+pub async fn run_with_file(
+    cmd: BackupCommand,
+    config: &fwdb::Config,
+    json: bool,
+    config_file: Option<&Path>,
+) -> Result<ExitCode, fwdb::Error> {
     match cmd {
         BackupCommand::Keygen { out } => {
             let public = fwdb::write_backup_key(&out)?;
@@ -333,9 +349,26 @@ pub async fn run(cmd: BackupCommand, config: &fwdb::Config, json: bool) -> Resul
             }
             Ok(ExitCode::SUCCESS)
         }
-        BackupCommand::Verify { id } => {
+        BackupCommand::Verify { id, drill, run_as } => {
             let b = open(config, json)?;
-            match b.verify(&id).await {
+            let outcome = match b.verify(&id).await {
+                Ok(mut r) if drill && r.kind == BackupKind::Full => {
+                    let run_as = run_as.or_else(default_run_as);
+                    match b.drill_full(&id, &restore_command(config_file), run_as.as_deref(), "postgres").await {
+                        Ok(p) => {
+                            r.checks.push(format!(
+                                "restore drill: recovered with all archived WAL, started, promoted to timeline {}, databases {}; removed",
+                                p.timeline.map(|t| t.to_string()).unwrap_or("?".into()),
+                                p.databases.join(", ")
+                            ));
+                            Ok(r)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
+            match outcome {
                 Ok(r) => {
                     if json {
                         print_json(&serde_json::json!({ "id": r.id, "ok": true, "checks": r.checks }));
@@ -476,15 +509,8 @@ pub async fn run_restore(
                 eprintln!("error: --target-dir DIR is required: a new folder for the restored server");
                 return Ok(ExitCode::from(crate::output::EXIT_ERROR));
             };
-            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("fwdb"));
-            let mut rc = format!("\"{}\"", exe.display());
-            if let Some(c) = config_file {
-                let c = c.canonicalize().unwrap_or_else(|_| c.to_path_buf());
-                rc.push_str(&format!(" --config \"{}\"", c.display()));
-            }
-            rc.push_str(" wal fetch \"%f\" \"%p\"");
-            let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
-            let run_as = p.run_as.or_else(|| is_root.then(|| "postgres".to_string()));
+            let rc = restore_command(config_file);
+            let run_as = p.run_as.or_else(default_run_as);
             let opts = PitrOptions {
                 target,
                 target_dir,
@@ -513,4 +539,22 @@ pub async fn run_restore(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `restore_command` for a restored server: this very binary, with the same configuration file.
+fn restore_command(config_file: Option<&Path>) -> String {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("fwdb"));
+    let mut rc = format!("\"{}\"", exe.display());
+    if let Some(c) = config_file {
+        let c = c.canonicalize().unwrap_or_else(|_| c.to_path_buf());
+        rc.push_str(&format!(" --config \"{}\"", c.display()));
+    }
+    rc.push_str(" wal fetch \"%f\" \"%p\"");
+    rc
+}
+
+/// PostgreSQL refuses to run as root: then its servers run as `postgres`.
+fn default_run_as() -> Option<String> {
+    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    is_root.then(|| "postgres".to_string())
 }

@@ -1,9 +1,15 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod backup;
+pub mod check;
+pub mod check_queries;
 pub mod config;
 pub mod dev;
+pub mod health;
+pub mod metrics;
 pub mod migrate;
+pub mod roles;
 pub mod up;
 
 use crate::cli::{Cli, Command, Format, GlobalArgs};
@@ -24,7 +30,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Backup(cmd) => match load(&cli.global) {
-            Ok(config) => backup::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
+            Ok(config) => {
+                backup::run_with_file(cmd, &config, json, cli.global.config.as_deref()).await.unwrap_or_else(|e| fail(&e))
+            }
             Err(code) => code,
         },
         Command::Wal(cmd) => match load(&cli.global) {
@@ -37,8 +45,28 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Check(cmd) => match load(&cli.global) {
+            Ok(config) => check::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
+            Err(code) => code,
+        },
         Command::Migrate(cmd) => match load(&cli.global) {
             Ok(config) => migrate::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
+            Err(code) => code,
+        },
+        Command::Health(args) => match load(&cli.global) {
+            Ok(config) => health::run(args, &config, cli.global.format).await,
+            Err(code) => code,
+        },
+        Command::Metrics(args) => match load(&cli.global) {
+            Ok(config) => metrics::run(args, &config, cli.global.format).await,
+            Err(code) => code,
+        },
+        Command::Roles(cmd) => match load(&cli.global) {
+            Ok(config) => roles::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
+            Err(code) => code,
+        },
+        Command::Audit(cmd) => match load(&cli.global) {
+            Ok(config) => audit::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
             Err(code) => code,
         },
     }

@@ -1,7 +1,10 @@
 //! `fwdb up`: the main job. Connects to the configured databases (with no
 //! configuration at all, starts the local stack as its embedded default),
 //! reports their health, applies pending migrations (production's safety
-//! rules kept), and runs until SIGTERM or Ctrl-C, then stops cleanly.
+//! rules kept), then serves HTTP (`/healthz`, `/readyz`, `/metrics`, the
+//! status page `/`, see `crate::serve`) until SIGTERM or Ctrl-C, when it
+//! stops accepting, lets in-flight requests finish (`server.drain_timeout`),
+//! closes its pools and stops the stack it started.
 
 use super::{exit, fail, load_options};
 use crate::cli::{Format, GlobalArgs, UpArgs};
@@ -14,7 +17,8 @@ use std::time::Duration;
 const LOCAL_DATABASE: &str = "fashion_wallet";
 
 pub async fn run(args: UpArgs, global: &GlobalArgs) -> ExitCode {
-    let (config, stack) = if is_unconfigured(global) {
+    let local = is_unconfigured(global);
+    let (mut config, stack) = if local {
         match start_local_stack(&args).await {
             Ok(pair) => pair,
             Err(code) => return code,
@@ -25,13 +29,16 @@ pub async fn run(args: UpArgs, global: &GlobalArgs) -> ExitCode {
             Err(e) => return fail(&e),
         }
     };
+    if let Some(l) = &args.listen {
+        config.server.listen = l.clone();
+    }
     let report = fwdb::check_health(&config, config.postgres.connect_timeout).await;
     print_health(&report, global.format);
     let code = match super::migrate::up_all(&config, global.format == Format::Json).await {
         Ok(code) if code != ExitCode::SUCCESS => code,
         Err(e) => fail(&e),
         Ok(_) if args.once => exit(report.healthy),
-        Ok(_) => wait_for_shutdown(global.format).await,
+        Ok(_) => serve_until_shutdown(&config, local && args.listen.is_none(), global.format).await,
     };
     if let Some(stack) = stack {
         eprintln!("stopping the local stack");
@@ -64,21 +71,73 @@ async fn start_local_stack(args: &UpArgs) -> Result<(fwdb::Config, Option<Stack>
     Ok((config, Some(stack)))
 }
 
-async fn wait_for_shutdown(format: Format) -> ExitCode {
-    if format == Format::Text {
-        println!("fwdb is up; SIGTERM or Ctrl-C stops it");
-    }
+/// Connects the pools, binds `server.listen` and serves until SIGTERM or Ctrl-C, then drains.
+/// `fallback_port`: the address is only the default (local stack), so a taken port is replaced by a free one.
+async fn serve_until_shutdown(config: &fwdb::Config, fallback_port: bool, format: Format) -> ExitCode {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    let cluster = match fwdb::PgCluster::connect(&config.postgres).await {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let mongo = match fwdb::mongo_client(&config.mongo).await {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let queries = std::sync::Arc::new(fwdb::QueryMetrics::new(config.server.slow_query_threshold));
+    cluster.add_query_observer(queries.clone());
+    let listener = match tokio::net::TcpListener::bind(&config.server.listen).await {
+        Ok(l) => l,
+        Err(e) if fallback_port && e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!("warning: {} is taken; serving on a free port instead", config.server.listen);
+            match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                Ok(l) => l,
+                Err(e) => return fail(&e),
+            }
+        }
+        Err(e) => return fail(&format!("cannot listen on {} (server.listen): {e}", config.server.listen)),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let state = crate::serve::AppState::new(fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, Some(queries)));
+    let sampler = crate::serve::spawn_sampler(state.clone(), Duration::from_secs(5));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::serve::router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    if format == Format::Text {
+        println!("fwdb is up on http://{addr}; SIGTERM or Ctrl-C stops it");
+    } else {
+        println!("{}", serde_json::json!({ "up": true, "listen": addr.to_string() }));
+    }
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    // Give in-flight work a moment; later issues drain pools and the HTTP server here.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    ExitCode::SUCCESS
+    eprintln!("stopping: draining HTTP requests");
+    state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.abort();
+    let _ = stop_tx.send(());
+    let drained = tokio::time::timeout(config.server.drain_timeout, server).await;
+    cluster.close();
+    match drained {
+        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+        Ok(Ok(Err(e))) => fail(&e),
+        Ok(Err(e)) => fail(&e),
+        Err(_) => {
+            eprintln!("warning: requests still running after {:?} (server.drain_timeout) were cut", config.server.drain_timeout);
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 /// Prints a health report as a table (one line per server) or JSON.

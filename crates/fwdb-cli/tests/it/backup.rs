@@ -451,7 +451,7 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     let id2 = m2["id"].as_str().unwrap().to_string();
     let start2 = m2["start_wal"].as_str().unwrap().to_string();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let pruned = json(&mut with(&["backup", "prune"]).env("FWDB__BACKUP__RETENTION__FULL", "1s").env("FWDB__BACKUP__RETENTION__RECOVERY_WINDOW", "1s"));
+    let pruned = json(with(&["backup", "prune"]).env("FWDB__BACKUP__RETENTION__FULL", "1s").env("FWDB__BACKUP__RETENTION__RECOVERY_WINDOW", "1s"));
     let deleted: Vec<String> = pruned["deleted"].as_array().unwrap().iter().map(|d| d["what"].as_str().unwrap().to_string()).collect();
     assert!(deleted.contains(&id), "{pruned}");
     assert!(!deleted.contains(&id2), "{pruned}");
@@ -461,7 +461,15 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     }
     let listed = json(&mut with(&["backup", "list"]));
     assert_eq!(listed.as_array().unwrap().len(), 1);
-    ok(&mut with(&["backup", "verify", &id2]));
+    let drilled = ok(&mut with(&["backup", "verify", &id2, "--drill"]));
+    assert!(drilled.contains("restore drill: recovered"), "{drilled}");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("tmp")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("fwdb-drill-"))
+        .filter(|e| !crate::helpers::processes_mentioning(&e.path()).is_empty())
+        .collect();
+    assert!(left.is_empty(), "a drill server is still running");
 
     // Incremental (13.1): the WAL up to now reaches storage; status and metrics show it.
     sql("INSERT INTO marks VALUES ('C')");

@@ -487,3 +487,42 @@ impl<R: std::io::Read> std::io::Read for TarWatch<R> {
         Ok(n)
     }
 }
+
+impl Backups {
+    /// Stops a server started by [`Backups::restore_pitr`] in `dir`.
+    pub async fn stop_restored(&self, dir: &Path, run_as: Option<&str>) -> Result<()> {
+        let mut cmd = Command::new(pgtools::tool(&self.cfg.backup, "pg_ctl")?);
+        cmd.arg("-D").arg(dir).args(["-m", "fast", "-w", "stop"]).stdin(Stdio::null());
+        if let Some(u) = run_as {
+            use std::os::unix::process::CommandExt;
+            let (uid, gid) = user_ids(u)?;
+            cmd.uid(uid).gid(gid);
+        }
+        tokio::task::spawn_blocking(move || run_checked(cmd, "pg_ctl stop"))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, "pg_ctl waiter").with_source(e))?
+    }
+
+    /// The restore drill of a full backup: recovers it (with all archived WAL)
+    /// into a scratch folder, starts it, checks it is promoted and answers,
+    /// then stops it and deletes the folder.
+    pub async fn drill_full(&self, id: &str, restore_command: &str, run_as: Option<&str>, check_user: &str) -> Result<PitrReport> {
+        let dir = std::env::temp_dir().join(format!("fwdb-drill-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+        let opts = PitrOptions {
+            target: RecoveryTarget::Latest,
+            target_dir: dir.clone(),
+            backup_id: Some(id.to_string()),
+            restore_command: restore_command.to_string(),
+            port: None,
+            run_as: run_as.map(str::to_string),
+            check_user: check_user.to_string(),
+            start: true,
+        };
+        let result = self.restore_pitr(&opts).await;
+        if dir.join("postmaster.pid").exists() {
+            let _ = self.stop_restored(&dir, run_as).await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+}

@@ -8,6 +8,8 @@ mod layers;
 mod model;
 mod routing;
 mod secret;
+mod security;
+mod server;
 mod validate;
 
 pub use backup::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
@@ -18,6 +20,8 @@ pub use model::{
 };
 pub use routing::RoutingConfig;
 pub use secret::{redact_url_password, Secret, REDACTED};
+pub use security::SecurityConfig;
+pub use server::ServerConfig;
 
 use crate::error::{ConfigProblem, Error, Result};
 use layers::{env_key, env_value, Layered, ParsedFile, ENV_PREFIX};

@@ -58,6 +58,9 @@ pub struct Config {
     pub mongo: MongoConfig,
     #[serde(default)]
     pub backup: super::backup::BackupConfig,
+    #[serde(default)]
+    pub security: super::security::SecurityConfig,
+    #[serde(default)] pub server: super::server::ServerConfig,
     /// Where each value came from, for errors and `fwdb config show`.
     #[serde(skip)]
     pub(crate) provenance: super::Provenance,

@@ -71,6 +71,7 @@ pub(super) fn validate(config: &Config, layered: &Layered) -> Vec<ConfigProblem>
     postgres(config, &mut p);
     mongo(config, &mut p);
     backup(config, &mut p);
+    security(config, &mut p);
     if config.profile == Profile::Production {
         production(config, &mut p);
     }
@@ -281,5 +282,32 @@ fn backup(config: &Config, p: &mut Problems) {
             "backup.encryption",
             "backups are encrypted on the client: set backup.encryption.recipients (age public keys), identity_file, or a passphrase",
         );
+    }
+}
+
+/// `[security]`: one of password / password_file per secret, files that exist,
+/// and no plaintext password in a file under production.
+fn security(config: &Config, p: &mut Problems) {
+    let s = &config.security;
+    if let Some(u) = &s.admin_user {
+        if let Err(e) = crate::security::validate_identifier(u) {
+            p.add("security.admin_user", e.to_string());
+        }
+    }
+    for (key, direct, file) in s.secret_keys() {
+        let file_key = format!("{key}_file");
+        if direct && file.is_some() {
+            p.add(&file_key, format!("both {key} and {file_key} are set; keep one"));
+        }
+        if let Some(f) = file {
+            if !f.is_file() {
+                p.add(&file_key, format!("file not found: {}", f.display()));
+            }
+        }
+        if direct && config.profile == Profile::Production {
+            if let Origin::File { .. } = layered_origin(p, key) {
+                p.add(key, format!("a password written in a config file is refused in production; use {file_key} or an FWDB__SECURITY__ variable"));
+            }
+        }
     }
 }

@@ -38,6 +38,52 @@ pub struct HealthReport {
     pub servers: Vec<ServerHealth>,
 }
 
+impl HealthReport {
+    /// Whether the servers that must be up are: the primary and MongoDB, and
+    /// the replicas too when `replicas_required` (reads fall back to the
+    /// primary, so a replica down degrades, not breaks).
+    pub fn ready(&self, replicas_required: bool) -> bool {
+        self.servers.iter().all(|s| s.healthy || (s.role == Role::Replica && !replicas_required))
+    }
+}
+
+/// Like [`check`], on the pools of a running cluster and a MongoDB client
+/// (what `/readyz` uses: no connection set up per probe). Each server within `timeout`.
+pub async fn check_cluster(cluster: &crate::PgCluster, mongo: &mongodb::Client, database: &str, timeout: Duration) -> HealthReport {
+    use crate::postgres::Route;
+    let status = cluster.status();
+    let mut checks = Vec::new();
+    checks.push(pool_check(cluster.clone(), "primary".into(), Role::Primary, Route::Primary, timeout));
+    for (i, r) in status.replicas.iter().enumerate() {
+        checks.push(pool_check(cluster.clone(), format!("replica {i} ({})", r.host), Role::Replica, Route::Replica(i), timeout));
+    }
+    let db = mongo.database(database);
+    let mongo_check = finish("mongodb".into(), Role::Mongodb, timeout, async move {
+        let hello = db.run_command(mongodb::bson::doc! { "hello": 1 }).await?;
+        let writable = hello.get_bool("isWritablePrimary").unwrap_or(false);
+        let set = hello.get_str("setName").unwrap_or("standalone").to_string();
+        Ok::<_, crate::Error>((format!("replica set {set}"), (!writable).then_some("no writable primary")))
+    });
+    let (mut servers, mongo) = futures::join!(futures::future::join_all(checks), mongo_check);
+    servers.push(mongo);
+    HealthReport { healthy: servers.iter().all(|s| s.healthy), servers }
+}
+
+async fn pool_check(cluster: crate::PgCluster, name: String, role: Role, route: crate::postgres::Route, timeout: Duration) -> ServerHealth {
+    let work = async move {
+        let client = cluster.checkout(route).await?;
+        let row = client.query_one("select current_setting('server_version'), pg_is_in_recovery()", &[]).await?;
+        let (version, in_recovery): (String, bool) = (row.get(0), row.get(1));
+        let wrong_role = match role {
+            Role::Primary if in_recovery => Some("the primary is in recovery (read-only)"),
+            Role::Replica if !in_recovery => Some("the replica is not in recovery (promoted?)"),
+            _ => None,
+        };
+        Ok::<_, crate::Error>((format!("PostgreSQL {version}"), wrong_role))
+    };
+    finish(name, role, timeout, work).await
+}
+
 /// Checks the primary, each replica and MongoDB, concurrently, each within `timeout`.
 pub async fn check(config: &Config, timeout: Duration) -> HealthReport {
     let mut checks = Vec::new();

@@ -52,6 +52,7 @@ pub(crate) struct Inner {
     pub(crate) drains: AtomicU64,
     pub(crate) writes_unavailable: AtomicU64,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) observers: super::observe::Observers,
 }
 
 impl Drop for Inner {
@@ -125,6 +126,7 @@ impl PgCluster {
             drains: AtomicU64::new(0),
             writes_unavailable: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
+            observers: Default::default(),
         });
         inner.primary.fill().await?;
         let fills = inner.replicas.iter().map(|r| r.pool.fill());
@@ -298,7 +300,7 @@ impl PgCluster {
             let Some(i) = pick else {
                 inner.reads_primary.fetch_add(1, Ordering::Relaxed);
                 let conn = inner.primary_conn().await?;
-                let r = self.run_on(&conn, sql, params, false).await;
+                let r = inner.observers.time(Route::Primary, super::observe::QueryKind::Read, sql, self.run_on(&conn, sql, params, false)).await;
                 if let Err(e) = &r {
                     inner.check_primary_error(e);
                 }
@@ -308,7 +310,7 @@ impl PgCluster {
             r.outstanding.fetch_add(1, Ordering::AcqRel);
             let res = async {
                 let conn = r.pool.get().await?;
-                self.run_on(&conn, sql, params, false).await
+                inner.observers.time(Route::Replica(i), super::observe::QueryKind::Read, sql, self.run_on(&conn, sql, params, false)).await
             }
             .await;
             r.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -331,7 +333,7 @@ impl PgCluster {
     async fn route_write(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let inner = &self.inner;
         let conn = inner.primary_conn().await?;
-        let res = async {
+        let res = inner.observers.time(Route::Primary, super::observe::QueryKind::Write, sql, async {
             let st = conn.prepare_cached(sql).await?;
             if let Some(begin) = self.prelude(true) {
                 // The actor must be visible to triggers (`current_setting('fwdb.actor', true)`)
@@ -364,7 +366,7 @@ impl PgCluster {
                 self.note_lsn(l);
             }
             Ok::<_, Error>(rows)
-        }
+        })
         .await;
         if let Err(e) = &res {
             inner.check_primary_error(e);

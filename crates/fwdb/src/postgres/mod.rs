@@ -3,6 +3,7 @@
 mod cluster;
 mod connect;
 mod executor;
+mod observe;
 mod pool;
 mod pool_bench;
 mod probe;
@@ -13,6 +14,7 @@ mod tx;
 pub use connect::{connect, ConnectTarget};
 pub use executor::{Actor, Consistency, Executor, Lsn, Params};
 pub use cluster::{PgCluster, Route};
+pub use observe::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
 pub use pool::{PgConn, PoolStatus};
 pub use pool_bench::{measure_pool_checkout, CheckoutCost};
 pub use status::{ClusterStatus, PrimaryStatus, ReplicaStatus};

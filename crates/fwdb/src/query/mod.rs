@@ -4,6 +4,7 @@
 //! (`sql`, through sea-query; every value a bound parameter).
 
 mod bind;
+pub(crate) mod bson;
 pub(crate) mod check;
 mod column;
 mod cursor;

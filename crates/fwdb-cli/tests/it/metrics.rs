@@ -1,0 +1,138 @@
+//! `/metrics` parses as Prometheus text with the exporters' names; `fwdb
+//! metrics` / `fwdb health` show the same in a terminal; a slow statement is
+//! logged (duration, normalized text, route) and appears in the top list.
+
+use crate::helpers::{run, TestApp};
+use crate::serve::spawn_up;
+use std::time::Duration;
+
+pub fn parse(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the metrics parse as Prometheus text")
+}
+
+/// The value of the first sample of `name` whose labels include `labels`.
+pub fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    s.samples.iter().find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))).map(|x| match x.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    })
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_parses_as_prometheus_text_with_the_exporters_names() {
+    let app = TestApp::migrated().await;
+    let up = spawn_up(app.fwdb());
+    let client = reqwest::Client::new();
+    let r = client.get(format!("{}/metrics", up.url)).send().await.expect("GET /metrics");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.expect("body");
+    let s = parse(&text);
+    let db = app.pg_database.as_str();
+    assert_eq!(value(&s, "pg_up", &[]), Some(1.0), "{text}");
+    assert!(value(&s, "pg_settings_max_connections", &[]).unwrap_or(0.0) > 0.0, "{text}");
+    assert!(value(&s, "pg_stat_activity_count", &[("datname", db)]).is_some(), "{text}");
+    assert!(value(&s, "pg_stat_database_blks_hit", &[("datname", db)]).is_some(), "{text}");
+    assert!(value(&s, "pg_stat_database_deadlocks", &[("datname", db)]).is_some(), "{text}");
+    assert!(value(&s, "pg_database_size_bytes", &[("datname", db)]).unwrap_or(0.0) > 0.0, "{text}");
+    assert!(value(&s, "pg_stat_archiver_failed_count", &[]).is_some(), "{text}");
+    for r in ["replica0", "replica1"] {
+        assert!(value(&s, "pg_stat_replication_pg_wal_lsn_diff", &[("server", r)]).is_some(), "{text}");
+        assert!(value(&s, "pg_replication_lag_seconds", &[("server", r)]).is_some(), "{text}");
+        assert_eq!(value(&s, "fwdb_replica_ejected", &[("server", r)]), Some(0.0), "{text}");
+        assert_eq!(value(&s, "pg_replication_is_replica", &[("server", r)]), Some(1.0), "{text}");
+    }
+    assert!(value(&s, "fwdb_pool_max_size", &[("pool", "primary")]).unwrap_or(0.0) > 0.0, "{text}");
+    assert!(value(&s, "fwdb_pool_connections", &[("pool", "primary"), ("state", "idle")]).is_some(), "{text}");
+    assert_eq!(value(&s, "fwdb_migrations_pending", &[("store", "postgres")]), Some(0.0), "{text}");
+    assert_eq!(value(&s, "fwdb_migrations_pending", &[("store", "mongodb")]), Some(0.0), "{text}");
+    assert!(value(&s, "mongodb_up", &[]).is_some(), "{text}");
+    assert_eq!(value(&s, "fwdb_primary_up", &[]), Some(1.0), "{text}");
+    for family in ["fwdb_query_duration_seconds", "fwdb_slow_queries_total", "pg_stat_statements_seconds_total", "mongodb_ss_connections"] {
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
+    }
+    let status = up.terminate();
+    assert!(status.success());
+
+    // The same in a terminal.
+    let (code, out, err) = run(app.fwdb().arg("metrics"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("postgres.cache_hit_ratio") && out.contains("pool.primary") && out.contains("replica1"), "{out}");
+    let (code, out, err) = run(app.fwdb().args(["metrics", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(v["pg"]["max_connections"].as_i64().unwrap_or(0) > 0, "{out}");
+    let (code, out, _) = run(app.fwdb().args(["metrics", "--prometheus"]));
+    assert_eq!(code, 0);
+    assert_eq!(value(&parse(&out), "pg_up", &[]), Some(1.0));
+    let (code, out, err) = run(app.fwdb().arg("health"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.lines().filter(|l| l.contains(" healthy ")).count(), 4, "{out}");
+    let (code, out, _) = run(app.fwdb().args(["health", "--format", "json"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["healthy"], true);
+}
+
+#[tokio::test]
+async fn fwdb_health_exits_1_when_a_server_is_unreachable() {
+    let app = TestApp::spawn().await;
+    // A replica on a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (code, out, err) = run(app.fwdb().env("FWDB__POSTGRES__REPLICAS", format!("[\"127.0.0.1:{port}\"]")).args(["health", "--timeout", "2000"]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("UNHEALTHY"), "{out}");
+}
+
+/// Captures what is logged, to check the slow-query log line.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_slow_query_is_logged_with_route_and_normalized_text_and_is_in_the_top_list() {
+    let app = TestApp::migrated().await;
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let cluster = fwdb::PgCluster::connect(&app.config.postgres).await.expect("cluster");
+    let queries = std::sync::Arc::new(fwdb::QueryMetrics::new(Duration::from_millis(100)));
+    cluster.add_query_observer(queries.clone());
+    use fwdb::Executor;
+    cluster.read("select 1", &[], fwdb::Consistency::Strong).await.expect("a fast read");
+    cluster.read("select pg_sleep(0.25), 'secret literal'", &[], fwdb::Consistency::Strong).await.expect("a slow read");
+
+    let snap = queries.snapshot();
+    assert_eq!(snap.slow.len(), 1, "{snap:?}");
+    let slow = &snap.slow[0];
+    assert_eq!((slow.route.as_str(), slow.operation.as_str()), ("primary", "select"));
+    assert_eq!(slow.statement, "select pg_sleep(?), ?");
+    assert!(slow.duration_ms >= 250.0, "{slow:?}");
+    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("slow query") && logged.contains("select pg_sleep(?), ?") && logged.contains("route=primary"), "{logged}");
+    assert!(!logged.contains("secret literal"), "literals must not reach the log: {logged}");
+
+    let mongo = fwdb::mongo_client(&app.config.mongo).await.expect("mongo");
+    let collector = fwdb::MetricsCollector::new(app.config.clone(), cluster.clone(), mongo, Some(queries));
+    let snap = collector.collect().await;
+    assert!(snap.statements_error.is_none(), "{:?}", snap.statements_error);
+    let top = snap.statements.first().expect("a top statement");
+    assert!(top.query.contains("pg_sleep") && top.mean_ms >= 250.0, "{:?}", snap.statements);
+    let text = fwdb::render_metrics(&snap);
+    let s = parse(&text);
+    assert_eq!(value(&s, "fwdb_slow_queries_total", &[]), Some(1.0));
+    assert!(text.contains("fwdb_query_duration_seconds_count{operation=\"select\",route=\"primary\",kind=\"read\"} 2"), "{text}");
+    assert!(text.contains("fwdb_query_duration_seconds_bucket{operation=\"select\",route=\"primary\",kind=\"read\",le=\"0.5\"} 2"), "{text}");
+    cluster.close();
+}

@@ -1,0 +1,361 @@
+//! The MongoDB handle a service creates once ([`Mongo`]), the transaction
+//! executor ([`MongoTx`]), and the trait both implement ([`MongoExec`]) so a
+//! repository runs the same code in and out of a transaction.
+//!
+//! The driver has no wait-queue timeout (removed in 2.0): a burst above
+//! `max_pool_size` waits for ever. Every operation here first takes a permit
+//! of a semaphore sized like the pool, within `pool.wait_timeout`, else
+//! fails with [`ErrorKind::Timeout`].
+
+use super::client::client_options;
+use crate::config::{Config, MongoConfig, Profile};
+use crate::error::{Error, ErrorKind, Result};
+use futures::future::BoxFuture;
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document};
+use mongodb::options::{Acknowledgment, ReturnDocument, WriteConcern};
+use mongodb::{Client, ClientSession, Collection, Database};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+
+/// How often a transaction is run again after a TransientTransactionError, and
+/// a commit retried after an UnknownTransactionCommitResult.
+pub const MAX_TX_ATTEMPTS: u32 = 8;
+
+/// Sort, limit and skip of a `find`.
+#[derive(Debug, Clone, Default)]
+pub struct FindSpec {
+    pub sort: Option<Document>,
+    pub limit: Option<i64>,
+    pub skip: Option<u64>,
+}
+
+/// What a MongoDB repository runs on: the [`Mongo`] handle, or a [`MongoTx`].
+pub trait MongoExec: Send + Sync {
+    fn database(&self) -> &Database;
+    fn find_one(&self, coll: &str, filter: Document) -> impl Future<Output = Result<Option<Document>>> + Send;
+    fn find(&self, coll: &str, filter: Document, spec: FindSpec) -> impl Future<Output = Result<Vec<Document>>> + Send;
+    fn count(&self, coll: &str, filter: Document) -> impl Future<Output = Result<u64>> + Send;
+    fn insert_one(&self, coll: &str, doc: Document) -> impl Future<Output = Result<()>> + Send;
+    fn insert_many(&self, coll: &str, docs: Vec<Document>) -> impl Future<Output = Result<()>> + Send;
+    /// Updates one document; returns it as it is after the update (None: no match).
+    fn find_one_and_update(
+        &self,
+        coll: &str,
+        filter: Document,
+        update: Document,
+    ) -> impl Future<Output = Result<Option<Document>>> + Send;
+    /// Updates one document; returns how many matched (with `upsert`, 1 also when inserted).
+    fn update_one(&self, coll: &str, filter: Document, update: Document, upsert: bool) -> impl Future<Output = Result<u64>> + Send;
+    fn delete_one(&self, coll: &str, filter: Document) -> impl Future<Output = Result<u64>> + Send;
+    fn delete_many(&self, coll: &str, filter: Document) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// The MongoDB side of a service: one client (its pools) for the process,
+/// the configured database, and the pool wait limit. Cheap to clone; create
+/// it once at start-up and pass it around (no global).
+#[derive(Clone)]
+pub struct Mongo {
+    client: Client,
+    db: Database,
+    permits: Arc<Semaphore>,
+    max: u32,
+    wait_timeout: Duration,
+}
+
+impl std::fmt::Debug for Mongo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mongo").field("database", &self.db.name()).field("max", &self.max).finish()
+    }
+}
+
+impl Mongo {
+    /// From the whole configuration: outside development, writes always wait for a majority.
+    pub async fn connect(cfg: &Config) -> Result<Mongo> {
+        Mongo::from_config(&cfg.mongo, cfg.profile).await
+    }
+
+    pub async fn from_config(cfg: &MongoConfig, profile: Profile) -> Result<Mongo> {
+        let mut o = client_options(cfg).await?;
+        if profile != Profile::Development {
+            let mut wc = WriteConcern::default();
+            wc.w = Some(Acknowledgment::Majority);
+            o.write_concern = Some(wc);
+        }
+        let client = Client::with_options(o).map_err(Error::from)?;
+        let max = cfg.pool.max_size.max(1);
+        Ok(Mongo {
+            db: client.database(&cfg.database),
+            client,
+            permits: Arc::new(Semaphore::new(max as usize)),
+            max,
+            wait_timeout: cfg.pool.wait_timeout,
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// How many operations may run at once (`pool.max_size`) and how many are free now.
+    pub fn permits(&self) -> (u32, usize) {
+        (self.max, self.permits.available_permits())
+    }
+
+    /// A slot of the pool within `pool.wait_timeout`, else a timeout error.
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
+        match tokio::time::timeout(self.wait_timeout, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(Error::new(ErrorKind::Internal, "mongodb pool semaphore closed")),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "mongodb pool: no connection free within {:?} (pool.max_size {}, all in use)",
+                    self.wait_timeout, self.max
+                ),
+            )),
+        }
+    }
+
+    fn coll(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    /// Runs `work` in a transaction: commit on Ok, abort on Err. The whole
+    /// closure runs again (up to [`MAX_TX_ATTEMPTS`]) on a TransientTransactionError,
+    /// the commit is retried on an UnknownTransactionCommitResult.
+    ///
+    /// ```ignore
+    /// mongo.transaction(|tx| Box::pin(async move { repo.create(tx, &new).await })).await?
+    /// ```
+    pub async fn transaction<R, F>(&self, mut work: F) -> Result<R>
+    where
+        R: Send,
+        F: for<'a> FnMut(&'a MongoTx) -> BoxFuture<'a, Result<R>> + Send,
+    {
+        let _permit = self.acquire().await?;
+        let mut session = self.client.start_session().await.map_err(Error::from)?;
+        let mut attempt = 0;
+        'run: loop {
+            attempt += 1;
+            session.start_transaction().await.map_err(Error::from)?;
+            let tx = MongoTx { db: self.db.clone(), session: Mutex::new(session) };
+            let out = work(&tx).await;
+            session = tx.session.into_inner();
+            let value = match out {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    if has_label(&e, mongodb::error::TRANSIENT_TRANSACTION_ERROR) && attempt < MAX_TX_ATTEMPTS {
+                        backoff(attempt).await;
+                        continue 'run;
+                    }
+                    return Err(e);
+                }
+            };
+            let mut commits = 0;
+            loop {
+                commits += 1;
+                match session.commit_transaction().await {
+                    Ok(()) => return Ok(value),
+                    Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) && commits < MAX_TX_ATTEMPTS => {
+                        backoff(commits).await;
+                    }
+                    Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) && attempt < MAX_TX_ATTEMPTS => {
+                        backoff(attempt).await;
+                        continue 'run;
+                    }
+                    Err(e) => return Err(Error::from(e)),
+                }
+            }
+        }
+    }
+}
+
+/// Whether the error (or one of its causes) carries this driver label.
+pub(crate) fn has_label(e: &Error, label: &str) -> bool {
+    e.mongo_labels().iter().any(|l| l == label)
+}
+
+async fn backoff(attempt: u32) {
+    let ms = 10u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2))).await;
+}
+
+/// The server error code of a driver error (command or write error), if any.
+pub(crate) fn server_code(e: &mongodb::error::Error) -> Option<i32> {
+    use mongodb::error::{ErrorKind as M, WriteFailure};
+    match &*e.kind {
+        M::Command(c) => Some(c.code),
+        M::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        M::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        M::InsertMany(m) => m.write_errors.as_ref().and_then(|v| v.first()).map(|w| w.code),
+        M::BulkWrite(_) => None,
+        _ => None,
+    }
+}
+
+/// A driver error as ours: a document the server's validator refused (121) is a validation error.
+pub(crate) fn map_err(e: mongodb::error::Error) -> Error {
+    match server_code(&e) {
+        Some(121) => Error::new(ErrorKind::Validation, "the server's $jsonSchema validator rejected the document").with_source(e),
+        Some(11000) => Error::new(ErrorKind::Conflict, "duplicate key").with_source(e),
+        Some(112) => Error::new(ErrorKind::Conflict, "write conflict").with_source(e),
+        _ => Error::from(e),
+    }
+}
+
+macro_rules! run {
+    ($self:ident, $op:expr) => {{
+        let _permit = $self.acquire().await?;
+        $op.await.map_err(map_err)
+    }};
+}
+
+impl MongoExec for Mongo {
+    fn database(&self) -> &Database {
+        &self.db
+    }
+
+    async fn find_one(&self, coll: &str, filter: Document) -> Result<Option<Document>> {
+        run!(self, self.coll(coll).find_one(filter))
+    }
+
+    async fn find(&self, coll: &str, filter: Document, spec: FindSpec) -> Result<Vec<Document>> {
+        let _permit = self.acquire().await?;
+        let c = self.coll(coll);
+        let mut f = c.find(filter);
+        if let Some(s) = spec.sort {
+            f = f.sort(s);
+        }
+        if let Some(l) = spec.limit {
+            f = f.limit(l);
+        }
+        if let Some(s) = spec.skip {
+            f = f.skip(s);
+        }
+        let cursor = f.await.map_err(map_err)?;
+        cursor.try_collect().await.map_err(map_err)
+    }
+
+    async fn count(&self, coll: &str, filter: Document) -> Result<u64> {
+        run!(self, self.coll(coll).count_documents(filter))
+    }
+
+    async fn insert_one(&self, coll: &str, doc: Document) -> Result<()> {
+        run!(self, self.coll(coll).insert_one(doc)).map(|_| ())
+    }
+
+    async fn insert_many(&self, coll: &str, docs: Vec<Document>) -> Result<()> {
+        run!(self, self.coll(coll).insert_many(docs)).map(|_| ())
+    }
+
+    async fn find_one_and_update(&self, coll: &str, filter: Document, update: Document) -> Result<Option<Document>> {
+        run!(self, self.coll(coll).find_one_and_update(filter, update).return_document(ReturnDocument::After))
+    }
+
+    async fn update_one(&self, coll: &str, filter: Document, update: Document, upsert: bool) -> Result<u64> {
+        let r = run!(self, self.coll(coll).update_one(filter, update).upsert(upsert))?;
+        Ok(r.matched_count + u64::from(r.upserted_id.is_some()))
+    }
+
+    async fn delete_one(&self, coll: &str, filter: Document) -> Result<u64> {
+        run!(self, self.coll(coll).delete_one(filter)).map(|r| r.deleted_count)
+    }
+
+    async fn delete_many(&self, coll: &str, filter: Document) -> Result<u64> {
+        run!(self, self.coll(coll).delete_many(filter)).map(|r| r.deleted_count)
+    }
+}
+
+/// The executor inside [`Mongo::transaction`]: every operation runs in the session's transaction.
+pub struct MongoTx {
+    db: Database,
+    session: Mutex<ClientSession>,
+}
+
+impl MongoTx {
+    fn coll(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+}
+
+impl MongoExec for MongoTx {
+    fn database(&self) -> &Database {
+        &self.db
+    }
+
+    async fn find_one(&self, coll: &str, filter: Document) -> Result<Option<Document>> {
+        let mut s = self.session.lock().await;
+        self.coll(coll).find_one(filter).session(&mut *s).await.map_err(map_err)
+    }
+
+    async fn find(&self, coll: &str, filter: Document, spec: FindSpec) -> Result<Vec<Document>> {
+        let mut s = self.session.lock().await;
+        let c = self.coll(coll);
+        let mut f = c.find(filter);
+        if let Some(x) = spec.sort {
+            f = f.sort(x);
+        }
+        if let Some(l) = spec.limit {
+            f = f.limit(l);
+        }
+        if let Some(x) = spec.skip {
+            f = f.skip(x);
+        }
+        let mut cursor = f.session(&mut *s).await.map_err(map_err)?;
+        let out: Vec<Document> = cursor.stream(&mut s).try_collect().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn count(&self, coll: &str, filter: Document) -> Result<u64> {
+        let mut s = self.session.lock().await;
+        self.coll(coll).count_documents(filter).session(&mut *s).await.map_err(map_err)
+    }
+
+    async fn insert_one(&self, coll: &str, doc: Document) -> Result<()> {
+        let mut s = self.session.lock().await;
+        self.coll(coll).insert_one(doc).session(&mut *s).await.map(|_| ()).map_err(map_err)
+    }
+
+    async fn insert_many(&self, coll: &str, docs: Vec<Document>) -> Result<()> {
+        let mut s = self.session.lock().await;
+        self.coll(coll).insert_many(docs).session(&mut *s).await.map(|_| ()).map_err(map_err)
+    }
+
+    async fn find_one_and_update(&self, coll: &str, filter: Document, update: Document) -> Result<Option<Document>> {
+        let mut s = self.session.lock().await;
+        self.coll(coll)
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .session(&mut *s)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn update_one(&self, coll: &str, filter: Document, update: Document, upsert: bool) -> Result<u64> {
+        let mut s = self.session.lock().await;
+        let r = self.coll(coll).update_one(filter, update).upsert(upsert).session(&mut *s).await.map_err(map_err)?;
+        Ok(r.matched_count + u64::from(r.upserted_id.is_some()))
+    }
+
+    async fn delete_one(&self, coll: &str, filter: Document) -> Result<u64> {
+        let mut s = self.session.lock().await;
+        self.coll(coll).delete_one(filter).session(&mut *s).await.map(|r| r.deleted_count).map_err(map_err)
+    }
+
+    async fn delete_many(&self, coll: &str, filter: Document) -> Result<u64> {
+        let mut s = self.session.lock().await;
+        self.coll(coll).delete_many(filter).session(&mut *s).await.map(|r| r.deleted_count).map_err(map_err)
+    }
+}
+
+/// `Bson` as text when it is a string.
+pub(crate) fn as_str(b: Option<&Bson>) -> Option<&str> {
+    match b {
+        Some(Bson::String(s)) => Some(s),
+        _ => None,
+    }
+}

@@ -1,0 +1,188 @@
+//! Query observation: a hook the cluster calls after every routed statement
+//! (read or write), with its duration, route and outcome. `fwdb up` hangs
+//! the query-latency histograms and the slow-query log on it
+//! (`crate::metrics::QueryMetrics`); services may add their own.
+//!
+//! The time measured is the statement's, connection checkout excluded for
+//! reads on the primary and replicas; for writes it includes the statement
+//! cache and the pipelined `pg_current_wal_lsn()`.
+
+use super::cluster::{PgCluster, Route};
+use crate::error::{Error, Result};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Whether a statement went through [`Executor::read`](super::Executor::read) or `write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryKind {
+    Read,
+    Write,
+}
+
+impl QueryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryKind::Read => "read",
+            QueryKind::Write => "write",
+        }
+    }
+}
+
+/// One statement that ran.
+#[derive(Debug)]
+pub struct QueryEvent<'a> {
+    pub sql: &'a str,
+    pub kind: QueryKind,
+    pub route: Route,
+    pub duration: Duration,
+    /// The error, when it failed.
+    pub error: Option<&'a Error>,
+}
+
+/// Told about every statement a [`PgCluster`] runs. Called inline: keep it cheap.
+pub trait QueryObserver: Send + Sync + 'static {
+    fn on_query(&self, event: &QueryEvent<'_>);
+}
+
+/// The observers of one cluster (shared by its clones).
+#[derive(Default)]
+pub(crate) struct Observers(RwLock<Vec<Arc<dyn QueryObserver>>>);
+
+impl Observers {
+    /// Runs `work`, then tells every observer (nothing is timed when there is none).
+    pub(crate) async fn time<T, F>(&self, route: Route, kind: QueryKind, sql: &str, work: F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        if self.0.read().map(|v| v.is_empty()).unwrap_or(true) {
+            return work.await;
+        }
+        let start = Instant::now();
+        let out = work.await;
+        let event = QueryEvent { sql, kind, route, duration: start.elapsed(), error: out.as_ref().err() };
+        let list = self.0.read().map(|v| v.clone()).unwrap_or_default();
+        for o in list {
+            o.on_query(&event);
+        }
+        out
+    }
+}
+
+impl PgCluster {
+    /// Adds an observer told about every read and write of this cluster and its clones.
+    pub fn add_query_observer(&self, observer: Arc<dyn QueryObserver>) {
+        if let Ok(mut v) = self.inner.observers.0.write() {
+            v.push(observer);
+        }
+    }
+}
+
+impl Route {
+    /// `primary` or `replica0`, `replica1`...: the `route` label of metrics.
+    pub fn label(self) -> String {
+        match self {
+            Route::Primary => "primary".into(),
+            Route::Replica(i) => format!("replica{i}"),
+        }
+    }
+}
+
+/// A statement's text with its literals replaced by `?` and its whitespace
+/// collapsed, so that one shape is one line of the slow log.
+pub fn normalize_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut last_space = true;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                // A string literal ('' escapes a quote).
+                while let Some(n) = chars.next() {
+                    if n == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                out.push('?');
+                last_space = false;
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        break;
+                    }
+                }
+                if !last_space {
+                    out.push(' ');
+                    last_space = true;
+                }
+            }
+            c if c.is_whitespace() => {
+                if !last_space {
+                    out.push(' ');
+                    last_space = true;
+                }
+            }
+            c if c.is_ascii_digit() && !out.ends_with(|p: char| p.is_alphanumeric() || p == '_' || p == '$') => {
+                while chars.peek().is_some_and(|n| n.is_ascii_digit() || *n == '.') {
+                    chars.next();
+                }
+                out.push('?');
+                last_space = false;
+            }
+            c => {
+                out.push(c);
+                last_space = false;
+            }
+        }
+    }
+    out.trim().to_string()
+}
+
+/// A short name for what a statement does, used as the `operation` label:
+/// its verb and first table, `select users`, `insert items`, `update avatars`.
+/// Repositories issue one shape per operation, so this is per repository operation.
+pub fn operation_of(sql: &str) -> String {
+    let words: Vec<String> = sql
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let Some(first) = words.first() else { return "empty".into() };
+    let verb = if first == "with" { words.iter().find(|w| matches!(w.as_str(), "select" | "insert" | "update" | "delete")).cloned().unwrap_or_else(|| first.clone()) } else { first.clone() };
+    let after = match verb.as_str() {
+        "select" | "delete" => "from",
+        "insert" => "into",
+        "update" => "update",
+        _ => return verb,
+    };
+    let table = words.iter().skip_while(|w| *w != after).nth(1).map(|t| {
+        let t = t.trim_matches('"');
+        t.rsplit('.').next().unwrap_or(t).trim_matches('"').to_string()
+    });
+    match table {
+        Some(t) if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric() || c == '_') => format!("{verb} {t}"),
+        _ => verb,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_normalize_and_name_their_operation() {
+        assert_eq!(normalize_sql("SELECT *  FROM users\n WHERE id = $1 AND name = 'it''s' AND n > 42 -- c\n"), "SELECT * FROM users WHERE id = $1 AND name = ? AND n > ?");
+        assert_eq!(normalize_sql("select t1.a from t1"), "select t1.a from t1");
+        assert_eq!(operation_of("SELECT a FROM public.\"users\" WHERE x"), "select users");
+        assert_eq!(operation_of("insert into items (a) values ($1)"), "insert items");
+        assert_eq!(operation_of("UPDATE avatars SET x = 1"), "update avatars");
+        assert_eq!(operation_of("select pg_sleep(0.2)"), "select");
+        assert_eq!(operation_of("with x as (select 1) delete from t using x"), "delete t");
+    }
+}
