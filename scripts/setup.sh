@@ -54,3 +54,8 @@ if [ ! -x "$FWDB_ROOT/.fwdb/venv/bin/moto_server" ]; then
   echo "fwdb setup: installing moto[server] (S3-compatible test server) into .fwdb/venv" >&2
   "$FWDB_ROOT/.fwdb/venv/bin/pip" install -q --disable-pip-version-check "moto[server]>=5,<6"
 fi
+
+# Observability tests: headless Chromium renders the status page; promtool
+# (Debian package prometheus) checks deploy/prometheus/fwdb-alerts.yml.
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || apt_install chromium
+command -v promtool >/dev/null 2>&1 || apt_install prometheus

@@ -21,7 +21,7 @@ pub fn render(health: &HealthReport, m: &MetricsSnapshot, samples: &[(f64, Vec<(
 <style>
 body{{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#111;background:#fafafa}}
 h1{{font-size:1.3rem}} h2{{font-size:1.05rem;margin-top:1.6rem}}
-table{{border-collapse:collapse;background:#fff}} td,th{{border:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}}
+table{{border-collapse:collapse;background:#fff}} td,th{{border:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top;white-space:nowrap}} td code{{white-space:normal}}
 th{{background:#f0f0f0}} .ok{{color:#166534;font-weight:600}} .bad{{color:#b91c1c;font-weight:600}}
 .badge{{display:inline-block;padding:.1rem .6rem;border-radius:.4rem;color:#fff}}
 .READY{{background:#16a34a}} .DEGRADED{{background:#d97706}} .UNREADY{{background:#dc2626}}

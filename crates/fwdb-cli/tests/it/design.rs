@@ -43,13 +43,11 @@ fn the_query_ast_compiles_to_a_mongodb_filter_sort_and_limit() {
         .limit(20)
         .offset(5);
     let m = q.to_mongo().unwrap();
-    let expected = doc! { "$and": [
-        { "$and": [
-            { "userId": user.to_string() },
-            { "$or": [ { "status": "draft" }, { "name": Bson::RegularExpression(mongodb::bson::Regex { pattern: "^Sum.*.%$".into(), options: "s".into() }) } ] },
-        ] },
-        { "deletedAt": Bson::Null },
-    ] };
+    let expected = doc! {
+        "userId": user.to_string(),
+        "$or": [ { "status": "draft" }, { "name": Bson::RegularExpression(mongodb::bson::Regex { pattern: "^Sum.*.%$".into(), options: "s".into() }) } ],
+        "deletedAt": Bson::Null,
+    };
     assert_eq!(m.filter, expected);
     assert_eq!(m.sort, doc! { "createdAt": -1, "_id": 1 });
     assert_eq!((m.limit, m.skip), (Some(20), Some(5)));
@@ -62,11 +60,11 @@ fn the_query_ast_compiles_to_a_mongodb_filter_sort_and_limit() {
         .unwrap();
     assert_eq!(
         m.filter,
-        doc! { "$and": [
-            { "$and": [ { "$nor": [ { "avatarId": Bson::Null } ] }, { "_id": { "$in": [Uuid::nil().to_string()] } } ] },
-            { "deletedAt": { "$ne": Bson::Null } },
-        ] }
+        doc! { "$nor": [ { "avatarId": Bson::Null } ], "_id": { "$in": [Uuid::nil().to_string()] }, "deletedAt": { "$ne": Bson::Null } }
     );
+    // A field used twice keeps the $and (no silent overwrite of the first condition).
+    let m = Query::<Design>::new().filter(Design::VERSION.gt(1) & Design::VERSION.lt(5)).to_mongo().unwrap();
+    assert_eq!(m.filter, doc! { "$and": [ { "version": { "$gt": 1i64 } }, { "version": { "$lt": 5i64 } }, { "deletedAt": Bson::Null } ] });
     // Regex metacharacters in LIKE patterns are literal.
     assert_eq!(fwdb::like_regex("a.b(c)%"), "^a\\.b\\(c\\).*$");
     // Bad input is rejected before any server is involved.
@@ -407,4 +405,140 @@ async fn a_designs_avatar_must_exist_in_postgresql_and_be_the_same_users() {
     assert_eq!((moved.avatar_id, moved.version), (Some(again.id), 2));
     let cleared = repo.move_to_avatar(&db, &pg, d.id, 2, "alice", None).await.unwrap();
     assert_eq!(cleared.avatar_id, None);
+}
+
+/// The benchmark of issue 5 (not a timed test: `--ignored` to run it): the
+/// repository against the raw driver on the same server, the same operations,
+/// interleaved in rounds; prints ops/s and the ratio raw time / repo time.
+/// `cargo test -p fwdb-cli --test it -- design::bench_ --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn bench_design_repository_vs_raw_driver() {
+    use futures::TryStreamExt;
+    use std::time::{Duration, Instant};
+    let app = TestApp::migrated().await;
+    let db = mongo(&app).await;
+    let raw = db.database().collection::<mongodb::bson::Document>("designs");
+    let repo = DesignRepo::new();
+    let user = Uuid::new_v4();
+    let rounds = 10;
+    let per_round = 40;
+    let mut t = [[Duration::ZERO; 2]; 4]; // [op][0 = raw, 1 = repo]
+    let names = ["find by id", "list by user (20)", "insert", "versioned update"];
+    // Seed: 40 designs for the list.
+    for i in 0..40 {
+        repo.create(&db, &new_design(user, &format!("seed {i}"))).await.unwrap();
+    }
+    let seed = repo.list_by_user(&db, user, DesignStatus::Draft, 1).await.unwrap()[0].id;
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0usize, 1] } else { [1, 0] };
+        for side in order {
+            // find by id
+            let s = Instant::now();
+            for _ in 0..per_round {
+                if side == 0 {
+                    let d = raw.find_one(doc! {"_id": seed.to_string(), "deletedAt": Bson::Null}).await.unwrap().unwrap();
+                    std::hint::black_box(fwdb::design_from_doc(&d).unwrap());
+                } else {
+                    std::hint::black_box(repo.find_by_id(&db, seed).await.unwrap().unwrap());
+                }
+            }
+            t[0][side] += s.elapsed();
+            // list by user
+            let s = Instant::now();
+            for _ in 0..per_round {
+                if side == 0 {
+                    let docs: Vec<_> = raw
+                        .find(doc! {"userId": user.to_string(), "status": "draft", "deletedAt": Bson::Null})
+                        .sort(doc! {"createdAt": -1, "_id": 1})
+                        .limit(20)
+                        .await
+                        .unwrap()
+                        .try_collect()
+                        .await
+                        .unwrap();
+                    std::hint::black_box(docs.iter().map(|d| fwdb::design_from_doc(d).unwrap()).count());
+                } else {
+                    std::hint::black_box(repo.list_by_user(&db, user, DesignStatus::Draft, 20).await.unwrap());
+                }
+            }
+            t[1][side] += s.elapsed();
+            // insert (then one versioned update each)
+            let other = Uuid::new_v4();
+            let mut ids = Vec::new();
+            let s = Instant::now();
+            for i in 0..per_round {
+                let n = new_design(other, &format!("bench {i}"));
+                if side == 0 {
+                    let id = Uuid::new_v4();
+                    let now = Bson::DateTime(mongodb::bson::DateTime::now());
+                    let content = doc! { "name": &n.name, "status": "draft",
+                        "layers": [{"id": "base", "type": "silhouette", "data": {"color": "#aa0000"}, "order": 0i64}],
+                        "metadata": {"tags": ["summer"], "description": Bson::Null, "thumbnailUrl": Bson::Null},
+                        "catalogItemIds": [], "avatarId": Bson::Null };
+                    let mut d = doc! { "_id": id.to_string(), "userId": other.to_string() };
+                    d.extend(content.clone());
+                    d.insert("version", 1i64);
+                    d.insert("history", vec![doc! {"version": 1i64, "changedAt": now.clone(), "changedBy": other.to_string(), "changes": content}]);
+                    d.insert("createdAt", now.clone());
+                    d.insert("updatedAt", now);
+                    raw.insert_one(d).await.unwrap();
+                    ids.push(id);
+                } else {
+                    ids.push(repo.create(&db, &n).await.unwrap().id);
+                }
+            }
+            t[2][side] += s.elapsed();
+            let s = Instant::now();
+            for id in &ids {
+                if side == 0 {
+                    let now = Bson::DateTime(mongodb::bson::DateTime::now());
+                    let d = raw
+                        .find_one_and_update(
+                            doc! {"_id": id.to_string(), "deletedAt": Bson::Null, "version": 1i64},
+                            doc! {"$set": {"name": "renamed", "updatedAt": now.clone()}, "$inc": {"version": 1i64},
+                                  "$push": {"history": {"version": 2i64, "changedAt": now, "changedBy": "b", "changes": {"name": "renamed"}}}},
+                        )
+                        .return_document(mongodb::options::ReturnDocument::After)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    std::hint::black_box(fwdb::design_from_doc(&d).unwrap());
+                } else {
+                    let mut p = DesignPatch::new(1, "b");
+                    p.name = Some("renamed".into());
+                    std::hint::black_box(repo.update(&db, *id, &p).await.unwrap());
+                }
+            }
+            t[3][side] += s.elapsed();
+        }
+    }
+    let n = (rounds * per_round) as f64;
+    println!("| operation | raw driver ops/s | repository ops/s | ratio (raw time / repo time) |");
+    println!("|---|---:|---:|---:|");
+    for (i, name) in names.iter().enumerate() {
+        let raw_s = t[i][0].as_secs_f64();
+        let repo_s = t[i][1].as_secs_f64();
+        println!("| {name} | {:.0} | {:.0} | {:.2} |", n / raw_s, n / repo_s, raw_s / repo_s);
+    }
+}
+
+#[tokio::test]
+async fn the_handle_takes_read_preference_and_forces_majority_writes_outside_development() {
+    use mongodb::options::{Acknowledgment, ReadPreference as Rp, SelectionCriteria};
+    let app = TestApp::spawn().await;
+    let mut cfg = app.config.mongo.clone();
+    cfg.write_concern = "1".into();
+    cfg.read_preference = fwdb::ReadPreference::SecondaryPreferred;
+    let dev = Mongo::from_config(&cfg, fwdb::Profile::Development).await.unwrap();
+    assert_eq!(dev.database().write_concern().and_then(|w| w.w.clone()), Some(Acknowledgment::Nodes(1)));
+    assert!(matches!(dev.database().selection_criteria(), Some(SelectionCriteria::ReadPreference(Rp::SecondaryPreferred { .. }))));
+    let prod = Mongo::from_config(&cfg, fwdb::Profile::Production).await.unwrap();
+    assert_eq!(prod.database().write_concern().and_then(|w| w.w.clone()), Some(Acknowledgment::Majority));
+    let default = Mongo::from_config(&app.config.mongo, fwdb::Profile::Staging).await.unwrap();
+    assert!(matches!(default.database().selection_criteria(), Some(SelectionCriteria::ReadPreference(Rp::Primary))));
+    let opts = fwdb::mongo_client_options(&app.config.mongo).await.unwrap();
+    assert_eq!(opts.retry_writes, Some(true));
+    // Reads on the handle work with secondaryPreferred (a single-node replica set: the primary serves them).
+    assert!(DesignRepo::new().find_by_id(&dev, Uuid::new_v4()).await.unwrap().is_none());
 }

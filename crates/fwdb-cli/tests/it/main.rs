@@ -23,3 +23,4 @@ mod audit;
 mod refs;
 mod mongo_tx;
 mod security;
+mod example;

@@ -136,3 +136,61 @@ async fn a_slow_query_is_logged_with_route_and_normalized_text_and_is_in_the_top
     assert!(text.contains("fwdb_query_duration_seconds_bucket{operation=\"select\",route=\"primary\",kind=\"read\",le=\"0.5\"} 2"), "{text}");
     cluster.close();
 }
+
+#[tokio::test]
+async fn check_queries_flags_seq_scans_unindexed_foreign_keys_and_duplicate_indexes() {
+    let app = TestApp::migrated().await;
+    let (code, out, err) = run(app.fwdb().args(["check", "queries", "--format", "json"]));
+    eprintln!("fresh schema: exit {code}\n{out}{err}");
+    assert!(code == 0 || code == 1, "{out}{err}");
+    let fresh: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(fresh["shapes_explained"].as_u64().unwrap_or(0) >= 10, "{out}");
+    let fresh_count = fresh["findings"].as_array().unwrap().len();
+
+    let pg = app.pg().await;
+    pg.batch_execute(
+        "create table public.obs_orders (id bigint primary key, user_id uuid not null references shared.users(id), sku text);
+         create index obs_sku_a on public.obs_orders (sku);
+         create index obs_sku_b on public.obs_orders (sku);
+         grant select on public.obs_orders to public;
+         drop index shared.idx_users_email;",
+    )
+    .await
+    .expect("test schema");
+    let (code, out, err) = run(app.fwdb().args(["check", "queries", "--format", "json", "--seq-scan-min-rows=-1"]));
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let findings = v["findings"].as_array().unwrap();
+    let has = |kind: &str, table: &str| findings.iter().any(|f| f["kind"] == kind && f["table"] == table);
+    assert!(has("fk_without_index", "public.obs_orders"), "{out}");
+    assert!(has("duplicate_index", "public.obs_orders"), "{out}");
+    assert!(findings.iter().any(|f| f["kind"] == "seq_scan" && f["subject"] == "users.find_by_email"), "{out}");
+    assert!(findings.len() > fresh_count, "{out}");
+    let (code, out, _) = run(app.fwdb().args(["check", "queries"]));
+    assert_eq!(code, 1);
+    assert!(out.contains("fk_without_index") && out.contains("obs_sku_a, obs_sku_b"), "{out}");
+    // With the default threshold (1000 rows), the scan of an empty table is no finding.
+    assert!(!out.contains("seq_scan"), "{out}");
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_the_dashboard_uses_exported_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let rules = root.join("prometheus/fwdb-alerts.yml");
+    match std::process::Command::new("promtool").arg("check").arg("rules").arg(&rules).output() {
+        Ok(out) => assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        Err(e) => panic!("promtool is not installed ({e}): run scripts/setup.sh (apt-get install -y prometheus)"),
+    }
+    let text = std::fs::read_to_string(&rules).unwrap();
+    for alert in ["PostgresDown", "MongoDBDown", "PostgresReplicationLag", "PostgresConnectionSaturation", "PostgresCacheHitRatioLow", "FwdbPoolTimeouts", "PostgresDeadlocks", "PostgresWalArchivingFailing", "FwdbBackupTooOld"] {
+        assert!(text.contains(&format!("alert: {alert}\n")), "{alert} missing");
+    }
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grafana/fwdb-dashboard.json")).unwrap()).expect("dashboard JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10);
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            assert!(t["expr"].as_str().is_some_and(|e| e.contains("pg_") || e.contains("fwdb_") || e.contains("mongodb_")), "{t}");
+        }
+    }
+}

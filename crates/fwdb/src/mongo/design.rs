@@ -230,11 +230,15 @@ impl NewDesign {
 
     /// Every rule checkable without a server (and more than the server's validator checks).
     pub fn validate(&self) -> Result<()> {
+        self.check_fields()?;
+        check_size(&self.to_doc(Uuid::nil(), Utc::now(), "validation"))
+    }
+
+    fn check_fields(&self) -> Result<()> {
         check_user(self.user_id)?;
         check_name(&self.name)?;
         check_layers(&self.layers)?;
-        check_metadata(&self.metadata)?;
-        check_size(&self.to_doc(Uuid::nil(), Utc::now(), "validation"))
+        check_metadata(&self.metadata)
     }
 
     /// The content fields (those history records), as BSON.
@@ -1011,10 +1015,12 @@ impl<M: MongoExec> Repository<Design, M> for DesignRepo {
     }
 
     async fn create(&self, exec: &M, new: &NewDesign) -> Result<Design> {
-        new.validate()?;
+        new.check_fields()?;
         let d = new.to_doc(Uuid::new_v4(), Utc::now(), &new.user_id.to_string());
-        exec.insert_one(DESIGNS, d.clone()).await?;
-        design_from_doc(&d)
+        check_size(&d)?;
+        let design = design_from_doc(&d)?;
+        exec.insert_one(DESIGNS, d).await?;
+        Ok(design)
     }
 
     /// Validates all, then one `insertMany` (ordered). Atomic only inside a transaction.

@@ -148,11 +148,32 @@ pub fn normalize_sql(sql: &str) -> String {
 /// its verb and first table, `select users`, `insert items`, `update avatars`.
 /// Repositories issue one shape per operation, so this is per repository operation.
 pub fn operation_of(sql: &str) -> String {
-    let words: Vec<String> = sql
-        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';')
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_ascii_lowercase())
-        .collect();
+    // The words outside parentheses: a CTE's body or a subquery does not name the statement.
+    let mut words: Vec<String> = Vec::new();
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    for c in sql.chars().chain(std::iter::once(' ')) {
+        match c {
+            '(' | ')' | ',' | ';' => {
+                if depth == 0 && !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur).to_ascii_lowercase());
+                }
+                cur.clear();
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+            }
+            c if c.is_whitespace() => {
+                if depth == 0 && !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur).to_ascii_lowercase());
+                }
+                cur.clear();
+            }
+            c => cur.push(c),
+        }
+    }
     let Some(first) = words.first() else { return "empty".into() };
     let verb = if first == "with" { words.iter().find(|w| matches!(w.as_str(), "select" | "insert" | "update" | "delete")).cloned().unwrap_or_else(|| first.clone()) } else { first.clone() };
     let after = match verb.as_str() {

@@ -168,6 +168,31 @@ fn keyset(keys: &[Key], values: &[Value]) -> Document {
     doc! { "$or": branches }
 }
 
+/// ANDed documents as one: nested `$and`s are flattened and, when no field
+/// repeats, merged into a single document (`{userId: .., status: .., deletedAt: null}`),
+/// the shape a planner matches to a compound index most easily.
+fn merge(parts: Vec<Document>) -> Document {
+    let mut flat: Vec<Document> = Vec::new();
+    let mut stack: Vec<Document> = parts.into_iter().rev().collect();
+    while let Some(d) = stack.pop() {
+        match (d.len(), d.get_array("$and")) {
+            (1, Ok(inner)) if inner.iter().all(|b| b.as_document().is_some()) => {
+                stack.extend(inner.iter().rev().filter_map(|b| b.as_document().cloned()));
+            }
+            _ => flat.push(d),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !flat.iter().flat_map(|d| d.keys()).all(|k| seen.insert(k.clone())) {
+        return doc! { "$and": flat };
+    }
+    let mut merged = Document::new();
+    for d in flat {
+        merged.extend(d);
+    }
+    merged
+}
+
 impl<E: Entity> Query<E> {
     /// This query as a MongoDB filter, sort, limit and skip (soft-delete scope and cursor included).
     pub fn to_mongo(&self) -> Result<MongoQuery> {
@@ -191,11 +216,7 @@ impl<E: Entity> Query<E> {
             let values = cursor::decode(c, &E::qualified_name(), &keys)?;
             parts.push(keyset(&keys, &values));
         }
-        let filter = match parts.len() {
-            0 => Document::new(),
-            1 => parts.pop().unwrap_or_default(),
-            _ => doc! { "$and": parts },
-        };
+        let filter = merge(parts);
         let mut sort = Document::new();
         for k in &keys {
             sort.insert(k.field, if k.desc { -1 } else { 1 });
