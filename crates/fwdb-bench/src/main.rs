@@ -92,6 +92,10 @@ fn raw_user(r: &tokio_postgres::Row) -> Res<User> {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Who {
     Raw,
+    /// Raw tokio-postgres through a deadpool of 64 clients, deadpool's default FIFO queue (as fwdb's pools).
+    PoolFifo,
+    /// The same with a LIFO queue.
+    PoolLifo,
     FwdbStrong,
     FwdbEventual,
     Sqlx,
@@ -102,6 +106,8 @@ impl Who {
     fn name(self) -> &'static str {
         match self {
             Who::Raw => "raw tokio-postgres",
+            Who::PoolFifo => "raw via deadpool (FIFO, default)",
+            Who::PoolLifo => "raw via deadpool (LIFO)",
             Who::FwdbStrong => "fwdb repo (Strong)",
             Who::FwdbEventual => "fwdb repo (Eventual)",
             Who::Sqlx => "sqlx",
@@ -141,6 +147,8 @@ struct Ctx {
     eventual: UserRepo,
     raw: Vec<RawClient>,
     sqlx: sqlx::PgPool,
+    dp_fifo: deadpool_postgres::Pool,
+    dp_lifo: deadpool_postgres::Pool,
     orm: sea_orm::DatabaseConnection,
     ids: Vec<Uuid>,
     seq: AtomicU64,
@@ -191,6 +199,28 @@ async fn once(ctx: &Ctx, who: Who, op: Op, task: usize, rng: &mut u64, list_q: &
             let none: Option<Uuid> = None;
             let rows = r.c.query(&r.insert, &[&ctx.email(), &"Ada", &"Lovelace", &"user", &none, &none]).await?;
             std::hint::black_box(raw_user(rows.first().ok_or("no row")?)?);
+        }
+        (Who::PoolFifo | Who::PoolLifo, _) => {
+            let c = if who == Who::PoolFifo { ctx.dp_fifo.get().await? } else { ctx.dp_lifo.get().await? };
+            match op {
+                Op::Point => {
+                    let st = c.prepare_cached(&sql_point()).await?;
+                    let rows = c.query(&st, &[&id]).await?;
+                    std::hint::black_box(raw_user(rows.first().ok_or("no row")?)?);
+                }
+                Op::List => {
+                    let st = c.prepare_cached(&sql_list()).await?;
+                    let rows = c.query(&st, &[&"user"]).await?;
+                    let v = rows.iter().map(raw_user).collect::<Res<Vec<_>>>()?;
+                    assert_eq!(v.len(), 20);
+                }
+                Op::Insert => {
+                    let st = c.prepare_cached(&sql_insert()).await?;
+                    let none: Option<Uuid> = None;
+                    let rows = c.query(&st, &[&ctx.email(), &"Ada", &"Lovelace", &"user", &none, &none]).await?;
+                    std::hint::black_box(raw_user(rows.first().ok_or("no row")?)?);
+                }
+            }
         }
         (Who::FwdbStrong | Who::FwdbEventual, Op::Point) => {
             let repo = if who == Who::FwdbStrong { &ctx.strong } else { &ctx.eventual };
@@ -624,7 +654,21 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
     opts.max_connections(POOL as u32).min_connections(POOL as u32).sqlx_logging(false);
     let orm = sea_orm::Database::connect(opts).await?;
 
+    let dp_of = |mode: deadpool::managed::QueueMode| -> Res<deadpool_postgres::Pool> {
+        use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+        let m = Manager::from_config(pgc.clone(), tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        Ok(Pool::builder(m).max_size(POOL).queue_mode(mode).runtime(deadpool_postgres::Runtime::Tokio1).build()?)
+    };
+    let dp_fifo = dp_of(deadpool::managed::QueueMode::Fifo)?;
+    let dp_lifo = dp_of(deadpool::managed::QueueMode::Lifo)?;
+    for p in [&dp_fifo, &dp_lifo] {
+        for w in futures::future::join_all((0..POOL).map(|_| p.get())).await {
+            drop(w?);
+        }
+    }
     let ctx = Arc::new(Ctx {
+        dp_fifo,
+        dp_lifo,
         cluster: cluster.clone(),
         strong: UserRepo::new().with_consistency(Consistency::Strong),
         eventual: UserRepo::new().with_consistency(Consistency::Eventual),
@@ -644,7 +688,7 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
     let eligible = status.replicas.iter().filter(|r| r.eligible).count();
     eprintln!("replicas eligible for Eventual reads: {eligible} of {}", status.replicas.len());
 
-    let mut who = vec![Who::Raw, Who::FwdbStrong];
+    let mut who = vec![Who::Raw, Who::PoolFifo, Who::PoolLifo, Who::FwdbStrong];
     if !info.replicas.is_empty() {
         who.push(Who::FwdbEventual);
     }

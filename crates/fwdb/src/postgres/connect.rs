@@ -54,9 +54,10 @@ pub(crate) fn driver_config(cfg: &PostgresConfig, target: &ConnectTarget) -> Res
 pub async fn connect(cfg: &PostgresConfig, target: ConnectTarget) -> Result<Client> {
     let driver = driver_config(cfg, &target)?;
     let where_ = describe(cfg, &target);
+    let client_cert = cfg.tls.cert_file.is_some();
     let client = match tls::client_config(&cfg.tls)? {
         None => {
-            let (client, conn) = driver.connect(NoTls).await.map_err(|e| connect_error(e, &where_))?;
+            let (client, conn) = driver.connect(NoTls).await.map_err(|e| connect_error(e, &where_, client_cert))?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "postgres connection ended");
@@ -66,7 +67,7 @@ pub async fn connect(cfg: &PostgresConfig, target: ConnectTarget) -> Result<Clie
         }
         Some(rustls) => {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls);
-            let (client, conn) = driver.connect(tls).await.map_err(|e| connect_error(e, &where_))?;
+            let (client, conn) = driver.connect(tls).await.map_err(|e| connect_error(e, &where_, client_cert))?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "postgres connection ended");
@@ -87,10 +88,15 @@ fn describe(cfg: &PostgresConfig, target: &ConnectTarget) -> String {
     format!("{hosts} (database {}, user {}, sslmode {})", cfg.database, cfg.user, cfg.tls.mode.as_str())
 }
 
-fn connect_error(e: tokio_postgres::Error, where_: &str) -> Error {
+fn connect_error(e: tokio_postgres::Error, where_: &str, client_cert: bool) -> Error {
     let auth_failed = e.code().is_some_and(|c| c.code() == "28P01" || c.code() == "28000");
     let kind = if auth_failed { ErrorKind::Config } else { ErrorKind::Unavailable };
-    let reason = tls::explain(&e).map(|r| format!(": {r}")).unwrap_or_default();
+    let mut reason = tls::explain(&e).map(|r| format!(": {r}")).unwrap_or_default();
+    if auth_failed && client_cert {
+        // With clientcert=verify-full, a certificate whose CN is not the user also
+        // fails as "password authentication failed": say so.
+        reason = format!("{reason} (a client certificate is configured: its CN must equal the user name)");
+    }
     Error::new(kind, format!("cannot connect to PostgreSQL at {where_}{reason}")).with_source(e)
 }
 

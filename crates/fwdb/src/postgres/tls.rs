@@ -81,6 +81,17 @@ pub(crate) fn explain(err: &(dyn std::error::Error + 'static)) -> Option<&'stati
         // io::Error::source() skips the error it wraps, so look inside explicitly.
         let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
         let candidate = inner.and_then(|i| i.downcast_ref::<rustls::Error>()).or_else(|| e.downcast_ref::<rustls::Error>());
+        if let Some(rustls::Error::AlertReceived(alert)) = candidate {
+            use rustls::AlertDescription as A;
+            match alert {
+                A::CertificateExpired => return Some("the server refused our client certificate: it has expired"),
+                A::BadCertificate | A::UnknownCA | A::CertificateUnknown => {
+                    return Some("the server refused our client certificate (not signed by a CA it trusts?)")
+                }
+                A::CertificateRequired => return Some("the server requires a client certificate (postgres.tls.cert_file and key_file)"),
+                _ => {}
+            }
+        }
         if let Some(rustls::Error::InvalidCertificate(c)) = candidate {
             return Some(match c {
                 CertificateError::UnknownIssuer | CertificateError::BadSignature => {
