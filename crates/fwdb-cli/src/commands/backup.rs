@@ -194,11 +194,7 @@ fn restores_to(m: &BackupManifest) -> String {
     }
 }
 
-pub async fn run(cmd: BackupCommand, config: &fwdb::Config, json: bool) -> Result<ExitCode, fwdb::Error> {
-    run_with_file(cmd, config, json, None).await
-}
-
-/// As [`run`], knowing the `--config` file (restore drills hand it to the restored server's restore_command).
+/// Runs a backup command, knowing the `--config` file (restore drills hand it to the restored server's restore_command).
 pub async fn run_with_file(
     cmd: BackupCommand,
     config: &fwdb::Config,

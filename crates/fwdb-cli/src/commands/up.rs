@@ -119,9 +119,15 @@ async fn serve_until_shutdown(config: &fwdb::Config, fallback_port: bool, format
     } else {
         println!("{}", serde_json::json!({ "up": true, "listen": addr.to_string() }));
     }
+    let (schedule_stop, schedule) = start_backup_schedule(config);
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+    let _ = schedule_stop.send(());
+    if let Some(job) = schedule {
+        // A backup in progress is not cut: the schedule stops after it.
+        let _ = job.await;
     }
     eprintln!("stopping: draining HTTP requests");
     state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -159,4 +165,27 @@ pub fn print_health(report: &fwdb::HealthReport, format: Format) {
         })
         .collect();
     print_table(&["SERVER", "STATUS", "RESPONSE", "DETAIL"], &rows);
+}
+
+/// 13.1's schedule (full daily, incremental every 6 h) inside `fwdb up`,
+/// when `backup.schedule.enabled`; it stops when the returned sender fires.
+fn start_backup_schedule(config: &fwdb::Config) -> (tokio::sync::oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    if !config.backup.schedule.enabled {
+        return (tx, None);
+    }
+    let backups = match fwdb::Backups::open(config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("warning: backup schedule not started: {e}");
+            return (tx, None);
+        }
+    };
+    eprintln!("backup schedule: full \"{}\", incremental \"{}\" (UTC)", config.backup.schedule.full, config.backup.schedule.incremental);
+    let job = tokio::spawn(async move {
+        if let Err(e) = backups.run_schedule(async move { let _ = rx.await; }).await {
+            tracing::error!(error = %e, "the backup schedule stopped");
+        }
+    });
+    (tx, Some(job))
 }
