@@ -117,7 +117,15 @@ async fn no_command_prints_a_known_secret_even_at_debug_level() {
     secrets.extend(fwdb::LOGIN_ROLES.iter().map(|r| role_password(&app, r)));
     let wrong_admin_pw = "wrong-admin-pw-Jx55";
 
+    let restore_dir = dir.path().join("restored").display().to_string();
+    let no_stack = dir.path().join("no-stack").display().to_string();
     let commands: Vec<Vec<&str>> = vec![
+        vec!["backup", "create", "--kind", "logical"],
+        vec!["backup", "create", "--kind", "mongo"],
+        vec!["backup", "prune", "--dry-run"],
+        vec!["restore", "--latest", "--target-dir", &restore_dir, "--no-start"],
+        vec!["check", "queries"],
+        vec!["dev", "status", "--dir", &no_stack],
         vec!["config", "show"],
         vec!["--format", "json", "config", "show"],
         vec!["config", "check"],
@@ -160,7 +168,10 @@ async fn no_command_prints_a_known_secret_even_at_debug_level() {
             .env("FWDB__BACKUP__ENCRYPTION__PASSPHRASE", passphrase));
         check(args.join(" "), &out, &err, &secrets);
         // Not vacuous: the configuration loads and the commands that matter here work.
-        if matches!(args.as_slice(), ["config", "check"] | ["roles", "apply"] | ["roles", "check"] | ["audit", "tail"]) {
+        if matches!(
+            args.as_slice(),
+            ["config", "check"] | ["roles", "apply"] | ["roles", "check"] | ["audit", "tail"] | ["backup", "create", "--kind", _]
+        ) {
             assert_eq!(code, 0, "`{}` failed:\n{out}\n{err}", args.join(" "));
         }
     }

@@ -357,6 +357,10 @@ impl PgCluster {
                 }
                 return Ok::<_, Error>(rows);
             }
+            if inner.replicas.is_empty() {
+                // No replica to read one's writes from: no commit LSN to track.
+                return Ok::<_, Error>(conn.query(&st, params).await?);
+            }
             let lsn_st = conn.prepare_cached("SELECT pg_current_wal_lsn()::text").await?;
             // Sent in this order on one connection: the LSN is read right after
             // the write commits, without waiting a round trip for it.
