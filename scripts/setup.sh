@@ -41,6 +41,8 @@ if ! command -v mongod >/dev/null 2>&1 && [ ! -x "$FWDB_ROOT/.fwdb/venv/bin/seca
   fi
   echo "fwdb setup: installing secantusdb $SECANTUS_VERSION (MongoDB-compatible server) into .fwdb/venv" >&2
   "$FWDB_ROOT/.fwdb/venv/bin/pip" install -q --disable-pip-version-check --pre "secantusdb==$SECANTUS_VERSION"
+  # The marker the testkit checks (crates/fwdb-testkit/src/mongo.rs), so it does not install again.
+  echo "secantusdb==$SECANTUS_VERSION" > "$FWDB_ROOT/.fwdb/venv/.fwdb-installed"
 fi
 
 # moto[server]: the S3-compatible server the backup tests store to (PyPI `moto`).

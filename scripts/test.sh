@@ -6,7 +6,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$FWDB_ROOT"
 start=$(date +%s)
-cargo build -q --workspace --exclude fwdb-bench --all-targets
 # Integration tests wait on servers far more than on the CPU: run more at once than there are cores.
 cargo test --workspace --exclude fwdb-bench --no-fail-fast -- --test-threads="${FWDB_TEST_THREADS:-6}" "$@"
 sleep 1

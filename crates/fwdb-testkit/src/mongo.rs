@@ -119,9 +119,12 @@ pub(crate) fn ensure_secantus(server: &MongoServer) -> Result<()> {
     let python = find_on_path("python3").ok_or(TestkitError::PythonMissing)?;
     let log = fwdb_dir.join("venv-install.log");
     eprintln!("fwdb-testkit: installing the MongoDB-compatible server ({SECANTUS_REQUIREMENT}) into {} (once; about a minute)...", venv.display());
-    // A half-made venv (interrupted install) is started afresh: its scripts
+    // A venv with a working pip is kept: scripts/setup.sh installs other tools
+    // into it (moto), and pip install below is idempotent. Only a half-made one
+    // (no pip: an interrupted `python3 -m venv`) is started afresh; its scripts
     // embed its path, so it is built in place rather than renamed into place.
-    if venv.exists() {
+    let has_pip = venv.join("bin").join("pip").is_file();
+    if venv.exists() && !has_pip {
         std::fs::remove_dir_all(venv).map_err(|e| TestkitError::io(venv, e))?;
     }
     let log_file = || OpenOptions::new().create(true).append(true).open(&log).map_err(|e| TestkitError::io(&log, e));

@@ -251,7 +251,12 @@ async fn a_lagging_replica_is_skipped_and_read_your_writes_sees_its_own_write() 
     println!("lagging replica: {:?}", st.replicas[0]);
     assert!(st.replicas[0].lag_bytes.unwrap_or(0) > 256 * 1024, "{:?}", st.replicas[0]);
     assert!(!st.replicas[0].ejected, "lagging is not failing: skipped, not ejected");
-    assert!(st.replicas[1].eligible);
+    // Replica 1 replays the same bulk insert: under load it may still be catching up.
+    assert!(
+        eventually(Duration::from_secs(15), || cluster.status().replicas[1].eligible).await,
+        "the replica that keeps up becomes eligible: {:#?}",
+        cluster.status().replicas[1]
+    );
     let mut by_port: HashMap<i32, u32> = HashMap::new();
     for _ in 0..50 {
         *by_port.entry(served_by(&cluster, Consistency::Eventual).await.expect("read")).or_default() += 1;
