@@ -72,16 +72,22 @@ pub async fn check_cluster(cluster: &crate::PgCluster, mongo: &mongodb::Client, 
 async fn pool_check(cluster: crate::PgCluster, name: String, role: Role, route: crate::postgres::Route, timeout: Duration) -> ServerHealth {
     let work = async move {
         let client = cluster.checkout(route).await?;
-        let row = client.query_one("select current_setting('server_version'), pg_is_in_recovery()", &[]).await?;
-        let (version, in_recovery): (String, bool) = (row.get(0), row.get(1));
-        let wrong_role = match role {
-            Role::Primary if in_recovery => Some("the primary is in recovery (read-only)"),
-            Role::Replica if !in_recovery => Some("the replica is not in recovery (promoted?)"),
-            _ => None,
-        };
-        Ok::<_, crate::Error>((format!("PostgreSQL {version}"), wrong_role))
+        server_answers_as(&client, role).await
     };
     finish(name, role, timeout, work).await
+}
+
+/// The server's version, and what is wrong if it is not in the role we expect
+/// (a primary in recovery, a replica promoted behind our back).
+async fn server_answers_as(client: &tokio_postgres::Client, role: Role) -> crate::Result<(String, Option<&'static str>)> {
+    let row = client.query_one("select current_setting('server_version'), pg_is_in_recovery()", &[]).await?;
+    let (version, in_recovery): (String, bool) = (row.get(0), row.get(1));
+    let wrong_role = match role {
+        Role::Primary if in_recovery => Some("the primary is in recovery (read-only)"),
+        Role::Replica if !in_recovery => Some("the replica is not in recovery (promoted?)"),
+        _ => None,
+    };
+    Ok((format!("PostgreSQL {version}"), wrong_role))
 }
 
 /// Checks the primary, each replica and MongoDB, concurrently, each within `timeout`.
@@ -113,14 +119,7 @@ pub async fn check(config: &Config, timeout: Duration) -> HealthReport {
 async fn pg(config: Config, name: String, role: Role, target: ConnectTarget, timeout: Duration) -> ServerHealth {
     let work = async {
         let client = connect(&config.postgres, target).await?;
-        let row = client.query_one("select current_setting('server_version'), pg_is_in_recovery()", &[]).await?;
-        let (version, in_recovery): (String, bool) = (row.get(0), row.get(1));
-        let wrong_role = match role {
-            Role::Primary if in_recovery => Some("the primary is in recovery (read-only)"),
-            Role::Replica if !in_recovery => Some("the replica is not in recovery (promoted?)"),
-            _ => None,
-        };
-        Ok::<_, crate::Error>((format!("PostgreSQL {version}"), wrong_role))
+        server_answers_as(&client, role).await
     };
     finish(name, role, timeout, work).await
 }
