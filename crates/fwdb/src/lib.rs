@@ -18,30 +18,26 @@ mod query;
 mod repo;
 mod security;
 
+// Configuration and errors.
 pub use config::{
     redact_url_password, Config, LoadOptions, MongoConfig, MongoPoolConfig, MongoTlsConfig, Origin, PgHost, PoolConfig,
     PostgresConfig, Profile, ReadPreference, Secret, ShownValue, SslMode, TlsConfig, REDACTED,
 };
-pub use backup::{
-    crc64_ecma, generate_key as generate_backup_key, next_run as next_cron_run, BackupKind, Backups, Manifest as BackupManifest,
-    ObjectEntry as BackupObject, PitrOptions, PitrReport, Progress as BackupProgress, PruneItem, PruneReport, RecoveryTarget,
-    VerifyReport, write_key as write_backup_key, JobStatus as BackupJobStatus,
-};
 pub use config::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
-pub use error::{ConfigProblem, Error, ErrorKind, Result};
-pub use health::{check as check_health, check_cluster as check_cluster_health, HealthReport, Role as ServerRole, ServerHealth};
-pub use metrics::{
-    render as render_metrics, Collector as MetricsCollector, Histogram, LatencyPoint, MetricsSnapshot, MigrationGauge, MongoStats,
-    PgServerStats, QueryMetrics, QuerySnapshot, SlowQuery, TopStatement, CONTENT_TYPE as METRICS_CONTENT_TYPE,
-};
-pub use postgres::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
 pub use config::ServerConfig;
-pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
-pub use mongo::{
-    check_avatar, design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, FindSpec,
-    HistoryEntry as DesignHistoryEntry, HistoryPage as DesignHistoryPage, Layer, LayerType, Metadata as DesignMetadata, Mongo,
-    MongoExec, MongoTx, NewDesign, DEFAULT_HISTORY_LIMIT, DESIGNS, DESIGN_HISTORY, MAX_DOCUMENT_BYTES, MAX_TX_ATTEMPTS,
+pub use config::RoutingConfig;
+pub use config::SecurityConfig;
+pub use error::{ConfigProblem, Error, ErrorKind, Result};
+
+// PostgreSQL: connections, the routed cluster, transactions.
+pub use postgres::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
+pub use postgres::{connect, Actor, ConnectTarget, Consistency, Executor, Lsn, Params};
+pub use postgres::{
+    measure_pool_checkout, CheckoutCost, ClusterStatus, IsolationLevel, PgCluster, PgConn, PoolStatus, PrimaryStatus, ReplicaStatus,
+    Route, Tx, TxOptions,
 };
+
+// The typed query builder and the repositories (both stores).
 pub use query::bson::{filter_doc as mongo_filter_doc, json_bson, like_regex, value_bson, MongoQuery};
 pub use query::{
     escape_like, Column, ColumnType, Condition, Deleted, Entity, Filter, FilterNode, FindOptions, JsonDoc,
@@ -51,15 +47,20 @@ pub use repo::{
     with_actor, Avatar, AvatarPatch, AvatarRepo, Item, ItemPatch, ItemRepo, NewAvatar, NewItem, NewUser, PgRepository, Record,
     Repository, SqlType, User, UserPatch, UserRepo, WithActor,
 };
+
 /// Types of the repository API, re-exported so callers need no extra dependencies.
 pub use rust_decimal::Decimal;
 pub use uuid::Uuid;
-pub use postgres::{connect, Actor, ConnectTarget, Consistency, Executor, Lsn, Params};
-pub use postgres::{
-    measure_pool_checkout, CheckoutCost, ClusterStatus, IsolationLevel, PgCluster, PgConn, PoolStatus, PrimaryStatus, ReplicaStatus,
-    Route, Tx, TxOptions,
+
+// MongoDB: the client, design documents.
+pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
+pub use mongo::{
+    check_avatar, design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, FindSpec,
+    HistoryEntry as DesignHistoryEntry, HistoryPage as DesignHistoryPage, Layer, LayerType, Metadata as DesignMetadata, Mongo,
+    MongoExec, MongoTx, NewDesign, DEFAULT_HISTORY_LIMIT, DESIGNS, DESIGN_HISTORY, MAX_DOCUMENT_BYTES, MAX_TX_ATTEMPTS,
 };
-pub use config::RoutingConfig;
+
+// Migrations of both stores.
 pub use migrate::{
     new_migration, parse_version as parse_migration_version, Direction as MigrationDirection, DownOptions,
     Event as MigrationEvent, HistoryEntry as MigrationHistoryEntry, LintFinding, Migration, MigrationSet,
@@ -67,7 +68,22 @@ pub use migrate::{
     PlanStep as MigrationPlanStep, Ran as MigrationRan, Report as MigrationReport, Script as MigrationScript,
     State as MigrationState, Status as StoreStatus, Store, UpOptions,
 };
-pub use config::SecurityConfig;
+
+// Health and metrics.
+pub use health::{check as check_health, check_cluster as check_cluster_health, HealthReport, Role as ServerRole, ServerHealth};
+pub use metrics::{
+    render as render_metrics, Collector as MetricsCollector, Histogram, LatencyPoint, MetricsSnapshot, MigrationGauge, MongoStats,
+    PgServerStats, QueryMetrics, QuerySnapshot, SlowQuery, TopStatement, CONTENT_TYPE as METRICS_CONTENT_TYPE,
+};
+
+// Backups and recovery.
+pub use backup::{
+    crc64_ecma, generate_key as generate_backup_key, next_run as next_cron_run, BackupKind, Backups, Manifest as BackupManifest,
+    ObjectEntry as BackupObject, PitrOptions, PitrReport, Progress as BackupProgress, PruneItem, PruneReport, RecoveryTarget,
+    VerifyReport, write_key as write_backup_key, JobStatus as BackupJobStatus,
+};
+
+// Roles, privileges, audit.
 pub use security::{
     apply_roles, check_roles, connect_admin, privilege_matrix, query_audit, quote_ident, quote_literal, scram_sha_256_verifier,
     validate_identifier, Access, ApplyReport, AuditEntry, AuditQuery, RoleDifference, RoleSpec, GROUP_ROLES, LOGIN_ROLES,
