@@ -74,6 +74,7 @@ pub use health::{check as check_health, check_cluster as check_cluster_health, H
 pub use metrics::{
     render as render_metrics, Collector as MetricsCollector, Histogram, LatencyPoint, MetricsSnapshot, MigrationGauge, MongoStats,
     PgServerStats, QueryMetrics, QuerySnapshot, SlowQuery, TopStatement, CONTENT_TYPE as METRICS_CONTENT_TYPE,
+    BackupCatalog, BackupGauge, BackupRuns, MongoOpMetrics, MongoOpSnapshot, mongo_error_code,
 };
 
 // Backups and recovery.

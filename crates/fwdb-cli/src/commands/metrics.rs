@@ -16,7 +16,12 @@ pub async fn run(args: MetricsArgs, config: &fwdb::Config, format: Format) -> Ex
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let collector = fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, None);
+    let catalog = catalog(config);
+    if let Some(c) = &catalog {
+        // One scrape, not a server: worth waiting for the catalog (up to the scrape timeout).
+        c.view(config.server.scrape_timeout).await;
+    }
+    let collector = fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, None).with_backups(None, catalog);
     let s = collector.collect().await;
     cluster.close();
     let ok = s.pg.is_some() && s.mongo.up && s.cluster.primary.up;
@@ -28,6 +33,20 @@ pub async fn run(args: MetricsArgs, config: &fwdb::Config, format: Format) -> Ex
         print_snapshot(&s);
     }
     exit(ok)
+}
+
+/// The backup catalog, when `backup.storage` is set: one scrape waits for its read.
+fn catalog(config: &fwdb::Config) -> Option<fwdb::BackupCatalog> {
+    if config.backup.storage.is_empty() {
+        return None;
+    }
+    match fwdb::Backups::open(config) {
+        Ok(b) => Some(fwdb::BackupCatalog::of(std::sync::Arc::new(b))),
+        Err(e) => {
+            eprintln!("warning: backups unavailable: {e}");
+            None
+        }
+    }
 }
 
 fn print_snapshot(s: &fwdb::MetricsSnapshot) {
@@ -81,6 +100,14 @@ fn print_snapshot(s: &fwdb::MetricsSnapshot) {
     }
     for g in &s.migrations {
         add(&format!("migrations.{}", g.store), format!("{} applied, {} pending", g.applied, g.pending));
+    }
+    for b in &s.backups {
+        let age = b.last_success.map(|t| format!("{:.0} s ago", (s.at - t).max(0.0))).unwrap_or_else(|| "never succeeded".into());
+        let failed = if b.failures > 0 { format!(", {} failures", b.failures) } else { String::new() };
+        add(&format!("backup.{}", b.kind), format!("{age}{}{failed}", b.last_detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()));
+    }
+    if let Some(e) = &s.backups_error {
+        add("backup.catalog", format!("unavailable: {e}"));
     }
     add("scrape", format!("{:.1} ms", s.scrape_ms));
     print_table(&["METRIC", "VALUE"], &rows);

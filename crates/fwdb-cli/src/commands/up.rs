@@ -11,6 +11,7 @@ use crate::cli::{Format, GlobalArgs, UpArgs};
 use crate::output::{print_json, print_table};
 use fwdb_testkit::{Lifetime, Stack, StackOptions};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The database `fwdb up` creates on a local stack it starts.
@@ -103,7 +104,10 @@ async fn serve_until_shutdown(config: &fwdb::Config, fallback_port: bool, format
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
-    let state = crate::serve::AppState::new(fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, Some(queries)));
+    let (backups, catalog) = open_backups(config);
+    let runs = std::sync::Arc::new(fwdb::BackupRuns::default());
+    let collector = fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, Some(queries)).with_backups(Some(runs.clone()), catalog);
+    let state = crate::serve::AppState::new(collector);
     let sampler = crate::serve::spawn_sampler(state.clone(), Duration::from_secs(5));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::serve::router(state.clone());
@@ -119,7 +123,7 @@ async fn serve_until_shutdown(config: &fwdb::Config, fallback_port: bool, format
     } else {
         println!("{}", serde_json::json!({ "up": true, "listen": addr.to_string() }));
     }
-    let (schedule_stop, schedule) = start_backup_schedule(config);
+    let (schedule_stop, schedule) = start_backup_schedule(config, backups, runs);
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -167,23 +171,46 @@ pub fn print_health(report: &fwdb::HealthReport, format: Format) {
     print_table(&["SERVER", "STATUS", "RESPONSE", "DETAIL"], &rows);
 }
 
-/// 13.1's schedule (full daily, incremental every 6 h) inside `fwdb up`,
-/// when `backup.schedule.enabled`; it stops when the returned sender fires.
-fn start_backup_schedule(config: &fwdb::Config) -> (tokio::sync::oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>) {
+/// The configured backup storage, and its catalog for `/metrics` (read once now,
+/// so the first scrape finds it). None when `backup.storage` is not set.
+fn open_backups(config: &fwdb::Config) -> (Option<Arc<fwdb::Backups>>, Option<fwdb::BackupCatalog>) {
+    if config.backup.storage.is_empty() {
+        return (None, None);
+    }
+    match fwdb::Backups::open(config) {
+        Ok(b) => {
+            let b = Arc::new(b);
+            let catalog = fwdb::BackupCatalog::of(b.clone());
+            catalog.refresh();
+            (Some(b), Some(catalog))
+        }
+        Err(e) => {
+            eprintln!("warning: backups unavailable (no backup metrics, no schedule): {e}");
+            (None, None)
+        }
+    }
+}
+
+/// 13.1's schedule (full daily, incremental every 6 h; logical and MongoDB dumps
+/// when configured) inside `fwdb up`, when `backup.schedule.enabled`; each run is
+/// told to `runs` for `/metrics`. It stops when the returned sender fires.
+fn start_backup_schedule(
+    config: &fwdb::Config,
+    backups: Option<Arc<fwdb::Backups>>,
+    runs: Arc<fwdb::BackupRuns>,
+) -> (tokio::sync::oneshot::Sender<()>, Option<tokio::task::JoinHandle<()>>) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     if !config.backup.schedule.enabled {
         return (tx, None);
     }
-    let backups = match fwdb::Backups::open(config) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("warning: backup schedule not started: {e}");
-            return (tx, None);
-        }
+    let Some(backups) = backups else {
+        eprintln!("warning: backup schedule not started: backup.storage is not set or cannot be opened");
+        return (tx, None);
     };
-    eprintln!("backup schedule: full \"{}\", incremental \"{}\" (UTC)", config.backup.schedule.full, config.backup.schedule.incremental);
+    let jobs: Vec<String> = config.backup.schedule.jobs().iter().map(|(job, cron)| format!("{job} \"{cron}\"")).collect();
+    eprintln!("backup schedule (UTC): {}", jobs.join(", "));
     let job = tokio::spawn(async move {
-        if let Err(e) = backups.run_schedule(async move { let _ = rx.await; }).await {
+        if let Err(e) = backups.run_schedule_observed(async move { let _ = rx.await; }, &runs).await {
             tracing::error!(error = %e, "the backup schedule stopped");
         }
     });

@@ -49,3 +49,68 @@ async fn fwdb_up_without_configuration_starts_the_stack_migrates_and_sigterm_lea
     }
     assert_eq!(processes_mentioning(&stack_dir), Vec::<String>::new(), "servers left behind");
 }
+
+/// The value of `fwdb_backup_<family>{kind}` on a scrape, if present.
+fn backup_gauge(scrape: &prometheus_parse::Scrape, family: &str, kind: &str) -> Option<f64> {
+    crate::metrics::value(scrape, &format!("fwdb_backup_{family}"), &[("kind", kind)])
+}
+
+/// The schedule inside `fwdb up` fires (a logical dump every 2 s here) and its
+/// runs show on /metrics; a MongoDB dump taken outside (`fwdb backup create`,
+/// as from cron) shows too, from the storage catalog; SIGTERM leaves nothing running.
+#[tokio::test]
+async fn the_backup_schedule_fires_inside_up_and_metrics_show_scheduled_and_outside_backups() {
+    use crate::backup::{json, BackupEnv};
+    let app = crate::helpers::TestApp::migrated().await;
+    let b = BackupEnv::new(app.stack);
+    let outside = json(b.cmd(&app.env).args(["backup", "create", "--kind", "mongo"]));
+    let outside_at = chrono::DateTime::parse_from_rfc3339(outside["finished_at"].as_str().expect("finished_at")).expect("a time");
+    let outside_size: u64 = outside["objects"].as_array().expect("objects").iter().map(|o| o["size"].as_u64().unwrap_or(0)).sum();
+
+    let mut cmd = b.cmd(&app.env);
+    cmd.env("FWDB__BACKUP__SCHEDULE__ENABLED", "true")
+        .env("FWDB__BACKUP__SCHEDULE__LOGICAL", "*/2 * * * * *")
+        .env("FWDB__BACKUP__SCHEDULE__FULL", "")
+        .env("FWDB__BACKUP__SCHEDULE__INCREMENTAL", "");
+    let up = crate::serve::spawn_up(cmd);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let scrape = loop {
+        let (code, text) = crate::serve::get(&format!("{}/metrics", up.url)).await;
+        assert_eq!(code, 200, "{text}");
+        let s = crate::metrics::parse(&text);
+        if backup_gauge(&s, "last_success_timestamp_seconds", "logical").is_some() && backup_gauge(&s, "last_success_timestamp_seconds", "mongo").is_some() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no scheduled logical backup (or no catalog) on /metrics within 120 s:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // The schedule's run is in storage, with a manifest.
+    let listed = json(b.cmd(&app.env).args(["backup", "list"]));
+    let logical: Vec<&serde_json::Value> = listed.as_array().expect("list").iter().filter(|m| m["kind"] == "logical").collect();
+    assert!(!logical.is_empty(), "the schedule wrote no logical backup: {listed}");
+    assert!(backup_gauge(&scrape, "last_size_bytes", "logical").unwrap_or(0.0) > 0.0);
+    assert_eq!(backup_gauge(&scrape, "failures_total", "logical"), Some(0.0));
+    // The outside backup comes from the catalog, exactly.
+    let mongo_at = backup_gauge(&scrape, "last_success_timestamp_seconds", "mongo").unwrap_or(0.0);
+    assert!((mongo_at - outside_at.timestamp_millis() as f64 / 1000.0).abs() < 0.002, "{mongo_at} vs {outside_at}");
+    assert_eq!(backup_gauge(&scrape, "last_size_bytes", "mongo"), Some(outside_size as f64));
+    assert!(backup_gauge(&scrape, "last_success_age_seconds", "mongo").is_some());
+
+    let pg = app.pg().await;
+    let status = up.terminate();
+    assert!(status.success(), "fwdb up exited with {status}");
+    // Nothing of fwdb up is left: no pool connection, no pg_dump of a cut-off run.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        let row = pg
+            .query_one("select count(*) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()", &[&app.pg_database])
+            .await
+            .expect("pg_stat_activity");
+        let n: i64 = row.get(0);
+        if n == 0 || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(left, 0, "connections of fwdb up (or its pg_dump) outlived it");
+}

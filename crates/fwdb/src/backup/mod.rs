@@ -188,8 +188,13 @@ pub fn parse_cron(expr: &str) -> std::result::Result<(), String> {
 
 /// The next time `expr` fires after `after`.
 pub fn next_run(expr: &str, after: chrono::DateTime<chrono::Utc>) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
-    use std::str::FromStr;
-    let cron = croner::Cron::from_str(expr).map_err(|e| format!("`{expr}` is not a cron expression ({e}); e.g. \"0 2 * * *\""))?;
+    use croner::parser::{CronParser, Seconds};
+    // Seconds are optional so that tests (and drills) can schedule every few seconds.
+    let cron = CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("`{expr}` is not a cron expression ({e}); e.g. \"0 2 * * *\""))?;
     cron.find_next_occurrence(&after, false).map_err(|e| format!("`{expr}` never fires ({e})"))
 }
 
@@ -214,5 +219,7 @@ mod tests {
         assert_eq!(next_run(&s.full, at).unwrap().to_rfc3339(), "2026-11-26T02:00:00+00:00");
         assert_eq!(next_run(&s.incremental, at).unwrap().to_rfc3339(), "2026-11-25T06:00:00+00:00");
         assert!(parse_cron("every day").unwrap_err().contains("not a cron expression"));
+        let every_2s = next_run("*/2 * * * * *", at).unwrap();
+        assert_eq!(every_2s.to_rfc3339(), "2026-11-25T02:30:02+00:00");
     }
 }

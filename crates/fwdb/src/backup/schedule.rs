@@ -1,36 +1,52 @@
-//! The schedule of 13.1 (full daily at 02:00 UTC, incremental every 6 hours,
-//! from `backup.schedule`), the incremental step (WAL up to now archived),
-//! a verify drill after each full backup, and the time and age of the last
-//! success of each as metrics.
+//! The schedule of 13.1 (full daily at 02:00 UTC, incremental every 6 hours;
+//! logical and MongoDB dumps when configured; from `backup.schedule`), the
+//! incremental step (WAL up to now archived), a verify drill after each full
+//! backup, and what the catalog says about the last success of each job, for
+//! `fwdb backup status` and the `fwdb_backup_*` metrics.
 
 use super::manifest::BackupKind;
 use super::{wal, Backups};
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::BackupRuns;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-/// Jobs whose last success is recorded.
+/// Jobs whose last success is recorded in storage (`status/<job>.json`).
 pub const JOBS: [&str; 5] = ["full", "incremental", "logical", "mongo", "verify"];
 
+/// The catalog's view of a job (plus `wal`: the newest archived WAL file).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobStatus {
     pub job: String,
     pub last_success: Option<DateTime<Utc>>,
     /// What succeeded last (a backup id, a WAL segment).
     pub last_detail: Option<String>,
+    /// Stored (compressed, encrypted) bytes of what succeeded last, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_size_bytes: Option<u64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+}
+
+impl JobStatus {
+    fn empty(job: &str) -> JobStatus {
+        JobStatus { job: job.into(), last_success: None, last_detail: None, last_size_bytes: None, last_error: None, last_error_at: None }
+    }
 }
 
 fn status_key(job: &str) -> String {
     format!("status/{job}.json")
 }
 
+fn kind_of(job: &str) -> Option<BackupKind> {
+    job.parse().ok()
+}
+
 impl Backups {
     async fn job_status(&self, job: &str) -> Result<JobStatus> {
         match self.st.get(&status_key(job)).await {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::new(ErrorKind::Validation, format!("{} is unreadable", status_key(job))).with_source(e)),
-            Err(e) if e.is_not_found() => Ok(JobStatus { job: job.into(), last_success: None, last_detail: None, last_error: None, last_error_at: None }),
+            Err(e) if e.is_not_found() => Ok(JobStatus::empty(job)),
             Err(e) => Err(e),
         }
     }
@@ -52,57 +68,45 @@ impl Backups {
         self.st.put(&status_key(job), json).await
     }
 
-    /// The last success of each job. Backups count from their manifests even
-    /// when taken by hand; the incremental step and verify drills from their records.
+    /// The last success of each job, then `wal`. Backups count from their
+    /// manifests even when taken by hand (`fwdb backup create` from cron); the
+    /// incremental step and verify drills from their records.
     pub async fn status(&self) -> Result<Vec<JobStatus>> {
         let all = self.list().await?;
         let mut out = Vec::new();
         for job in JOBS {
             let mut s = self.job_status(job).await?;
-            let kind = match job {
-                "full" => Some(BackupKind::Full),
-                "logical" => Some(BackupKind::Logical),
-                "mongo" => Some(BackupKind::Mongo),
-                _ => None,
-            };
-            if let Some(k) = kind {
-                if let Some(m) = all.iter().rev().find(|m| m.kind == k) {
-                    if s.last_success.is_none_or(|t| t < m.finished_at) {
-                        s.last_success = Some(m.finished_at);
-                        s.last_detail = Some(m.id.clone());
-                    }
+            let newest = kind_of(job).and_then(|k| all.iter().rev().find(|m| m.kind == k));
+            if let Some(m) = newest {
+                if s.last_success.is_none_or(|t| t <= m.finished_at) {
+                    s.last_success = Some(m.finished_at);
+                    s.last_detail = Some(m.id.clone());
+                    s.last_size_bytes = Some(m.stored_size());
                 }
             }
             out.push(s);
         }
+        out.push(self.wal_status().await?);
         Ok(out)
     }
 
-    /// Prometheus text: `fwdb_backup_last_success_timestamp_seconds{job}` and `..._age_seconds{job}`.
+    /// The newest WAL file in the archive, as a job: continuous archiving's last success.
+    async fn wal_status(&self) -> Result<JobStatus> {
+        let mut s = JobStatus::empty("wal");
+        if let Some(newest) = self.st.list("wal").await?.into_iter().max_by_key(|l| l.modified) {
+            s.last_success = Some(newest.modified);
+            s.last_detail = newest.key.strip_prefix("wal/").map(|k| k.trim_end_matches(".zst.age").to_string());
+            s.last_size_bytes = Some(newest.size);
+        }
+        Ok(s)
+    }
+
+    /// Prometheus text of the catalog alone (`fwdb backup metrics`, e.g. for
+    /// node_exporter's textfile collector): the same `fwdb_backup_*` families as `/metrics`.
     pub async fn metrics(&self, now: DateTime<Utc>) -> Result<String> {
         let status = self.status().await?;
-        let mut t = String::from(
-            "# HELP fwdb_backup_last_success_timestamp_seconds Unix time of the last successful backup job.\n\
-             # TYPE fwdb_backup_last_success_timestamp_seconds gauge\n",
-        );
-        for s in &status {
-            if let Some(at) = s.last_success {
-                t.push_str(&format!("fwdb_backup_last_success_timestamp_seconds{{job=\"{}\"}} {}\n", s.job, at.timestamp()));
-            }
-        }
-        t.push_str(
-            "# HELP fwdb_backup_last_success_age_seconds Seconds since the last successful backup job.\n\
-             # TYPE fwdb_backup_last_success_age_seconds gauge\n",
-        );
-        for s in &status {
-            if let Some(at) = s.last_success {
-                t.push_str(&format!("fwdb_backup_last_success_age_seconds{{job=\"{}\"}} {}\n", s.job, (now - at).num_seconds().max(0)));
-            }
-        }
-        let wal = self.wal_list().await?;
-        t.push_str("# HELP fwdb_backup_wal_archived_files WAL files in the archive.\n# TYPE fwdb_backup_wal_archived_files gauge\n");
-        t.push_str(&format!("fwdb_backup_wal_archived_files {}\n", wal.len()));
-        Ok(t)
+        let gauges = crate::metrics::merge_backups(&status, &[]);
+        Ok(crate::metrics::render_backups(&gauges, now.timestamp_millis() as f64 / 1000.0))
     }
 
     /// The incremental step of 13.1: closes the current WAL segment so that
@@ -140,56 +144,114 @@ impl Backups {
 
     /// Runs one scheduled job, records it, and for full backups runs the verify drill.
     pub async fn run_job(&self, job: &str) -> Result<String> {
-        let outcome = match job {
-            "full" => self.create(BackupKind::Full).await.map(|m| m.id),
-            "incremental" => self.incremental(Duration::from_secs(300)).await,
-            other => return Err(Error::validation(format!("`{other}` is not a scheduled job (full, incremental)"))),
-        };
+        self.run_job_observed(job, &BackupRuns::default()).await
+    }
+
+    /// [`run_job`](Self::run_job), telling `runs` (what `/metrics` shows) as each step ends.
+    async fn run_job_observed(&self, job: &str, runs: &BackupRuns) -> Result<String> {
+        runs.started(job);
+        let outcome = self.take(job).await;
         match &outcome {
-            Ok(detail) => {
-                if job != "incremental" {
-                    self.record(job, Ok(detail.clone())).await?;
-                }
-                if job == "full" {
-                    let drill = self.verify(detail).await.map(|r| format!("{}: {} checks", r.id, r.checks.len())).map_err(|e| e.to_string());
-                    self.record("verify", drill.clone()).await?;
-                    if let Err(e) = drill {
-                        return Err(Error::new(ErrorKind::Validation, format!("verify drill of {detail} failed: {e}")));
-                    }
-                }
-            }
-            Err(e) => {
-                if job != "incremental" {
-                    let _ = self.record(job, Err(e.to_string())).await;
-                }
+            Ok((detail, size)) => runs.succeeded(job, detail, *size),
+            Err(e) => runs.failed(job, &e.to_string()),
+        }
+        // The incremental step records itself (it knows the segment it waited for).
+        if job != "incremental" {
+            let record = outcome.as_ref().map(|(d, _)| d.clone()).map_err(|e| e.to_string());
+            if let Err(e) = self.record(job, record).await {
+                tracing::warn!(job, error = %e, "could not record the job's outcome in storage");
             }
         }
-        outcome
+        let (detail, _) = outcome?;
+        if job == "full" {
+            self.drill(&detail, runs).await?;
+        }
+        Ok(detail)
+    }
+
+    /// One job's work: (what succeeded, its stored size when known).
+    async fn take(&self, job: &str) -> Result<(String, Option<u64>)> {
+        match job {
+            "incremental" => self.incremental(Duration::from_secs(300)).await.map(|seg| (seg, None)),
+            other => match kind_of(other) {
+                Some(kind) => self.create(kind).await.map(|m| (m.id.clone(), Some(m.stored_size()))),
+                None => Err(Error::validation(format!("`{other}` is not a scheduled job (full, incremental, logical, mongo)"))),
+            },
+        }
+    }
+
+    /// The verify drill after a full backup: a backup that cannot be restored is a failure.
+    async fn drill(&self, id: &str, runs: &BackupRuns) -> Result<()> {
+        runs.started("verify");
+        let drill = self.verify(id).await.map(|r| format!("{}: {} checks", r.id, r.checks.len())).map_err(|e| e.to_string());
+        match &drill {
+            Ok(d) => runs.succeeded("verify", d, None),
+            Err(e) => runs.failed("verify", e),
+        }
+        self.record("verify", drill.clone()).await?;
+        drill.map(|_| ()).map_err(|e| Error::new(ErrorKind::Validation, format!("verify drill of {id} failed: {e}")))
     }
 
     /// Runs the schedule until `stop` resolves. Each job's outcome is logged
-    /// and recorded; a failure does not stop the schedule.
+    /// and recorded in storage; a failure does not stop the schedule.
     pub async fn run_schedule<F: std::future::Future<Output = ()>>(&self, stop: F) -> Result<()> {
-        let s = &self.cfg.backup.schedule;
-        super::parse_cron(&s.full).map_err(Error::validation)?;
-        super::parse_cron(&s.incremental).map_err(Error::validation)?;
+        self.run_schedule_observed(stop, &BackupRuns::default()).await
+    }
+
+    /// [`run_schedule`](Self::run_schedule), also telling `runs` (what `/metrics` shows).
+    pub async fn run_schedule_observed<F: std::future::Future<Output = ()>>(&self, stop: F, runs: &BackupRuns) -> Result<()> {
+        let jobs = self.cfg.backup.schedule.jobs();
+        for (job, cron) in &jobs {
+            super::parse_cron(cron).map_err(|e| Error::validation(format!("backup.schedule.{job}: {e}")))?;
+        }
         tokio::pin!(stop);
         loop {
             let now = Utc::now();
-            let nf = super::next_run(&s.full, now).map_err(Error::validation)?;
-            let ni = super::next_run(&s.incremental, now).map_err(Error::validation)?;
-            // When both fire together the full backup covers the incremental step.
-            let (when, job) = if nf <= ni { (nf, "full") } else { (ni, "incremental") };
+            let Some((when, job)) = next_job(&jobs, now)? else {
+                // Nothing scheduled: wait for the stop like a schedule that never fires.
+                stop.as_mut().await;
+                return Ok(());
+            };
             tracing::info!(job, at = %when, "next scheduled backup");
             let wait = (when - now).to_std().unwrap_or_default();
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 _ = tokio::time::sleep(wait) => {}
             }
-            match self.run_job(job).await {
+            match self.run_job_observed(job, runs).await {
                 Ok(detail) => tracing::info!(job, detail, "scheduled backup done"),
                 Err(e) => tracing::error!(job, error = %e, "scheduled backup failed"),
             }
         }
+    }
+}
+
+/// The job that fires first after `now`. On a tie the earlier in `jobs` wins:
+/// a full backup covers the incremental step due at the same time.
+fn next_job<'a>(jobs: &[(&'a str, &str)], now: DateTime<Utc>) -> Result<Option<(DateTime<Utc>, &'a str)>> {
+    let mut best: Option<(DateTime<Utc>, &'a str)> = None;
+    for (job, cron) in jobs {
+        let at = super::next_run(cron, now).map_err(Error::validation)?;
+        if best.is_none_or(|(b, _)| at < b) {
+            best = Some((at, job));
+        }
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_job_to_fire_runs_and_a_full_backup_wins_a_tie() {
+        let at = DateTime::parse_from_rfc3339("2026-11-25T05:59:58Z").unwrap().with_timezone(&Utc);
+        let jobs = [("full", "0 6 * * *"), ("incremental", "0 */6 * * *"), ("logical", "*/5 * * * * *")];
+        let (when, job) = next_job(&jobs, at).unwrap().unwrap();
+        assert_eq!((when.to_rfc3339().as_str(), job), ("2026-11-25T06:00:00+00:00", "full"));
+        let (when, job) = next_job(&jobs[2..], at).unwrap().unwrap();
+        assert_eq!((when.to_rfc3339().as_str(), job), ("2026-11-25T06:00:00+00:00", "logical"));
+        assert!(next_job(&[], at).unwrap().is_none());
+        assert!(next_job(&[("full", "nonsense")], at).is_err());
     }
 }

@@ -113,13 +113,21 @@ impl Default for RetentionConfig {
     }
 }
 
+/// When `fwdb up` takes backups. Each entry is a cron expression in UTC: 5
+/// fields (`minute hour day month weekday`), or 6 with seconds first
+/// (`*/5 * * * * *`: every 5 seconds, for drills and tests). Empty: that job
+/// is not scheduled.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ScheduleConfig {
-    /// Cron (UTC) of full backups.
+    /// Full base backups, each followed by a verify drill.
     pub full: String,
-    /// Cron (UTC) of incremental backups.
+    /// The incremental step: the WAL up to now archived.
     pub incremental: String,
+    /// Logical dumps (pg_dump).
+    pub logical: String,
+    /// MongoDB dumps.
+    pub mongo: String,
     /// Off by default: `fwdb up` takes backups only when asked to.
     pub enabled: bool,
 }
@@ -131,8 +139,22 @@ impl Default for ScheduleConfig {
             full: "0 2 * * *".into(),
             // 13.1: every 6 hours.
             incremental: "0 */6 * * *".into(),
+            // 13.1 names no schedule for these: taken when an operator asks for them.
+            logical: String::new(),
+            mongo: String::new(),
             enabled: false,
         }
+    }
+}
+
+impl ScheduleConfig {
+    /// (job, cron) of every scheduled job.
+    pub fn jobs(&self) -> Vec<(&'static str, &str)> {
+        [("full", &self.full), ("incremental", &self.incremental), ("logical", &self.logical), ("mongo", &self.mongo)]
+            .into_iter()
+            .filter(|(_, c)| !c.trim().is_empty())
+            .map(|(j, c)| (j, c.as_str()))
+            .collect()
     }
 }
 

@@ -238,9 +238,11 @@ fn backup(config: &Config, p: &mut Problems) {
     if !(1..=19).contains(&b.compression_level) {
         p.add("backup.compression_level", format!("{} is not a zstd level; use 1 to 19", b.compression_level));
     }
-    for (key, cron) in [("backup.schedule.full", &b.schedule.full), ("backup.schedule.incremental", &b.schedule.incremental)] {
+    let s = &b.schedule;
+    let crons = [("full", &s.full), ("incremental", &s.incremental), ("logical", &s.logical), ("mongo", &s.mongo)];
+    for (key, cron) in crons.iter().filter(|(_, c)| !c.is_empty()).map(|(k, c)| (format!("backup.schedule.{k}"), c)) {
         if let Err(e) = crate::backup::parse_cron(cron) {
-            p.add(key, e);
+            p.add(&key, e);
         }
     }
     let r = &b.retention;

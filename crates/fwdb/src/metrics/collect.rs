@@ -2,6 +2,8 @@
 //! servers say about themselves, each query bounded by `server.scrape_timeout`
 //! so a hung server costs a scrape that long at most, never a hang.
 
+use super::backup::{merge_backups, BackupCatalog, BackupGauge, BackupRuns};
+use super::mongo::{MongoOpMetrics, MongoOpSnapshot};
 use super::query::{QueryMetrics, QuerySnapshot};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -31,6 +33,8 @@ pub struct PgServerStats {
     pub archiver_failed: i64,
     /// Seconds since the last segment was archived (None: never).
     pub last_archive_age_s: Option<f64>,
+    /// Seconds since archiving last failed (None: never).
+    pub last_archive_failure_age_s: Option<f64>,
     /// (slot name, active) of replication slots.
     pub slots: Vec<(String, bool)>,
 }
@@ -74,6 +78,12 @@ pub struct MigrationGauge {
     pub store: String,
     pub applied: usize,
     pub pending: usize,
+    /// Failed outside a transaction: needs an operator.
+    pub failed: usize,
+    /// Applied, but the file changed since (drift).
+    pub changed: usize,
+    /// Applied here, but no file for it (a newer release, or deleted).
+    pub unknown: usize,
     pub current_version: Option<i64>,
 }
 
@@ -93,6 +103,14 @@ pub struct MetricsSnapshot {
     pub migrations: Vec<MigrationGauge>,
     pub migrations_error: Option<String>,
     pub queries: QuerySnapshot,
+    /// MongoDB operations of this process (empty unless a [`MongoOpMetrics`] is attached).
+    pub mongo_ops: MongoOpSnapshot,
+    /// The last success and failures of each backup job (empty when backups are not configured).
+    pub backups: Vec<BackupGauge>,
+    /// Why the backup catalog could not be read (the gauges then show the last good read).
+    pub backups_error: Option<String>,
+    /// Age of the catalog read shown (it is cached; see `metrics::CATALOG_MAX_AGE`).
+    pub backups_catalog_age_seconds: Option<f64>,
 }
 
 /// Gathers [`MetricsSnapshot`]s for one configuration. Build one per process.
@@ -101,6 +119,9 @@ pub struct Collector {
     cluster: PgCluster,
     mongo: mongodb::Client,
     queries: Option<Arc<QueryMetrics>>,
+    mongo_ops: Option<Arc<MongoOpMetrics>>,
+    backup_runs: Option<Arc<BackupRuns>>,
+    backup_catalog: Option<BackupCatalog>,
     started: Instant,
     /// A connection to the `postgres` database, for pg_stat_statements when
     /// the extension is not installed in ours (it is cluster-wide anyway).
@@ -109,7 +130,30 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(config: Config, cluster: PgCluster, mongo: mongodb::Client, queries: Option<Arc<QueryMetrics>>) -> Collector {
-        Collector { config, cluster, mongo, queries, started: Instant::now(), stmt_conn: tokio::sync::Mutex::new(None) }
+        Collector {
+            config,
+            cluster,
+            mongo,
+            queries,
+            mongo_ops: None,
+            backup_runs: None,
+            backup_catalog: None,
+            started: Instant::now(),
+            stmt_conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Shows the MongoDB operations recorded by `ops`.
+    pub fn with_mongo_ops(mut self, ops: Arc<MongoOpMetrics>) -> Collector {
+        self.mongo_ops = Some(ops);
+        self
+    }
+
+    /// Shows backups: what the schedule of this process did (`runs`) and what the storage holds (`catalog`).
+    pub fn with_backups(mut self, runs: Option<Arc<BackupRuns>>, catalog: Option<BackupCatalog>) -> Collector {
+        self.backup_runs = runs;
+        self.backup_catalog = catalog;
+        self
     }
 
     pub fn cluster(&self) -> &PgCluster {
@@ -132,12 +176,14 @@ impl Collector {
     pub async fn collect(&self) -> MetricsSnapshot {
         let start = Instant::now();
         let limit = self.config.server.scrape_timeout;
-        let (pg, statements, mongo, migrations) = futures::join!(
+        let (pg, statements, mongo, migrations, backups) = futures::join!(
             bounded(limit, self.pg_stats()),
             bounded(limit, self.top_statements()),
             self.mongo_stats(limit),
             bounded(limit, self.migrations()),
+            self.backups(limit),
         );
+        let (backups, backups_error, backups_catalog_age_seconds) = backups;
         let (pg, pg_error) = split(pg);
         let (statements, statements_error) = split(statements);
         let (migrations, migrations_error) = split(migrations);
@@ -154,6 +200,24 @@ impl Collector {
             migrations: migrations.unwrap_or_default(),
             migrations_error,
             queries: self.queries.as_ref().map(|q| q.snapshot()).unwrap_or_default(),
+            mongo_ops: self.mongo_ops.as_ref().map(|m| m.snapshot()).unwrap_or_default(),
+            backups,
+            backups_error,
+            backups_catalog_age_seconds,
+        }
+    }
+
+    /// Backup gauges: the schedule's runs and the catalog, whose read waits at most
+    /// `CATALOG_WAIT` (bounded by `limit`): a slow bucket shows the previous read.
+    async fn backups(&self, limit: Duration) -> (Vec<BackupGauge>, Option<String>, Option<f64>) {
+        const CATALOG_WAIT: Duration = Duration::from_millis(500);
+        let runs = self.backup_runs.as_ref().map(|r| r.snapshot()).unwrap_or_default();
+        let Some(catalog) = &self.backup_catalog else {
+            return (merge_backups(&[], &runs), None, None);
+        };
+        match catalog.view(CATALOG_WAIT.min(limit)).await {
+            Some(v) => (merge_backups(&v.jobs, &runs), v.error.clone(), Some(v.read_at.elapsed().as_secs_f64())),
+            None => (merge_backups(&[], &runs), Some("the backup catalog has not been read yet".into()), None),
         }
     }
 
@@ -174,7 +238,8 @@ impl Collector {
                 &[]
             ),
             conn.query_one(
-                "select archived_count, failed_count, extract(epoch from now() - last_archived_time)::float8 from pg_stat_archiver",
+                "select archived_count, failed_count, extract(epoch from now() - last_archived_time)::float8,
+                        extract(epoch from now() - last_failed_time)::float8 from pg_stat_archiver",
                 &[]
             ),
             conn.query("select slot_name::text, active from pg_replication_slots", &[]),
@@ -197,6 +262,7 @@ impl Collector {
             archiver_archived: archiver.get(0),
             archiver_failed: archiver.get(1),
             last_archive_age_s: archiver.get(2),
+            last_archive_failure_age_s: archiver.get(3),
             slots: slots.map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect()).unwrap_or_default(),
         })
     }
@@ -284,6 +350,9 @@ impl Collector {
             store: "postgres".into(),
             applied: status.count(State::Applied),
             pending: status.count(State::Pending),
+            failed: status.count(State::Failed),
+            changed: status.count(State::Changed),
+            unknown: status.count(State::Unknown),
             current_version: status.current_version(),
         });
         drop(conn);
@@ -294,6 +363,9 @@ impl Collector {
             store: "mongodb".into(),
             applied: status.count(State::Applied),
             pending: status.count(State::Pending),
+            failed: status.count(State::Failed),
+            changed: status.count(State::Changed),
+            unknown: status.count(State::Unknown),
             current_version: status.current_version(),
         });
         Ok(out)

@@ -1,12 +1,18 @@
 //! Metrics (architecture 10.1): what the cluster and the servers report,
 //! gathered by a [`Collector`] into a [`MetricsSnapshot`], rendered in the
 //! Prometheus text format by [`render`]; query latency, errors and the
-//! slow-query log kept by [`QueryMetrics`], a hook on the cluster.
+//! slow-query log kept by [`QueryMetrics`], a hook on the cluster; MongoDB
+//! operations by [`MongoOpMetrics`]; backups by [`BackupRuns`] (the schedule)
+//! and [`BackupCatalog`] (the storage).
 
+mod backup;
 mod collect;
+mod mongo;
 mod query;
 mod render;
 
+pub use backup::{merge_backups, render_backups, BackupCatalog, BackupGauge, BackupRuns};
 pub use collect::{Collector, MetricsSnapshot, MigrationGauge, MongoStats, PgServerStats, TopStatement};
+pub use mongo::{mongo_error_code, MongoOpMetrics, MongoOpSnapshot};
 pub use query::{Histogram, LatencyPoint, QueryMetrics, QuerySnapshot, SlowQuery};
 pub use render::{render, CONTENT_TYPE};

@@ -10,16 +10,17 @@ use std::fmt::Write;
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-struct Out {
-    text: String,
+#[derive(Default)]
+pub(super) struct Out {
+    pub(super) text: String,
 }
 
 impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub(super) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    pub(super) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.text.push_str(name);
         if !labels.is_empty() {
             self.text.push('{');
@@ -91,8 +92,14 @@ pub fn render(s: &MetricsSnapshot) -> String {
         o.sample("pg_database_size_bytes", &[("datname", db)], pg.size_bytes as f64);
         o.one("pg_stat_archiver_archived_count", "counter", "WAL segments archived.", pg.archiver_archived as f64);
         o.one("pg_stat_archiver_failed_count", "counter", "Failed attempts to archive a WAL segment.", pg.archiver_failed as f64);
+        // The families are always announced; a sample only once something was archived (or failed).
+        o.family("pg_stat_archiver_last_archive_age", "gauge", "Seconds since the last WAL segment was archived.");
         if let Some(age) = pg.last_archive_age_s {
-            o.one("pg_stat_archiver_last_archive_age", "gauge", "Seconds since the last WAL segment was archived.", age);
+            o.sample("pg_stat_archiver_last_archive_age", &[], age);
+        }
+        o.family("fwdb_pg_archiver_last_failure_age_seconds", "gauge", "Seconds since archiving a WAL segment last failed.");
+        if let Some(age) = pg.last_archive_failure_age_s {
+            o.sample("fwdb_pg_archiver_last_failure_age_seconds", &[], age);
         }
         o.family("pg_replication_slots_active", "gauge", "Whether a replication slot is in use.");
         for (slot, active) in &pg.slots {
@@ -219,13 +226,46 @@ pub fn render(s: &MetricsSnapshot) -> String {
     for g in &s.migrations {
         o.sample("fwdb_migration_version", &[("store", &g.store)], g.current_version.unwrap_or(0) as f64);
     }
+    o.family("fwdb_migrations_state", "gauge", "Migrations needing attention, per store and state (failed, changed since applied, unknown here).");
+    for g in &s.migrations {
+        for (state, n) in [("failed", g.failed), ("changed", g.changed), ("unknown", g.unknown)] {
+            o.sample("fwdb_migrations_state", &[("store", &g.store), ("state", state)], n as f64);
+        }
+    }
+    write_mongo_ops(&mut o, &s.mongo_ops);
+    super::backup::write_backups(&mut o, &s.backups, s.at);
+    o.family("fwdb_backup_catalog_age_seconds", "gauge", "Age of the backup catalog read shown (cached, refreshed in the background); absent when backups are not configured.");
+    if let Some(age) = s.backups_catalog_age_seconds {
+        o.sample("fwdb_backup_catalog_age_seconds", &[], age);
+    }
     o.family("fwdb_scrape_errors", "gauge", "1 per part of the last scrape that failed.");
-    for (part, err) in [("pg", &s.pg_error), ("statements", &s.statements_error), ("mongodb", &m.error), ("migrations", &s.migrations_error)] {
+    let parts = [("pg", &s.pg_error), ("statements", &s.statements_error), ("mongodb", &m.error), ("migrations", &s.migrations_error), ("backups", &s.backups_error)];
+    for (part, err) in parts {
         o.sample("fwdb_scrape_errors", &[("part", part)], b(err.is_some()));
     }
     o.one("fwdb_uptime_seconds", "gauge", "Seconds since the collector started.", s.uptime_seconds);
     o.one("fwdb_scrape_duration_seconds", "gauge", "How long gathering this scrape took.", s.scrape_ms / 1000.0);
     o.text
+}
+
+/// `fwdb_mongo_op_duration_seconds` and `fwdb_mongo_op_errors_total`.
+fn write_mongo_ops(o: &mut Out, ops: &super::mongo::MongoOpSnapshot) {
+    o.family("fwdb_mongo_op_duration_seconds", "histogram", "MongoDB operation latency by operation and collection.");
+    for (op, coll, h) in &ops.latency {
+        let labels = [("operation", op.as_str()), ("collection", coll.as_str())];
+        let mut cum = 0;
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            cum += h.buckets.get(i).copied().unwrap_or(0);
+            o.sample("fwdb_mongo_op_duration_seconds_bucket", &[labels[0], labels[1], ("le", &number(*le))], cum as f64);
+        }
+        o.sample("fwdb_mongo_op_duration_seconds_bucket", &[labels[0], labels[1], ("le", "+Inf")], h.count as f64);
+        o.sample("fwdb_mongo_op_duration_seconds_sum", &labels, h.sum);
+        o.sample("fwdb_mongo_op_duration_seconds_count", &labels, h.count as f64);
+    }
+    o.family("fwdb_mongo_op_errors_total", "counter", "Failed MongoDB operations by operation, collection and code (server code, or network, timeout...).");
+    for (op, coll, code, n) in &ops.errors {
+        o.sample("fwdb_mongo_op_errors_total", &[("operation", op), ("collection", coll), ("code", code)], *n as f64);
+    }
 }
 
 /// A statement's text on one line, at most 200 characters (label values stay small).

@@ -1,0 +1,344 @@
+//! Backup metrics: the last success (time, age, size) and the failures of each
+//! backup job, from two sources merged at scrape time:
+//! - [`BackupRuns`], what the schedule inside this process did (it knows its
+//!   failures, which leave no manifest);
+//! - [`BackupCatalog`], what the storage says (manifests, status records, WAL),
+//!   so that backups taken outside (`fwdb backup create` from cron) count too.
+//!   Reading a catalog on S3 costs one request per backup: it is cached and
+//!   refreshed in the background, so a slow bucket never makes a scrape slow.
+
+use super::render::Out;
+use crate::backup::{Backups, JobStatus};
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a catalog read stays fresh: backups are hours apart, and an S3 LIST costs money.
+pub const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
+/// The longest a catalog read may take before it is given up (its flag would otherwise stay set).
+const CATALOG_READ_LIMIT: Duration = Duration::from_secs(120);
+/// The order in which jobs are shown.
+const ORDER: [&str; 6] = ["full", "incremental", "logical", "mongo", "verify", "wal"];
+
+/// What the schedule of this process did with one job.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunState {
+    pub job: String,
+    pub running: bool,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_detail: Option<String>,
+    pub last_size_bytes: Option<u64>,
+    pub last_failure: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub successes: u64,
+    pub failures: u64,
+}
+
+/// The schedule's runs, shared by the schedule (writer) and the collector (reader).
+#[derive(Debug, Default)]
+pub struct BackupRuns {
+    jobs: Mutex<BTreeMap<String, RunState>>,
+}
+
+impl BackupRuns {
+    fn update(&self, job: &str, f: impl FnOnce(&mut RunState)) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let st = jobs.entry(job.to_string()).or_insert_with(|| RunState { job: job.to_string(), ..Default::default() });
+        f(st);
+    }
+
+    pub fn started(&self, job: &str) {
+        self.update(job, |s| s.running = true);
+    }
+
+    pub fn succeeded(&self, job: &str, detail: &str, size: Option<u64>) {
+        self.update(job, |s| {
+            s.running = false;
+            s.successes += 1;
+            s.last_success = Some(Utc::now());
+            s.last_detail = Some(detail.to_string());
+            s.last_size_bytes = size;
+        });
+    }
+
+    pub fn failed(&self, job: &str, error: &str) {
+        self.update(job, |s| {
+            s.running = false;
+            s.failures += 1;
+            s.last_failure = Some(Utc::now());
+            s.last_error = Some(error.to_string());
+        });
+    }
+
+    pub fn snapshot(&self) -> Vec<RunState> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
+/// One read of the catalog.
+#[derive(Debug, Clone)]
+pub struct CatalogView {
+    pub read_at: Instant,
+    /// The last good read (kept when a later read fails).
+    pub jobs: Vec<JobStatus>,
+    pub error: Option<String>,
+}
+
+type Loader = Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<JobStatus>>> + Send + Sync>;
+
+/// The storage catalog, read at most every `max_age`, in the background.
+#[derive(Clone)]
+pub struct BackupCatalog {
+    load: Loader,
+    view: Arc<tokio::sync::watch::Sender<Option<Arc<CatalogView>>>>,
+    reading: Arc<AtomicBool>,
+    max_age: Duration,
+}
+
+impl BackupCatalog {
+    /// The catalog of `backups` (`Backups::status`), fresh for [`CATALOG_MAX_AGE`].
+    pub fn of(backups: Arc<Backups>) -> BackupCatalog {
+        BackupCatalog::with_loader(CATALOG_MAX_AGE, move || {
+            let b = backups.clone();
+            Box::pin(async move { b.status().await })
+        })
+    }
+
+    /// A catalog read by `load` (tests give a loader of their own).
+    pub fn with_loader(max_age: Duration, load: impl Fn() -> BoxFuture<'static, Result<Vec<JobStatus>>> + Send + Sync + 'static) -> BackupCatalog {
+        let (tx, _) = tokio::sync::watch::channel(None);
+        BackupCatalog { load: Arc::new(load), view: Arc::new(tx), reading: Arc::new(AtomicBool::new(false)), max_age }
+    }
+
+    /// The freshest view there is: a fresh one at once; otherwise a read is
+    /// started (one at a time) and awaited at most `wait`, after which the
+    /// stale view (or none) is returned and the read goes on for the next scrape.
+    pub async fn view(&self, wait: Duration) -> Option<Arc<CatalogView>> {
+        // Subscribed before looking, so a read that ends after the look is seen as a change.
+        let mut rx = self.view.subscribe();
+        let current = rx.borrow_and_update().clone();
+        if current.as_ref().is_some_and(|v| v.read_at.elapsed() < self.max_age) {
+            return current;
+        }
+        self.refresh();
+        match tokio::time::timeout(wait, rx.changed()).await {
+            Ok(Ok(())) => rx.borrow().clone(),
+            _ => current,
+        }
+    }
+
+    /// Starts a read in the background unless one is running.
+    pub fn refresh(&self) {
+        if self.reading.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (load, view, reading) = (self.load.clone(), self.view.clone(), self.reading.clone());
+        let previous = view.borrow().as_ref().map(|v| v.jobs.clone()).unwrap_or_default();
+        tokio::spawn(async move {
+            let (jobs, error) = match tokio::time::timeout(CATALOG_READ_LIMIT, load()).await {
+                Ok(Ok(jobs)) => (jobs, None),
+                Ok(Err(e)) => (previous, Some(e.to_string())),
+                Err(_) => (previous, Some(format!("reading the backup catalog took over {} s", CATALOG_READ_LIMIT.as_secs()))),
+            };
+            view.send_replace(Some(Arc::new(CatalogView { read_at: Instant::now(), jobs, error })));
+            reading.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// One job as `/metrics` shows it: the newest of what the catalog and the schedule know.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct BackupGauge {
+    /// full, incremental, logical, mongo, verify (the drill after a full backup) or wal.
+    pub kind: String,
+    /// Unix seconds.
+    pub last_success: Option<f64>,
+    pub last_detail: Option<String>,
+    pub last_size_bytes: Option<u64>,
+    /// Unix seconds of the last failure (the schedule's, or recorded in storage).
+    pub last_failure: Option<f64>,
+    pub last_error: Option<String>,
+    /// Failed runs of this process's schedule.
+    pub failures: u64,
+    pub running: bool,
+}
+
+fn unix(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+fn later(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Merges the catalog's jobs and the schedule's runs, one gauge per job known to either.
+pub fn merge_backups(catalog: &[JobStatus], runs: &[RunState]) -> Vec<BackupGauge> {
+    let mut out: BTreeMap<String, BackupGauge> = BTreeMap::new();
+    for c in catalog {
+        let g = out.entry(c.job.clone()).or_insert_with(|| BackupGauge { kind: c.job.clone(), ..Default::default() });
+        g.last_success = c.last_success.map(unix);
+        g.last_detail = c.last_detail.clone();
+        g.last_size_bytes = c.last_size_bytes;
+        g.last_failure = c.last_error_at.map(unix);
+        g.last_error = c.last_error.clone();
+    }
+    for r in runs {
+        let g = out.entry(r.job.clone()).or_insert_with(|| BackupGauge { kind: r.job.clone(), ..Default::default() });
+        let ours = r.last_success.map(unix);
+        if ours.is_some() && later(ours, g.last_success) == ours {
+            g.last_detail = r.last_detail.clone();
+            g.last_size_bytes = r.last_size_bytes;
+        }
+        g.last_success = later(ours, g.last_success);
+        let failed = r.last_failure.map(unix);
+        if failed.is_some() && later(failed, g.last_failure) == failed {
+            g.last_error = r.last_error.clone();
+        }
+        g.last_failure = later(failed, g.last_failure);
+        g.failures = r.failures;
+        g.running = r.running;
+    }
+    let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
+    let mut v: Vec<BackupGauge> = out.into_values().filter(|g| g.last_success.is_some() || g.last_failure.is_some() || g.running).collect();
+    v.sort_by(|a, b| rank(&a.kind).cmp(&rank(&b.kind)).then(a.kind.cmp(&b.kind)));
+    v
+}
+
+/// The `fwdb_backup_*` families; `now` in Unix seconds gives the ages.
+pub(super) fn write_backups(o: &mut Out, gauges: &[BackupGauge], now: f64) {
+    o.family("fwdb_backup_last_success_timestamp_seconds", "gauge", "Unix time of the last successful backup, by kind.");
+    for (g, t) in gauges.iter().filter_map(|g| g.last_success.map(|t| (g, t))) {
+        o.sample("fwdb_backup_last_success_timestamp_seconds", &[("kind", &g.kind)], t);
+    }
+    o.family("fwdb_backup_last_success_age_seconds", "gauge", "Seconds since the last successful backup, by kind.");
+    for (g, t) in gauges.iter().filter_map(|g| g.last_success.map(|t| (g, t))) {
+        o.sample("fwdb_backup_last_success_age_seconds", &[("kind", &g.kind)], (now - t).max(0.0));
+    }
+    o.family("fwdb_backup_last_size_bytes", "gauge", "Stored (compressed, encrypted) size of the last successful backup, by kind.");
+    for (g, n) in gauges.iter().filter_map(|g| g.last_size_bytes.map(|n| (g, n))) {
+        o.sample("fwdb_backup_last_size_bytes", &[("kind", &g.kind)], n as f64);
+    }
+    o.family("fwdb_backup_last_failure_timestamp_seconds", "gauge", "Unix time of the last failed backup, by kind.");
+    for (g, t) in gauges.iter().filter_map(|g| g.last_failure.map(|t| (g, t))) {
+        o.sample("fwdb_backup_last_failure_timestamp_seconds", &[("kind", &g.kind)], t);
+    }
+    o.family("fwdb_backup_failures_total", "counter", "Backups of this process's schedule that failed, by kind.");
+    for g in gauges {
+        o.sample("fwdb_backup_failures_total", &[("kind", &g.kind)], g.failures as f64);
+    }
+    o.family("fwdb_backup_running", "gauge", "1 while the schedule runs a backup of this kind.");
+    for g in gauges {
+        o.sample("fwdb_backup_running", &[("kind", &g.kind)], if g.running { 1.0 } else { 0.0 });
+    }
+}
+
+/// The `fwdb_backup_*` families alone, as Prometheus text.
+pub fn render_backups(gauges: &[BackupGauge], now: f64) -> String {
+    let mut o = Out::default();
+    write_backups(&mut o, gauges, now);
+    o.text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn catalog_full(t: &str, id: &str, size: u64) -> JobStatus {
+        JobStatus {
+            job: "full".into(),
+            last_success: Some(at(t)),
+            last_detail: Some(id.into()),
+            last_size_bytes: Some(size),
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+
+    #[test]
+    fn the_newest_success_wins_and_the_schedules_failures_are_counted() {
+        // The catalog knows a backup taken by cron at 03:00; the schedule failed at 02:00 and succeeded at 02:30.
+        let catalog = vec![catalog_full("2026-11-25T03:00:00Z", "cron", 700)];
+        let runs = vec![RunState {
+            job: "full".into(),
+            last_success: Some(at("2026-11-25T02:30:00Z")),
+            last_detail: Some("scheduled".into()),
+            last_size_bytes: Some(500),
+            last_failure: Some(at("2026-11-25T02:00:00Z")),
+            last_error: Some("disk full".into()),
+            failures: 1,
+            successes: 1,
+            running: false,
+        }];
+        let g = merge_backups(&catalog, &runs);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].last_success, Some(unix(at("2026-11-25T03:00:00Z"))));
+        assert_eq!((g[0].last_detail.as_deref(), g[0].last_size_bytes), (Some("cron"), Some(700)));
+        assert_eq!((g[0].failures, g[0].last_error.as_deref()), (1, Some("disk full")));
+
+        // A newer scheduled run wins over the (stale) catalog.
+        let mut newer = runs.clone();
+        newer[0].last_success = Some(at("2026-11-25T04:00:00Z"));
+        let g = merge_backups(&catalog, &newer);
+        assert_eq!((g[0].last_detail.as_deref(), g[0].last_size_bytes), (Some("scheduled"), Some(500)));
+
+        let now = unix(at("2026-11-25T05:00:00Z"));
+        let text = render_backups(&g, now);
+        assert!(text.contains("fwdb_backup_last_success_timestamp_seconds{kind=\"full\"} 1764043200\n"), "{text}");
+        assert!(text.contains("fwdb_backup_last_success_age_seconds{kind=\"full\"} 3600\n"), "{text}");
+        assert!(text.contains("fwdb_backup_last_size_bytes{kind=\"full\"} 500\n"), "{text}");
+        assert!(text.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"full\"} 1764036000\n"), "{text}");
+        assert!(text.contains("fwdb_backup_failures_total{kind=\"full\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn jobs_never_run_are_left_out_and_the_order_is_stable() {
+        let mut empty = catalog_full("2026-11-25T03:00:00Z", "x", 1);
+        empty.job = "logical".into();
+        empty.last_success = None;
+        let runs = BackupRuns::default();
+        runs.failed("mongo", "no server");
+        runs.succeeded("wal", "000000010000000000000003", Some(10));
+        let g = merge_backups(&[catalog_full("2026-11-25T03:00:00Z", "x", 1), empty], &runs.snapshot());
+        let kinds: Vec<&str> = g.iter().map(|g| g.kind.as_str()).collect();
+        assert_eq!(kinds, ["full", "mongo", "wal"]);
+        assert_eq!((g[1].failures, g[1].last_success), (1, None));
+    }
+
+    #[tokio::test]
+    async fn a_slow_catalog_does_not_hold_the_scrape_and_reads_are_cached() {
+        let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = loads.clone();
+        let catalog = BackupCatalog::with_loader(Duration::from_secs(3600), move || {
+            let mut gate = open_rx.clone();
+            counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                // Like a bucket that does not answer until the test says so.
+                let _ = gate.wait_for(|open| *open).await;
+                Ok(vec![catalog_full("2026-11-25T03:00:00Z", "slow", 1)])
+            })
+        });
+        // The read hangs: the scrape gets no view instead of waiting for it.
+        assert!(catalog.view(Duration::from_millis(20)).await.is_none());
+        assert!(catalog.view(Duration::from_millis(20)).await.is_none());
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one read at a time");
+        open_tx.send_replace(true);
+        let v = catalog.view(Duration::from_secs(600)).await.expect("the read finishes");
+        assert_eq!(v.jobs[0].last_detail.as_deref(), Some("slow"));
+        // Fresh: answered from the cache, no second read.
+        assert!(catalog.view(Duration::ZERO).await.is_some());
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+}

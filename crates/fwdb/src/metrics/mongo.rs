@@ -1,0 +1,120 @@
+//! MongoDB operation latency (by operation and collection) and errors (by
+//! server code), as `fwdb_mongo_op_duration_seconds` and
+//! `fwdb_mongo_op_errors_total`. The MongoDB handle reports each operation
+//! through [`MongoOpMetrics::record`] or [`MongoOpMetrics::observe`].
+
+use super::query::Histogram;
+use crate::error::Error;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct State {
+    /// (operation, collection) → histogram.
+    latency: BTreeMap<(String, String), Histogram>,
+    /// (operation, collection, code) → count.
+    errors: BTreeMap<(String, String, String), u64>,
+}
+
+/// What the MongoDB handle did, for `/metrics`. One per process, shared by `Arc`.
+#[derive(Default)]
+pub struct MongoOpMetrics {
+    state: Mutex<State>,
+}
+
+/// What [`MongoOpMetrics`] holds, copied out.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MongoOpSnapshot {
+    /// (operation, collection, histogram).
+    pub latency: Vec<(String, String, Histogram)>,
+    /// (operation, collection, code, count).
+    pub errors: Vec<(String, String, String, u64)>,
+}
+
+impl MongoOpMetrics {
+    pub fn new() -> MongoOpMetrics {
+        MongoOpMetrics::default()
+    }
+
+    /// One finished operation, e.g. `("find", "designs", 3 ms, None)`.
+    /// `operation` should be the driver's verb (find, insert_one, update_one...) so label values stay few.
+    pub fn record(&self, operation: &str, collection: &str, elapsed: Duration, error: Option<&Error>) {
+        let key = (operation.to_string(), collection.to_string());
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = error {
+            *st.errors.entry((key.0.clone(), key.1.clone(), mongo_error_code(e))).or_default() += 1;
+        }
+        st.latency.entry(key).or_default().observe(elapsed.as_secs_f64());
+    }
+
+    /// Runs `work`, recording its duration and outcome.
+    pub async fn observe<T>(&self, operation: &str, collection: &str, work: impl Future<Output = crate::error::Result<T>>) -> crate::error::Result<T> {
+        let start = Instant::now();
+        let out = work.await;
+        self.record(operation, collection, start.elapsed(), out.as_ref().err());
+        out
+    }
+
+    pub fn snapshot(&self) -> MongoOpSnapshot {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        MongoOpSnapshot {
+            latency: st.latency.iter().map(|((o, c), h)| (o.clone(), c.clone(), h.clone())).collect(),
+            errors: st.errors.iter().map(|((o, c, k), n)| (o.clone(), c.clone(), k.clone(), *n)).collect(),
+        }
+    }
+}
+
+/// The error's label: the server's code (`11000`, `112`...) when MongoDB sent
+/// one, else what kind of failure it was (`network`, `timeout`, `validation`...).
+pub fn mongo_error_code(e: &Error) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if let Some(m) = x.downcast_ref::<mongodb::error::Error>() {
+            return driver_code(m);
+        }
+        cur = x.source();
+    }
+    format!("{:?}", e.kind()).to_lowercase()
+}
+
+fn driver_code(e: &mongodb::error::Error) -> String {
+    use mongodb::error::{ErrorKind as M, WriteFailure};
+    let code = match &*e.kind {
+        M::Command(c) => Some(c.code),
+        M::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        M::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        M::InsertMany(m) => m.write_errors.as_ref().and_then(|v| v.first()).map(|w| w.code),
+        _ => None,
+    };
+    match code {
+        Some(c) => c.to_string(),
+        None if matches!(&*e.kind, M::Io(_) | M::ConnectionPoolCleared { .. }) => "network".into(),
+        None if matches!(&*e.kind, M::ServerSelection { .. }) => "server_selection".into(),
+        None => "driver".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[tokio::test]
+    async fn operations_are_timed_and_errors_counted_by_code() {
+        let m = MongoOpMetrics::new();
+        let ok: crate::error::Result<u32> = m.observe("find", "designs", async { Ok(1) }).await;
+        assert_eq!(ok.ok(), Some(1));
+        let dup = mongodb::error::Error::custom("x");
+        let err = Error::new(ErrorKind::Conflict, "duplicate key").with_source(dup);
+        m.record("insert_one", "designs", Duration::from_millis(3), Some(&err));
+        m.record("insert_one", "designs", Duration::from_millis(700), Some(&Error::new(ErrorKind::Timeout, "slow")));
+        let s = m.snapshot();
+        let counts: Vec<(&str, u64)> = s.latency.iter().map(|(o, _, h)| (o.as_str(), h.count)).collect();
+        assert_eq!(counts, [("find", 1), ("insert_one", 2)]);
+        let codes: Vec<&str> = s.errors.iter().map(|e| e.2.as_str()).collect();
+        assert_eq!(codes, ["driver", "timeout"]);
+    }
+}
