@@ -51,6 +51,12 @@ async fn the_metrics_endpoint_parses_as_prometheus_text_with_the_exporters_names
     for family in ["fwdb_query_duration_seconds", "fwdb_slow_queries_total", "pg_stat_statements_seconds_total", "mongodb_ss_connections"] {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
     }
+    // Every metric the alert rules and the dashboard use is one /metrics announces.
+    for name in deploy_metric_names() {
+        let base = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).filter(|b| text.contains(&format!("# TYPE {b} histogram")));
+        let family = base.unwrap_or(&name);
+        assert!(text.contains(&format!("# TYPE {family} ")), "deploy/ uses {name}, which /metrics does not export:\n{text}");
+    }
     let status = up.terminate();
     assert!(status.success());
 
@@ -72,6 +78,35 @@ async fn the_metrics_endpoint_parses_as_prometheus_text_with_the_exporters_names
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v["healthy"], true);
+}
+
+/// The metric names in the alert rules' and the dashboard's expressions (pg_, fwdb_, mongodb_).
+fn deploy_metric_names() -> std::collections::BTreeSet<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let rules = std::fs::read_to_string(root.join("prometheus/fwdb-alerts.yml")).expect("alert rules");
+    let mut exprs = Vec::new();
+    let mut block = false;
+    for line in rules.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("expr:") {
+            block = rest.trim() == "|";
+            exprs.push(rest.to_string());
+        } else if block && !line.contains(':') {
+            exprs.push(line.to_string());
+        } else {
+            block = false;
+        }
+    }
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grafana/fwdb-dashboard.json")).expect("dashboard")).expect("JSON");
+    for p in dash["panels"].as_array().expect("panels") {
+        exprs.extend(p["targets"].as_array().into_iter().flatten().filter_map(|t| t["expr"].as_str().map(str::to_string)));
+    }
+    let names: std::collections::BTreeSet<String> = exprs
+        .iter()
+        .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map(str::to_string).collect::<Vec<_>>())
+        .filter(|t| ["pg_", "fwdb_", "mongodb_"].iter().any(|p| t.starts_with(p)))
+        .collect();
+    assert!(names.len() >= 30 && names.contains("fwdb_backup_last_success_timestamp_seconds"), "{names:?}");
+    names
 }
 
 #[tokio::test]
