@@ -295,10 +295,10 @@ mod tests {
 
         let now = unix(at("2026-11-25T05:00:00Z"));
         let text = render_backups(&g, now);
-        assert!(text.contains("fwdb_backup_last_success_timestamp_seconds{kind=\"full\"} 1764043200\n"), "{text}");
+        assert!(text.contains("fwdb_backup_last_success_timestamp_seconds{kind=\"full\"} 1795579200\n"), "{text}");
         assert!(text.contains("fwdb_backup_last_success_age_seconds{kind=\"full\"} 3600\n"), "{text}");
         assert!(text.contains("fwdb_backup_last_size_bytes{kind=\"full\"} 500\n"), "{text}");
-        assert!(text.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"full\"} 1764036000\n"), "{text}");
+        assert!(text.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"full\"} 1795572000\n"), "{text}");
         assert!(text.contains("fwdb_backup_failures_total{kind=\"full\"} 1\n"), "{text}");
     }
 
