@@ -266,12 +266,115 @@ async fn versions_conflict_history_overflows_and_past_versions_are_rebuilt() {
     assert_eq!((v8.name, v8.metadata, v8.layers), (stored.name.clone(), stored.metadata.clone(), stored.layers.clone()));
     assert_kind(repo.at_version(&db, d.id, 9).await, ErrorKind::NotFound, "no version 9");
 
-    // A stale version on a later change still conflicts; a soft-deleted design is not found.
+    // A stale version on a later change still conflicts; a soft-deleted design
+    // is not found (the delete itself is version 9).
     assert_kind(repo.update(&db, d.id, &DesignPatch::new(7, "late")).await, ErrorKind::Conflict, "stale version 7");
     repo.delete(&db, d.id).await.unwrap();
-    assert_kind(repo.update(&db, d.id, &DesignPatch::new(8, "x")).await, ErrorKind::NotFound, "soft-deleted");
+    assert_kind(repo.update(&db, d.id, &DesignPatch::new(8, "x")).await, ErrorKind::Conflict, "stale version 8");
+    assert_kind(repo.update(&db, d.id, &DesignPatch::new(9, "x")).await, ErrorKind::NotFound, "is soft-deleted");
     repo.purge(&db, d.id).await.unwrap();
     assert_eq!(db.count("design_history", doc! {}).await.unwrap(), 0, "purge takes the moved history too");
+}
+
+#[tokio::test]
+async fn soft_delete_and_restore_are_versioned_changes_with_history() {
+    let app = TestApp::migrated().await;
+    let db = mongo(&app).await;
+    let repo = DesignRepo::new().with_history_limit(2);
+    let d = repo.create(&db, &new_design(Uuid::new_v4(), "deletable")).await.unwrap();
+    let raw = db.database().collection::<mongodb::bson::Document>("designs");
+
+    let deleted = repo.soft_delete(&db, d.id, 1, "alice").await.unwrap();
+    assert_eq!(deleted.version, 2);
+    let at = deleted.deleted_at.expect("deletedAt is set");
+    let last = deleted.history.last().unwrap();
+    assert_eq!((last.version, last.changed_by.as_str()), (2, "alice"));
+    assert!(last.changes.get("deletedAt").is_some_and(|v| !v.is_null()), "{}", last.changes);
+    assert!(repo.find_by_id(&db, d.id).await.unwrap().is_none());
+
+    // The stale-version rule holds for both, and each applies only in its state.
+    assert_kind(repo.soft_delete(&db, d.id, 1, "bob").await, ErrorKind::Conflict, "stale version 1");
+    assert_kind(repo.soft_delete(&db, d.id, 2, "bob").await, ErrorKind::NotFound, "is soft-deleted");
+    assert_kind(repo.restore_deleted(&db, d.id, 1, "bob").await, ErrorKind::Conflict, "stale version 1");
+    let restored = repo.restore_deleted(&db, d.id, 2, "bob").await.unwrap();
+    assert_eq!((restored.version, restored.deleted_at), (3, None));
+    assert_eq!(restored.history.last().unwrap().changes, json!({"deletedAt": null}));
+    let stored = raw.find_one(doc! {"_id": d.id.to_string()}).await.unwrap().unwrap();
+    assert!(!stored.contains_key("deletedAt"), "a restored design looks like one never deleted: {stored}");
+    assert_kind(repo.restore_deleted(&db, d.id, 3, "bob").await, ErrorKind::NotFound, "is not soft-deleted");
+
+    // Two concurrent deletes from the same version: one wins, one conflicts.
+    let (r1, r2) = tokio::join!(repo.soft_delete(&db, d.id, 3, "carol"), repo.soft_delete(&db, d.id, 3, "dave"));
+    let lost = match (r1, r2) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => {
+            assert_eq!(w.version, 4);
+            l
+        }
+        (a, b) => panic!("expected one success and one conflict, got {a:?} and {b:?}"),
+    };
+    assert_eq!(lost.kind(), ErrorKind::Conflict, "{lost}");
+
+    // The trait's delete and restore (no version, no actor) are versioned changes too.
+    repo.restore(&db, d.id).await.unwrap();
+    repo.delete(&db, d.id).await.unwrap();
+    let back = repo.restore(&db, d.id).await.unwrap();
+    assert_eq!(back.version, 7);
+    assert_eq!(back.history.last().unwrap().changed_by, fwdb::DesignRepo::UNATTRIBUTED);
+
+    // The history (moved entries included) and past versions agree with what was written.
+    let page = repo.history(&db, d.id, 0, 100).await.unwrap();
+    let who: Vec<(i64, &str)> = page.entries.iter().map(|e| (e.version, e.changed_by.as_str())).collect();
+    assert_eq!(&who[..3], [(1, d.user_id.to_string().as_str()), (2, "alice"), (3, "bob")]);
+    assert_eq!(who.iter().map(|w| w.0).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+    assert!(db.count("design_history", doc! {"designId": d.id.to_string()}).await.unwrap() >= 5);
+    let v2 = repo.at_version(&db, d.id, 2).await.unwrap();
+    assert_eq!(v2.deleted_at, Some(at));
+    assert_eq!(v2.name, "deletable");
+    assert_eq!(repo.at_version(&db, d.id, 3).await.unwrap().deleted_at, None);
+    assert!(repo.at_version(&db, d.id, 4).await.unwrap().deleted_at.is_some());
+}
+
+#[tokio::test]
+async fn the_design_history_collection_validates_entries_and_pages_on_its_index() {
+    let app = TestApp::migrated().await;
+    let db = mongo(&app).await;
+    let hist = db.database().collection::<mongodb::bson::Document>("design_history");
+    let id = Uuid::new_v4().to_string();
+    let now = Bson::DateTime(mongodb::bson::DateTime::now());
+    let good = doc! { "_id": format!("{id}:0000000001"), "designId": &id, "version": 1i64, "changedAt": now.clone(), "changedBy": "u", "changes": {"name": "n"} };
+    hist.insert_one(good.clone()).await.expect("a well-formed entry is accepted");
+    let entry = |k: &str, v: Bson| {
+        let mut d = good.clone();
+        d.insert("_id", format!("{id}:0000000002"));
+        d.insert("version", 2i64);
+        d.insert(k, v);
+        d
+    };
+    let mut no_design = entry("x", Bson::Null);
+    no_design.remove("designId");
+    let cases = [
+        ("designId required", no_design),
+        ("version from 1", entry("version", Bson::Int64(0))),
+        ("changedAt a date", entry("changedAt", Bson::String("yesterday".into()))),
+        ("changedBy not empty", entry("changedBy", Bson::String(String::new()))),
+        ("changes a document", entry("changes", Bson::String("name".into()))),
+        ("_id is <designId>:<10 digits>", entry("_id", Bson::String(format!("{id}:2")))),
+    ];
+    for (rule, bad) in cases {
+        let e = hist.insert_one(bad).await.expect_err(rule);
+        assert!(e.to_string().contains("121") || e.to_string().to_lowercase().contains("validation"), "{rule}: {e}");
+    }
+    // One entry per (designId, version), whatever its _id.
+    let mut twin = good.clone();
+    twin.insert("_id", format!("{id}:0000000009"));
+    let e = hist.insert_one(twin).await.expect_err("a second entry for version 1");
+    assert!(e.to_string().contains("11000") || e.to_string().contains("duplicate"), "{e}");
+
+    // The query `history` pages with is answered from the designId_1_version_1 index.
+    let find = doc! { "find": "design_history", "filter": { "designId": &id, "version": { "$gt": 0i64 } }, "sort": { "version": 1 }, "limit": 21i64 };
+    let plan = db.database().run_command(doc! { "explain": find, "verbosity": "queryPlanner" }).await.expect("explain");
+    let winning = plan.get_document("queryPlanner").and_then(|q| q.get_document("winningPlan")).expect("a winning plan").to_string();
+    assert!(winning.contains("IXSCAN") && winning.contains("designId_1_version_1"), "{winning}");
 }
 
 #[tokio::test]
@@ -405,122 +508,6 @@ async fn a_designs_avatar_must_exist_in_postgresql_and_be_the_same_users() {
     assert_eq!((moved.avatar_id, moved.version), (Some(again.id), 2));
     let cleared = repo.move_to_avatar(&db, &pg, d.id, 2, "alice", None).await.unwrap();
     assert_eq!(cleared.avatar_id, None);
-}
-
-/// The benchmark of issue 5 (not a timed test: `--ignored` to run it): the
-/// repository against the raw driver on the same server, the same operations,
-/// interleaved in rounds; prints ops/s and the ratio raw time / repo time.
-/// `cargo test -p fwdb-cli --test it -- design::bench_ --ignored --nocapture`
-#[tokio::test]
-#[ignore]
-async fn bench_design_repository_vs_raw_driver() {
-    use futures::TryStreamExt;
-    use std::time::{Duration, Instant};
-    let app = TestApp::migrated().await;
-    let db = mongo(&app).await;
-    let raw = db.database().collection::<mongodb::bson::Document>("designs");
-    let repo = DesignRepo::new();
-    let user = Uuid::new_v4();
-    let rounds = 10;
-    let per_round = 40;
-    let mut t = [[Duration::ZERO; 2]; 4]; // [op][0 = raw, 1 = repo]
-    let names = ["find by id", "list by user (20)", "insert", "versioned update"];
-    // Seed: 40 designs for the list.
-    for i in 0..40 {
-        repo.create(&db, &new_design(user, &format!("seed {i}"))).await.unwrap();
-    }
-    let seed = repo.list_by_user(&db, user, DesignStatus::Draft, 1).await.unwrap()[0].id;
-    for round in 0..rounds {
-        let order = if round % 2 == 0 { [0usize, 1] } else { [1, 0] };
-        for side in order {
-            // find by id
-            let s = Instant::now();
-            for _ in 0..per_round {
-                if side == 0 {
-                    let d = raw.find_one(doc! {"_id": seed.to_string(), "deletedAt": Bson::Null}).await.unwrap().unwrap();
-                    std::hint::black_box(fwdb::design_from_doc(&d).unwrap());
-                } else {
-                    std::hint::black_box(repo.find_by_id(&db, seed).await.unwrap().unwrap());
-                }
-            }
-            t[0][side] += s.elapsed();
-            // list by user
-            let s = Instant::now();
-            for _ in 0..per_round {
-                if side == 0 {
-                    let docs: Vec<_> = raw
-                        .find(doc! {"userId": user.to_string(), "status": "draft", "deletedAt": Bson::Null})
-                        .sort(doc! {"createdAt": -1, "_id": 1})
-                        .limit(20)
-                        .await
-                        .unwrap()
-                        .try_collect()
-                        .await
-                        .unwrap();
-                    std::hint::black_box(docs.iter().map(|d| fwdb::design_from_doc(d).unwrap()).count());
-                } else {
-                    std::hint::black_box(repo.list_by_user(&db, user, DesignStatus::Draft, 20).await.unwrap());
-                }
-            }
-            t[1][side] += s.elapsed();
-            // insert (then one versioned update each)
-            let other = Uuid::new_v4();
-            let mut ids = Vec::new();
-            let s = Instant::now();
-            for i in 0..per_round {
-                let n = new_design(other, &format!("bench {i}"));
-                if side == 0 {
-                    let id = Uuid::new_v4();
-                    let now = Bson::DateTime(mongodb::bson::DateTime::now());
-                    let content = doc! { "name": &n.name, "status": "draft",
-                        "layers": [{"id": "base", "type": "silhouette", "data": {"color": "#aa0000"}, "order": 0i64}],
-                        "metadata": {"tags": ["summer"], "description": Bson::Null, "thumbnailUrl": Bson::Null},
-                        "catalogItemIds": [], "avatarId": Bson::Null };
-                    let mut d = doc! { "_id": id.to_string(), "userId": other.to_string() };
-                    d.extend(content.clone());
-                    d.insert("version", 1i64);
-                    d.insert("history", vec![doc! {"version": 1i64, "changedAt": now.clone(), "changedBy": other.to_string(), "changes": content}]);
-                    d.insert("createdAt", now.clone());
-                    d.insert("updatedAt", now);
-                    raw.insert_one(d).await.unwrap();
-                    ids.push(id);
-                } else {
-                    ids.push(repo.create(&db, &n).await.unwrap().id);
-                }
-            }
-            t[2][side] += s.elapsed();
-            let s = Instant::now();
-            for id in &ids {
-                if side == 0 {
-                    let now = Bson::DateTime(mongodb::bson::DateTime::now());
-                    let d = raw
-                        .find_one_and_update(
-                            doc! {"_id": id.to_string(), "deletedAt": Bson::Null, "version": 1i64},
-                            doc! {"$set": {"name": "renamed", "updatedAt": now.clone()}, "$inc": {"version": 1i64},
-                                  "$push": {"history": {"version": 2i64, "changedAt": now, "changedBy": "b", "changes": {"name": "renamed"}}}},
-                        )
-                        .return_document(mongodb::options::ReturnDocument::After)
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    std::hint::black_box(fwdb::design_from_doc(&d).unwrap());
-                } else {
-                    let mut p = DesignPatch::new(1, "b");
-                    p.name = Some("renamed".into());
-                    std::hint::black_box(repo.update(&db, *id, &p).await.unwrap());
-                }
-            }
-            t[3][side] += s.elapsed();
-        }
-    }
-    let n = (rounds * per_round) as f64;
-    println!("| operation | raw driver ops/s | repository ops/s | ratio (raw time / repo time) |");
-    println!("|---|---:|---:|---:|");
-    for (i, name) in names.iter().enumerate() {
-        let raw_s = t[i][0].as_secs_f64();
-        let repo_s = t[i][1].as_secs_f64();
-        println!("| {name} | {:.0} | {:.0} | {:.2} |", n / raw_s, n / repo_s, raw_s / repo_s);
-    }
 }
 
 #[tokio::test]

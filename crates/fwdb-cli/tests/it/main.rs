@@ -22,5 +22,6 @@ mod design;
 mod audit;
 mod refs;
 mod mongo_tx;
+mod mongo;
 mod security;
 mod example;

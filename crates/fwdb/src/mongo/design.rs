@@ -8,14 +8,18 @@
 //! `catalogItemIds`), the same ids PostgreSQL uses, so references between the
 //! stores compare as strings.
 //!
-//! Versions: every change carries the version the caller read; the update's
+//! Versions: every change (update, layer edits, publish and archive, soft
+//! delete and restore) carries the version the caller read; the update's
 //! filter includes it, so a stale version matches nothing and fails with a
 //! conflict (never a silent overwrite). A change increments `version` and
 //! pushes a history entry `{version, changedAt, changedBy, changes}` where
 //! `changes` holds the new value of every field it set (version 1's entry
 //! holds the whole initial content, so any version can be rebuilt by folding
 //! entries forward). The document keeps the last `history_limit` entries;
-//! older ones move to `design_history` (`_id` = `<designId>:<version, 10 digits>`).
+//! older ones move to `design_history` (`_id` = `<designId>:<version, 10
+//! digits>`, which makes the move idempotent, plus `designId`, which with
+//! `version` is the index `history` pages on; migration
+//! `20240101000100_design_history`).
 
 use super::exec::{as_str, FindSpec, MongoExec};
 use crate::error::{Error, ErrorKind, Result};
@@ -655,7 +659,75 @@ fn not_found(id: Uuid) -> Error {
     Error::new(ErrorKind::NotFound, format!("no live design with id {id}"))
 }
 
+/// The designs a versioned change may apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Live,
+    Deleted,
+}
+
+fn scoped(id: Uuid, scope: Scope) -> Document {
+    match scope {
+        Scope::Live => live(id),
+        Scope::Deleted => doc! { "_id": id.to_string(), "deletedAt": { "$ne": Bson::Null } },
+    }
+}
+
+fn is_deleted(d: &Document) -> bool {
+    !matches!(d.get("deletedAt"), None | Some(Bson::Null))
+}
+
+fn out_of_scope(id: Uuid, scope: Scope) -> Error {
+    match scope {
+        Scope::Live => Error::new(ErrorKind::NotFound, format!("no live design with id {id} (missing or soft-deleted)")),
+        Scope::Deleted => Error::new(ErrorKind::NotFound, format!("no soft-deleted design with id {id}")),
+    }
+}
+
+/// One versioned change: the fields it sets (camelCase), the designs it may
+/// apply to, and an extra condition with the reason it failed.
+struct Change<'a> {
+    changes: Document,
+    scope: Scope,
+    guard: Option<(Document, &'a str)>,
+}
+
+impl Change<'_> {
+    fn new(changes: Document, scope: Scope) -> Change<'static> {
+        Change { changes, scope, guard: None }
+    }
+}
+
+/// The update of a versioned change: set the fields, increment the version,
+/// append the history entry. A restore's `deletedAt: null` is recorded in the
+/// history but removed from the document, which then looks like a design
+/// never deleted (the sparse `deletedAt_1` index skips it).
+fn versioned_update(expected: i64, now: DateTime<Utc>, by: &str, changes: Document) -> Document {
+    let mut set = Document::new();
+    let mut unset = Document::new();
+    for (k, v) in &changes {
+        if k == "deletedAt" && *v == Bson::Null {
+            unset.insert(k, "");
+        } else {
+            set.insert(k, v.clone());
+        }
+    }
+    set.insert("updatedAt", date(now));
+    let mut update = doc! {
+        "$set": set,
+        "$inc": { "version": 1i64 },
+        "$push": { "history": entry_doc(expected + 1, now, by, changes) },
+    };
+    if !unset.is_empty() {
+        update.insert("$unset", unset);
+    }
+    update
+}
+
 impl DesignRepo {
+    /// Who the history names for the trait's `delete` and `restore`, which take no actor.
+    pub const UNATTRIBUTED: &'static str = "fwdb:unattributed";
+
     pub fn new() -> DesignRepo {
         DesignRepo { history_limit: DEFAULT_HISTORY_LIMIT }
     }
@@ -694,56 +766,67 @@ impl DesignRepo {
         self.fetch(exec, &q, 0).await
     }
 
-    /// Why a versioned change matched nothing: gone, soft-deleted, stale, or the state guard.
-    async fn diagnose<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, guard: &str) -> Error {
-        match exec.find_one(DESIGNS, id_filter(id)).await {
+    /// Why a versioned change matched nothing: gone, stale, not in its scope
+    /// (live or soft-deleted), or the state guard. A stale version comes
+    /// first: whatever the design's state now, the caller decided on an old one.
+    async fn diagnose<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, scope: Scope, guard: &str) -> Error {
+        let d = match exec.find_one(DESIGNS, id_filter(id)).await {
+            Err(e) => return e,
+            Ok(None) => return not_found(id),
+            Ok(Some(d)) => d,
+        };
+        match get_i64(&d, "version") {
             Err(e) => e,
-            Ok(None) => not_found(id),
-            Ok(Some(d)) if !matches!(d.get("deletedAt"), None | Some(Bson::Null)) => {
-                Error::new(ErrorKind::NotFound, format!("design {id} is soft-deleted"))
+            Ok(v) if v != expected => Error::new(
+                ErrorKind::Conflict,
+                format!("design {id}: stale version {expected} (it is now at version {v}); read it again and retry"),
+            ),
+            Ok(_) if is_deleted(&d) != (scope == Scope::Deleted) => {
+                let state = if scope == Scope::Live { "is soft-deleted" } else { "is not soft-deleted" };
+                Error::new(ErrorKind::NotFound, format!("design {id} {state}"))
             }
-            Ok(Some(d)) => match get_i64(&d, "version") {
-                Ok(v) if v != expected => Error::new(
-                    ErrorKind::Conflict,
-                    format!("design {id}: stale version {expected} (it is now at version {v}); read it again and retry"),
-                ),
-                _ => Error::new(ErrorKind::Conflict, format!("design {id}: {guard}")),
-            },
+            Ok(_) => Error::new(ErrorKind::Conflict, format!("design {id}: {guard}")),
         }
     }
 
-    /// The versioned change every write goes through.
-    async fn change<M: MongoExec>(
-        &self,
-        exec: &M,
-        id: Uuid,
-        expected: i64,
-        by: &str,
-        changes: Document,
-        guard: Option<(Document, &str)>,
-    ) -> Result<Design> {
+    /// The versioned change every write goes through: it applies only to the
+    /// version the caller read, increments it and records a history entry.
+    async fn change<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str, change: Change<'_>) -> Result<Design> {
         check_version(expected)?;
         check_by(by)?;
-        let now = Utc::now();
-        let mut filter = live(id);
+        let mut filter = scoped(id, change.scope);
         filter.insert("version", expected);
         let mut why = "the change is not allowed in the design's current state";
-        if let Some((g, w)) = guard {
+        if let Some((g, w)) = change.guard {
             filter.extend(g);
             why = w;
         }
-        let mut set = changes.clone();
-        set.insert("updatedAt", date(now));
-        let update = doc! {
-            "$set": set,
-            "$inc": { "version": 1i64 },
-            "$push": { "history": entry_doc(expected + 1, now, by, changes) },
-        };
+        let update = versioned_update(expected, Utc::now(), by, change.changes);
         let Some(after) = exec.find_one_and_update(DESIGNS, filter, update).await? else {
-            return Err(self.diagnose(exec, id, expected, why).await);
+            return Err(self.diagnose(exec, id, expected, change.scope, why).await);
         };
         let after = self.spill(exec, id, after).await?;
         design_from_doc(&after)
+    }
+
+    /// Soft-deletes the design at version `expected` (a versioned change: the
+    /// version increments and the history records `deletedAt`).
+    pub async fn soft_delete<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str) -> Result<Design> {
+        let changes = doc! { "deletedAt": date(Utc::now()) };
+        self.change(exec, id, expected, by, Change::new(changes, Scope::Live)).await
+    }
+
+    /// Brings back a soft-deleted design at version `expected` (a versioned
+    /// change; the history records `deletedAt: null`).
+    pub async fn restore_deleted<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str) -> Result<Design> {
+        self.change(exec, id, expected, by, Change::new(doc! { "deletedAt": Bson::Null }, Scope::Deleted)).await
+    }
+
+    /// The version of the design now, for the trait's delete and restore,
+    /// which carry none.
+    async fn current_version<M: MongoExec>(&self, exec: &M, id: Uuid, scope: Scope) -> Result<i64> {
+        let d = exec.find_one(DESIGNS, scoped(id, scope)).await?.ok_or_else(|| out_of_scope(id, scope))?;
+        get_i64(&d, "version")
     }
 
     /// Moves history entries beyond the limit to `design_history` (upserts: safe to repeat),
@@ -857,7 +940,7 @@ impl DesignRepo {
     ) -> Result<Design> {
         let current = Repository::<Design, M>::get(self, exec, id).await?;
         if current.version != expected {
-            return Err(self.diagnose(exec, id, expected, "").await);
+            return Err(self.diagnose(exec, id, expected, Scope::Live, "").await);
         }
         let mut layers = current.layers;
         edit(&mut layers)?;
@@ -889,40 +972,46 @@ impl DesignRepo {
         let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let why = format!("only a design that is {} can become {}", allowed.join(" or "), to.as_str());
         let guard = doc! { "status": { "$in": allowed.clone() } };
-        self.change(exec, id, expected, by, doc! { "status": to.as_str() }, Some((guard, &why))).await
+        let change = Change { changes: doc! { "status": to.as_str() }, scope: Scope::Live, guard: Some((guard, &why)) };
+        self.change(exec, id, expected, by, change).await
     }
 
     /// A design's history, oldest first, `limit` entries after `after_version` (0 for the start).
     pub async fn history<M: MongoExec>(&self, exec: &M, id: Uuid, after_version: i64, limit: i64) -> Result<HistoryPage> {
+        let (docs, next) = self.history_docs_page(exec, id, after_version, limit).await?;
+        Ok(HistoryPage { entries: docs.iter().map(parse_entry).collect::<Result<_>>()?, next })
+    }
+
+    /// A page of history entries as stored (BSON), from `design_history`
+    /// (the `designId_1_version_1` index) and then from the document.
+    async fn history_docs_page<M: MongoExec>(&self, exec: &M, id: Uuid, after: i64, limit: i64) -> Result<(Vec<Document>, Option<i64>)> {
         let limit = limit.clamp(1, 1000);
-        let moved = exec
-            .find(
-                DESIGN_HISTORY,
-                doc! { "_id": { "$gt": history_id(id, after_version), "$lt": format!("{id};") } },
-                FindSpec { sort: Some(doc! { "_id": 1 }), limit: Some(limit + 1), skip: None },
-            )
-            .await?;
-        let mut entries: Vec<HistoryEntry> = moved.iter().map(parse_entry).collect::<Result<_>>()?;
+        let filter = doc! { "designId": id.to_string(), "version": { "$gt": after } };
+        let spec = FindSpec { sort: Some(doc! { "version": 1 }), limit: Some(limit + 1), skip: None };
+        let mut entries = exec.find(DESIGN_HISTORY, filter, spec).await?;
         if (entries.len() as i64) <= limit {
             let d = exec.find_one(DESIGNS, id_filter(id)).await?.ok_or_else(|| not_found(id))?;
-            let seen = entries.last().map_or(after_version, |e| e.version);
+            // A spill copies entries out before trimming the document: skip the overlap.
+            let seen = match entries.last() {
+                Some(e) => get_i64(e, "version")?,
+                None => after,
+            };
             for e in history_docs(&d) {
-                let e = parse_entry(&e)?;
-                if e.version > seen {
+                if get_i64(&e, "version")? > seen {
                     entries.push(e);
                 }
             }
         }
-        let next = if entries.len() as i64 > limit {
-            entries.truncate(limit as usize);
-            entries.last().map(|e| e.version)
-        } else {
-            None
-        };
-        Ok(HistoryPage { entries, next })
+        if entries.len() as i64 <= limit {
+            return Ok((entries, None));
+        }
+        entries.truncate(limit as usize);
+        let next = entries.last().map(|e| get_i64(e, "version")).transpose()?;
+        Ok((entries, next))
     }
 
-    /// The design as it was at version `v`, rebuilt by folding its history's changes forward.
+    /// The design as it was at version `v`, rebuilt by folding its history's
+    /// changes forward (as stored, so dates and numbers keep their BSON types).
     pub async fn at_version<M: MongoExec>(&self, exec: &M, id: Uuid, v: i64) -> Result<Design> {
         check_version(v)?;
         let current = exec.find_one(DESIGNS, id_filter(id)).await?.ok_or_else(|| not_found(id))?;
@@ -937,14 +1026,17 @@ impl DesignRepo {
         let mut after = 0;
         let mut last_at = None;
         loop {
-            let page = self.history(exec, id, after, 1000).await?;
-            for e in page.entries.iter().filter(|e| e.version <= v) {
-                if let Some(o) = json_bson(&e.changes).as_document() {
-                    state.extend(o.clone());
+            let (entries, next) = self.history_docs_page(exec, id, after, 1000).await?;
+            for e in &entries {
+                if get_i64(e, "version")? > v {
+                    break;
                 }
-                last_at = Some(e.changed_at);
+                if let Ok(changes) = e.get_document("changes") {
+                    state.extend(changes.clone());
+                }
+                last_at = Some(e.get("changedAt").cloned().ok_or_else(|| bad_doc("history.changedAt"))?);
             }
-            match page.next {
+            match next {
                 Some(n) if n < v => after = n,
                 _ => break,
             }
@@ -952,13 +1044,10 @@ impl DesignRepo {
         let Some(at) = last_at else {
             return Err(Error::new(ErrorKind::NotFound, format!("design {id}: the history of version {v} is missing")));
         };
-        // Dates inside `changes` came back through JSON; re-read the typed fields.
         state.insert("version", v);
         state.insert("history", Bson::Array(Vec::new()));
-        state.insert("updatedAt", date(at));
-        let mut d = design_from_doc(&state)?;
-        d.deleted_at = None;
-        Ok(d)
+        state.insert("updatedAt", at);
+        design_from_doc(&state)
     }
 }
 
@@ -1040,25 +1129,22 @@ impl<M: MongoExec> Repository<Design, M> for DesignRepo {
 
     async fn update(&self, exec: &M, id: Uuid, patch: &DesignPatch) -> Result<Design> {
         patch.validate()?;
-        self.change(exec, id, patch.expected_version, &patch.changed_by, patch.changes(), None).await
+        self.change(exec, id, patch.expected_version, &patch.changed_by, Change::new(patch.changes(), Scope::Live)).await
     }
 
+    /// A versioned change at the current version (the trait carries none),
+    /// attributed to [`DesignRepo::UNATTRIBUTED`]; a change landing between the read and
+    /// the write fails with the usual stale-version conflict. Callers that
+    /// know the version and the actor use [`DesignRepo::soft_delete`].
     async fn delete(&self, exec: &M, id: Uuid) -> Result<()> {
-        let now = date(Utc::now());
-        let n = exec.update_one(DESIGNS, live(id), doc! { "$set": { "deletedAt": now.clone(), "updatedAt": now } }, false).await?;
-        if n == 0 {
-            return Err(not_found(id));
-        }
-        Ok(())
+        let v = self.current_version(exec, id, Scope::Live).await?;
+        self.soft_delete(exec, id, v, Self::UNATTRIBUTED).await.map(|_| ())
     }
 
+    /// Like `delete`: at the current version; see [`DesignRepo::restore_deleted`].
     async fn restore(&self, exec: &M, id: Uuid) -> Result<Design> {
-        let filter = doc! { "_id": id.to_string(), "deletedAt": { "$ne": Bson::Null } };
-        let update = doc! { "$unset": { "deletedAt": "" }, "$set": { "updatedAt": date(Utc::now()) } };
-        match exec.find_one_and_update(DESIGNS, filter, update).await? {
-            Some(d) => design_from_doc(&d),
-            None => Err(Error::new(ErrorKind::NotFound, format!("no soft-deleted design with id {id}"))),
-        }
+        let v = self.current_version(exec, id, Scope::Deleted).await?;
+        self.restore_deleted(exec, id, v, Self::UNATTRIBUTED).await
     }
 
     async fn purge(&self, exec: &M, id: Uuid) -> Result<()> {
@@ -1066,7 +1152,7 @@ impl<M: MongoExec> Repository<Design, M> for DesignRepo {
         if n == 0 {
             return Err(not_found(id));
         }
-        exec.delete_many(DESIGN_HISTORY, doc! { "_id": { "$gt": format!("{id}:"), "$lt": format!("{id};") } }).await?;
+        exec.delete_many(DESIGN_HISTORY, doc! { "designId": id.to_string() }).await?;
         Ok(())
     }
 

@@ -124,8 +124,10 @@ impl Mongo {
     }
 
     /// Runs `work` in a transaction: commit on Ok, abort on Err. The whole
-    /// closure runs again (up to [`MAX_TX_ATTEMPTS`]) on a TransientTransactionError,
-    /// the commit is retried on an UnknownTransactionCommitResult.
+    /// closure runs again (up to [`MAX_TX_ATTEMPTS`]) on a TransientTransactionError;
+    /// on an UnknownTransactionCommitResult only the commit is sent again, since
+    /// the writes may already be committed and running the closure twice could
+    /// apply them twice (the drivers' convenient-transaction spec).
     ///
     /// ```ignore
     /// mongo.transaction(|tx| Box::pin(async move { repo.create(tx, &new).await })).await?
@@ -137,9 +139,9 @@ impl Mongo {
     {
         let _permit = self.acquire().await?;
         let mut session = self.client.start_session().await.map_err(Error::from)?;
-        let mut attempt = 0;
-        'run: loop {
-            attempt += 1;
+        let mut runs = 0;
+        loop {
+            runs += 1;
             session.start_transaction().await.map_err(Error::from)?;
             let tx = MongoTx { db: self.db.clone(), session: Mutex::new(session) };
             let out = work(&tx).await;
@@ -147,36 +149,98 @@ impl Mongo {
             let value = match out {
                 Ok(v) => v,
                 Err(e) => {
+                    // The error is what the caller needs; a failed abort only means the
+                    // server will time the transaction out itself.
                     let _ = session.abort_transaction().await;
-                    if has_label(&e, mongodb::error::TRANSIENT_TRANSACTION_ERROR) && attempt < MAX_TX_ATTEMPTS {
-                        backoff(attempt).await;
-                        continue 'run;
+                    match tx_retry(TxPhase::Body, &e.mongo_labels(), false, TxAttempt { runs, commits: 0 }) {
+                        TxRetry::RunAgain => {
+                            backoff(runs).await;
+                            continue;
+                        }
+                        TxRetry::CommitAgain | TxRetry::GiveUp => return Err(e),
                     }
-                    return Err(e);
                 }
             };
-            let mut commits = 0;
-            loop {
-                commits += 1;
-                match session.commit_transaction().await {
-                    Ok(()) => return Ok(value),
-                    Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) && commits < MAX_TX_ATTEMPTS => {
-                        backoff(commits).await;
-                    }
-                    Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) && attempt < MAX_TX_ATTEMPTS => {
-                        backoff(attempt).await;
-                        continue 'run;
-                    }
-                    Err(e) => return Err(Error::from(e)),
-                }
+            match commit(&mut session, runs).await? {
+                Committed::Yes => return Ok(value),
+                Committed::RunAgain => backoff(runs).await,
             }
         }
     }
 }
 
-/// Whether the error (or one of its causes) carries this driver label.
-pub(crate) fn has_label(e: &Error, label: &str) -> bool {
-    e.mongo_labels().iter().any(|l| l == label)
+/// The outcome of [`commit`] that is not an error.
+enum Committed {
+    Yes,
+    /// A TransientTransactionError at commit: nothing was committed, run the closure again.
+    RunAgain,
+}
+
+/// Commits, sending the commit again (the driver marks the retry `w: majority`)
+/// while the outcome is unknown.
+async fn commit(session: &mut ClientSession, runs: u32) -> Result<Committed> {
+    let mut commits = 0;
+    loop {
+        commits += 1;
+        let Err(e) = session.commit_transaction().await else { return Ok(Committed::Yes) };
+        let labels: Vec<String> = e.labels().iter().cloned().collect();
+        match tx_retry(TxPhase::Commit, &labels, is_max_time_expired(&e), TxAttempt { runs, commits }) {
+            TxRetry::CommitAgain => backoff(commits).await,
+            TxRetry::RunAgain => return Ok(Committed::RunAgain),
+            TxRetry::GiveUp => return Err(map_err(e)),
+        }
+    }
+}
+
+/// Where a transaction's error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxPhase {
+    /// The closure (its reads and writes).
+    Body,
+    /// `commitTransaction`.
+    Commit,
+}
+
+/// How often the closure ran and the commit was sent in the current run, counting the failed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxAttempt {
+    pub runs: u32,
+    pub commits: u32,
+}
+
+/// What [`Mongo::transaction`] does after an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxRetry {
+    /// Abort and run the whole closure in a new transaction.
+    RunAgain,
+    /// Send `commitTransaction` again; the closure's writes are not repeated.
+    CommitAgain,
+    /// Return the error.
+    GiveUp,
+}
+
+/// The retry rule of the drivers' convenient-transaction spec, bounded by
+/// [`MAX_TX_ATTEMPTS`] runs and as many commits per run:
+/// an UnknownTransactionCommitResult at commit sends the commit again, unless
+/// the server ran out of `maxCommitTimeMS` (retrying would only time out
+/// again); otherwise a TransientTransactionError, in the closure or at
+/// commit, runs the closure again; an UnknownTransactionCommitResult raised
+/// by the closure is the caller's.
+pub(crate) fn tx_retry(phase: TxPhase, labels: &[String], max_time_expired: bool, at: TxAttempt) -> TxRetry {
+    let has = |l: &str| labels.iter().any(|x| x == l);
+    if phase == TxPhase::Commit && has(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) && !max_time_expired {
+        // Out of commits, the outcome stays unknown: running the closure again could apply it twice.
+        return if at.commits < MAX_TX_ATTEMPTS { TxRetry::CommitAgain } else { TxRetry::GiveUp };
+    }
+    if has(mongodb::error::TRANSIENT_TRANSACTION_ERROR) && at.runs < MAX_TX_ATTEMPTS {
+        return TxRetry::RunAgain;
+    }
+    TxRetry::GiveUp
+}
+
+/// MaxTimeMSExpired (50), as a command error or as the write concern error of a commit.
+fn is_max_time_expired(e: &mongodb::error::Error) -> bool {
+    server_code(e) == Some(50)
 }
 
 async fn backoff(attempt: u32) {
@@ -357,5 +421,58 @@ pub(crate) fn as_str(b: Option<&Bson>) -> Option<&str> {
     match b {
         Some(Bson::String(s)) => Some(s),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::error::{TRANSIENT_TRANSACTION_ERROR as TRANSIENT, UNKNOWN_TRANSACTION_COMMIT_RESULT as UNKNOWN};
+
+    fn labels(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn at(runs: u32, commits: u32) -> TxAttempt {
+        TxAttempt { runs, commits }
+    }
+
+    #[test]
+    fn an_unknown_commit_result_sends_the_commit_again_not_the_closure() {
+        let unknown = labels(&[UNKNOWN]);
+        assert_eq!(tx_retry(TxPhase::Commit, &unknown, false, at(1, 1)), TxRetry::CommitAgain);
+        assert_eq!(tx_retry(TxPhase::Commit, &unknown, false, at(3, MAX_TX_ATTEMPTS - 1)), TxRetry::CommitAgain);
+        // Bounded: the last commit's error is returned.
+        assert_eq!(tx_retry(TxPhase::Commit, &unknown, false, at(1, MAX_TX_ATTEMPTS)), TxRetry::GiveUp);
+        // maxCommitTimeMS ran out: another commit would too.
+        assert_eq!(tx_retry(TxPhase::Commit, &unknown, true, at(1, 1)), TxRetry::GiveUp);
+        // Raised by the closure, the label is not the commit's: the caller decides.
+        assert_eq!(tx_retry(TxPhase::Body, &unknown, false, at(1, 0)), TxRetry::GiveUp);
+    }
+
+    #[test]
+    fn a_transient_error_runs_the_closure_again_in_either_phase() {
+        let transient = labels(&[TRANSIENT]);
+        assert_eq!(tx_retry(TxPhase::Body, &transient, false, at(1, 0)), TxRetry::RunAgain);
+        assert_eq!(tx_retry(TxPhase::Commit, &transient, false, at(1, 1)), TxRetry::RunAgain);
+        assert_eq!(tx_retry(TxPhase::Body, &transient, false, at(MAX_TX_ATTEMPTS, 0)), TxRetry::GiveUp);
+        assert_eq!(tx_retry(TxPhase::Commit, &transient, false, at(MAX_TX_ATTEMPTS, 1)), TxRetry::GiveUp);
+    }
+
+    #[test]
+    fn both_labels_at_commit_retry_the_commit_and_never_rerun_an_unknown_outcome() {
+        let both = labels(&[TRANSIENT, UNKNOWN]);
+        assert_eq!(tx_retry(TxPhase::Commit, &both, false, at(1, 1)), TxRetry::CommitAgain);
+        assert_eq!(tx_retry(TxPhase::Commit, &both, false, at(1, MAX_TX_ATTEMPTS)), TxRetry::GiveUp);
+        // The commit timed out on the server: the transient label decides.
+        assert_eq!(tx_retry(TxPhase::Commit, &both, true, at(1, 1)), TxRetry::RunAgain);
+    }
+
+    #[test]
+    fn other_errors_are_returned_at_once() {
+        for l in [labels(&[]), labels(&["RetryableWriteError"]), labels(&["NoWritesPerformed"])] {
+            assert_eq!(tx_retry(TxPhase::Body, &l, false, at(1, 0)), TxRetry::GiveUp);
+            assert_eq!(tx_retry(TxPhase::Commit, &l, false, at(1, 1)), TxRetry::GiveUp);
+        }
     }
 }
