@@ -97,3 +97,39 @@ async fn mongo_commit_failures_retry_the_commit_or_the_closure_as_their_label_sa
     create_in_tx(&db, "plain", &runs).await.expect("commits");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn mongo_operations_are_recorded_by_operation_and_collection_with_errors_by_code() {
+    let app = crate::helpers::TestApp::migrated().await;
+    let ops = Arc::new(fwdb::MongoOpMetrics::new());
+    let db = Mongo::connect(&app.config).await.expect("the handle").with_op_metrics(ops.clone());
+    let repo = DesignRepo::new();
+    let user = Uuid::new_v4();
+    let d = repo.create(&db, &NewDesign::new(user, "measured")).await.expect("create");
+    assert!(repo.find_by_id(&db, d.id).await.expect("find").is_some());
+    assert_eq!(repo.list_by_user(&db, user, fwdb::DesignStatus::Draft, 10).await.expect("list").len(), 1);
+    let mut p = fwdb::DesignPatch::new(1, "m");
+    p.name = Some("measured again".into());
+    repo.update(&db, d.id, &p).await.expect("update");
+    // A duplicate _id: an error, counted under the server's code.
+    let stored = db.find_one("designs", doc! {"_id": d.id.to_string()}).await.expect("read").expect("stored");
+    let dup = db.insert_one("designs", stored).await.expect_err("duplicate _id");
+    assert!(dup.is_conflict(), "{dup}");
+    // Operations inside a transaction count too.
+    let id = d.id;
+    db.transaction(|tx| {
+        let repo = repo.clone();
+        Box::pin(async move { repo.get(tx, id).await })
+    })
+    .await
+    .expect("the transaction");
+
+    let snap = ops.snapshot();
+    let count = |op: &str| snap.latency.iter().find(|(o, c, _)| o == op && c == "designs").map_or(0, |(_, _, h)| h.count);
+    assert_eq!(count("insert_one"), 2, "{:?}", snap.latency);
+    assert_eq!(count("find_one"), 3, "plain, before the duplicate, in the transaction: {:?}", snap.latency);
+    assert_eq!(count("find"), 1);
+    assert_eq!(count("find_one_and_update"), 1);
+    assert!(snap.latency.iter().all(|(_, _, h)| h.sum > 0.0));
+    assert_eq!(snap.errors, [("insert_one".to_string(), "designs".to_string(), "11000".to_string(), 1)]);
+}

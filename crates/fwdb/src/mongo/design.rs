@@ -832,6 +832,10 @@ impl DesignRepo {
     /// Moves history entries beyond the limit to `design_history` (upserts: safe to repeat),
     /// then trims the document, only if no other change came in between.
     async fn spill<M: MongoExec>(&self, exec: &M, id: Uuid, mut d: Document) -> Result<Document> {
+        // Counted in place: copying the entries only pays when some must move.
+        if matches!(d.get("history"), Some(Bson::Array(a)) if a.len() <= self.history_limit) {
+            return Ok(d);
+        }
         let entries = history_docs(&d);
         if entries.len() <= self.history_limit {
             return Ok(d);

@@ -10,6 +10,7 @@
 use super::client::client_options;
 use crate::config::{Config, MongoConfig, Profile};
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::MongoOpMetrics;
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document};
@@ -63,6 +64,7 @@ pub struct Mongo {
     permits: Arc<Semaphore>,
     max: u32,
     wait_timeout: Duration,
+    ops: Option<Arc<MongoOpMetrics>>,
 }
 
 impl std::fmt::Debug for Mongo {
@@ -92,7 +94,17 @@ impl Mongo {
             permits: Arc::new(Semaphore::new(max as usize)),
             max,
             wait_timeout: cfg.pool.wait_timeout,
+            ops: None,
         })
+    }
+
+    /// Records every operation (this handle's and its transactions') in
+    /// `ops`: `fwdb_mongo_op_duration_seconds` by operation and collection,
+    /// the pool wait included, and errors by code. Give the same `ops` to the
+    /// metrics collector (`Collector::with_mongo_ops`).
+    pub fn with_op_metrics(mut self, ops: Arc<MongoOpMetrics>) -> Mongo {
+        self.ops = Some(ops);
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -106,6 +118,11 @@ impl Mongo {
 
     /// A slot of the pool within `pool.wait_timeout`, else a timeout error.
     pub async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
+        // A free slot needs no timer (arming one takes a lock in the runtime's time driver).
+        // No barging: tokio hands released permits straight to waiters.
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
         match tokio::time::timeout(self.wait_timeout, self.permits.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(Error::new(ErrorKind::Internal, "mongodb pool semaphore closed")),
@@ -143,7 +160,7 @@ impl Mongo {
         loop {
             runs += 1;
             session.start_transaction().await.map_err(Error::from)?;
-            let tx = MongoTx { db: self.db.clone(), session: Mutex::new(session) };
+            let tx = MongoTx { db: self.db.clone(), session: Mutex::new(session), ops: self.ops.clone() };
             let out = work(&tx).await;
             session = tx.session.into_inner();
             let value = match out {
@@ -166,6 +183,14 @@ impl Mongo {
                 Committed::RunAgain => backoff(runs).await,
             }
         }
+    }
+}
+
+/// Runs one operation, recording it when metrics are attached.
+async fn observed<T>(ops: &Option<Arc<MongoOpMetrics>>, verb: &str, coll: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    match ops {
+        Some(m) => m.observe(verb, coll, work).await,
+        None => work.await,
     }
 }
 
@@ -271,10 +296,25 @@ pub(crate) fn map_err(e: mongodb::error::Error) -> Error {
     }
 }
 
+/// One operation on the handle: a pool slot, the driver call, the error mapped, the metrics.
 macro_rules! run {
-    ($self:ident, $op:expr) => {{
-        let _permit = $self.acquire().await?;
-        $op.await.map_err(map_err)
+    ($self:ident, $verb:literal, $coll:expr, $op:expr) => {{
+        observed(&$self.ops, $verb, $coll, async {
+            let _permit = $self.acquire().await?;
+            $op.await.map_err(map_err)
+        })
+        .await
+    }};
+}
+
+/// One operation in a transaction: the session, the driver call, the error mapped, the metrics.
+macro_rules! in_tx {
+    ($self:ident, $verb:literal, $coll:expr, |$s:ident| $op:expr) => {{
+        observed(&$self.ops, $verb, $coll, async {
+            let mut $s = $self.session.lock().await;
+            $op.await.map_err(map_err)
+        })
+        .await
     }};
 }
 
@@ -284,60 +324,69 @@ impl MongoExec for Mongo {
     }
 
     async fn find_one(&self, coll: &str, filter: Document) -> Result<Option<Document>> {
-        run!(self, self.coll(coll).find_one(filter))
+        run!(self, "find_one", coll, self.coll(coll).find_one(filter))
     }
 
     async fn find(&self, coll: &str, filter: Document, spec: FindSpec) -> Result<Vec<Document>> {
-        let _permit = self.acquire().await?;
-        let c = self.coll(coll);
-        let mut f = c.find(filter);
-        if let Some(s) = spec.sort {
-            f = f.sort(s);
-        }
-        if let Some(l) = spec.limit {
-            f = f.limit(l);
-        }
-        if let Some(s) = spec.skip {
-            f = f.skip(s);
-        }
-        let cursor = f.await.map_err(map_err)?;
-        cursor.try_collect().await.map_err(map_err)
+        observed(&self.ops, "find", coll, async {
+            let _permit = self.acquire().await?;
+            let c = self.coll(coll);
+            let cursor = find_with(&c, filter, spec).await.map_err(map_err)?;
+            cursor.try_collect().await.map_err(map_err)
+        })
+        .await
     }
 
     async fn count(&self, coll: &str, filter: Document) -> Result<u64> {
-        run!(self, self.coll(coll).count_documents(filter))
+        run!(self, "count_documents", coll, self.coll(coll).count_documents(filter))
     }
 
     async fn insert_one(&self, coll: &str, doc: Document) -> Result<()> {
-        run!(self, self.coll(coll).insert_one(doc)).map(|_| ())
+        run!(self, "insert_one", coll, self.coll(coll).insert_one(doc)).map(|_| ())
     }
 
     async fn insert_many(&self, coll: &str, docs: Vec<Document>) -> Result<()> {
-        run!(self, self.coll(coll).insert_many(docs)).map(|_| ())
+        run!(self, "insert_many", coll, self.coll(coll).insert_many(docs)).map(|_| ())
     }
 
     async fn find_one_and_update(&self, coll: &str, filter: Document, update: Document) -> Result<Option<Document>> {
-        run!(self, self.coll(coll).find_one_and_update(filter, update).return_document(ReturnDocument::After))
+        run!(self, "find_one_and_update", coll, self.coll(coll).find_one_and_update(filter, update).return_document(ReturnDocument::After))
     }
 
     async fn update_one(&self, coll: &str, filter: Document, update: Document, upsert: bool) -> Result<u64> {
-        let r = run!(self, self.coll(coll).update_one(filter, update).upsert(upsert))?;
+        let r = run!(self, "update_one", coll, self.coll(coll).update_one(filter, update).upsert(upsert))?;
         Ok(r.matched_count + u64::from(r.upserted_id.is_some()))
     }
 
     async fn delete_one(&self, coll: &str, filter: Document) -> Result<u64> {
-        run!(self, self.coll(coll).delete_one(filter)).map(|r| r.deleted_count)
+        run!(self, "delete_one", coll, self.coll(coll).delete_one(filter)).map(|r| r.deleted_count)
     }
 
     async fn delete_many(&self, coll: &str, filter: Document) -> Result<u64> {
-        run!(self, self.coll(coll).delete_many(filter)).map(|r| r.deleted_count)
+        run!(self, "delete_many", coll, self.coll(coll).delete_many(filter)).map(|r| r.deleted_count)
     }
+}
+
+/// A `find` with the spec's sort, limit and skip.
+fn find_with(c: &Collection<Document>, filter: Document, spec: FindSpec) -> mongodb::action::Find<'_, Document> {
+    let mut f = c.find(filter);
+    if let Some(x) = spec.sort {
+        f = f.sort(x);
+    }
+    if let Some(l) = spec.limit {
+        f = f.limit(l);
+    }
+    if let Some(x) = spec.skip {
+        f = f.skip(x);
+    }
+    f
 }
 
 /// The executor inside [`Mongo::transaction`]: every operation runs in the session's transaction.
 pub struct MongoTx {
     db: Database,
     session: Mutex<ClientSession>,
+    ops: Option<Arc<MongoOpMetrics>>,
 }
 
 impl MongoTx {
@@ -352,67 +401,50 @@ impl MongoExec for MongoTx {
     }
 
     async fn find_one(&self, coll: &str, filter: Document) -> Result<Option<Document>> {
-        let mut s = self.session.lock().await;
-        self.coll(coll).find_one(filter).session(&mut *s).await.map_err(map_err)
+        in_tx!(self, "find_one", coll, |s| self.coll(coll).find_one(filter).session(&mut *s))
     }
 
     async fn find(&self, coll: &str, filter: Document, spec: FindSpec) -> Result<Vec<Document>> {
-        let mut s = self.session.lock().await;
-        let c = self.coll(coll);
-        let mut f = c.find(filter);
-        if let Some(x) = spec.sort {
-            f = f.sort(x);
-        }
-        if let Some(l) = spec.limit {
-            f = f.limit(l);
-        }
-        if let Some(x) = spec.skip {
-            f = f.skip(x);
-        }
-        let mut cursor = f.session(&mut *s).await.map_err(map_err)?;
-        let out: Vec<Document> = cursor.stream(&mut s).try_collect().await.map_err(map_err)?;
-        Ok(out)
+        observed(&self.ops, "find", coll, async {
+            let mut s = self.session.lock().await;
+            let c = self.coll(coll);
+            let mut cursor = find_with(&c, filter, spec).session(&mut *s).await.map_err(map_err)?;
+            cursor.stream(&mut s).try_collect().await.map_err(map_err)
+        })
+        .await
     }
 
     async fn count(&self, coll: &str, filter: Document) -> Result<u64> {
-        let mut s = self.session.lock().await;
-        self.coll(coll).count_documents(filter).session(&mut *s).await.map_err(map_err)
+        in_tx!(self, "count_documents", coll, |s| self.coll(coll).count_documents(filter).session(&mut *s))
     }
 
     async fn insert_one(&self, coll: &str, doc: Document) -> Result<()> {
-        let mut s = self.session.lock().await;
-        self.coll(coll).insert_one(doc).session(&mut *s).await.map(|_| ()).map_err(map_err)
+        in_tx!(self, "insert_one", coll, |s| self.coll(coll).insert_one(doc).session(&mut *s)).map(|_| ())
     }
 
     async fn insert_many(&self, coll: &str, docs: Vec<Document>) -> Result<()> {
-        let mut s = self.session.lock().await;
-        self.coll(coll).insert_many(docs).session(&mut *s).await.map(|_| ()).map_err(map_err)
+        in_tx!(self, "insert_many", coll, |s| self.coll(coll).insert_many(docs).session(&mut *s)).map(|_| ())
     }
 
     async fn find_one_and_update(&self, coll: &str, filter: Document, update: Document) -> Result<Option<Document>> {
-        let mut s = self.session.lock().await;
-        self.coll(coll)
+        in_tx!(self, "find_one_and_update", coll, |s| self
+            .coll(coll)
             .find_one_and_update(filter, update)
             .return_document(ReturnDocument::After)
-            .session(&mut *s)
-            .await
-            .map_err(map_err)
+            .session(&mut *s))
     }
 
     async fn update_one(&self, coll: &str, filter: Document, update: Document, upsert: bool) -> Result<u64> {
-        let mut s = self.session.lock().await;
-        let r = self.coll(coll).update_one(filter, update).upsert(upsert).session(&mut *s).await.map_err(map_err)?;
+        let r = in_tx!(self, "update_one", coll, |s| self.coll(coll).update_one(filter, update).upsert(upsert).session(&mut *s))?;
         Ok(r.matched_count + u64::from(r.upserted_id.is_some()))
     }
 
     async fn delete_one(&self, coll: &str, filter: Document) -> Result<u64> {
-        let mut s = self.session.lock().await;
-        self.coll(coll).delete_one(filter).session(&mut *s).await.map(|r| r.deleted_count).map_err(map_err)
+        in_tx!(self, "delete_one", coll, |s| self.coll(coll).delete_one(filter).session(&mut *s)).map(|r| r.deleted_count)
     }
 
     async fn delete_many(&self, coll: &str, filter: Document) -> Result<u64> {
-        let mut s = self.session.lock().await;
-        self.coll(coll).delete_many(filter).session(&mut *s).await.map(|r| r.deleted_count).map_err(map_err)
+        in_tx!(self, "delete_many", coll, |s| self.coll(coll).delete_many(filter).session(&mut *s)).map(|r| r.deleted_count)
     }
 }
 
