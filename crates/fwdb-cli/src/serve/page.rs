@@ -133,8 +133,36 @@ code{{font-size:12px}} .gauge{{width:160px;height:12px;background:#e5e7eb;displa
     for g in &m.migrations {
         let _ = write!(h, "<li>{}: {} applied, {} pending (version {})</li>", g.store, g.applied, g.pending, g.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into()));
     }
-    h.push_str("</ul></body></html>\n");
+    h.push_str("</ul>");
+    backups(&mut h, m);
+    h.push_str("</body></html>\n");
     h
+}
+
+/// The last success of each backup job (schedule and catalog merged); nothing when backups are not configured.
+fn backups(h: &mut String, m: &MetricsSnapshot) {
+    if m.backups.is_empty() && m.backups_error.is_none() {
+        return;
+    }
+    h.push_str(r#"<h2>Backups</h2><table id="backups"><tr><th>Kind</th><th>Last success</th><th>Size</th><th>What</th><th>Failures</th><th>Last error</th></tr>"#);
+    for b in &m.backups {
+        let age = b.last_success.map(|t| format!("{:.0} s ago", (m.at - t).max(0.0))).unwrap_or_else(|| "never".into());
+        let size = b.last_size_bytes.map(|n| format!("{:.1} MiB", n as f64 / 1048576.0)).unwrap_or_default();
+        let _ = write!(
+            h,
+            r#"<tr class="backup" data-kind="{kind}"><td>{kind}{running}</td><td class="{cls}">{age}</td><td>{size}</td><td><code>{what}</code></td><td>{f}</td><td>{err}</td></tr>"#,
+            kind = esc(&b.kind),
+            running = if b.running { " (running)" } else { "" },
+            cls = if b.last_success.is_some() { "ok" } else { "bad" },
+            what = esc(b.last_detail.as_deref().unwrap_or("")),
+            f = b.failures,
+            err = esc(&truncate(b.last_error.as_deref().unwrap_or(""), 200)),
+        );
+    }
+    h.push_str("</table>");
+    if let Some(e) = &m.backups_error {
+        let _ = write!(h, r#"<p class="bad">Backup catalog: {}</p>"#, esc(e));
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {

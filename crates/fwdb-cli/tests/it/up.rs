@@ -95,6 +95,11 @@ async fn the_backup_schedule_fires_inside_up_and_metrics_show_scheduled_and_outs
     assert!((mongo_at - outside_at.timestamp_millis() as f64 / 1000.0).abs() < 0.002, "{mongo_at} vs {outside_at}");
     assert_eq!(backup_gauge(&scrape, "last_size_bytes", "mongo"), Some(outside_size as f64));
     assert!(backup_gauge(&scrape, "last_success_age_seconds", "mongo").is_some());
+    let (code, page) = crate::serve::get(&format!("{}/", up.url)).await;
+    assert_eq!(code, 200);
+    for kind in ["logical", "mongo"] {
+        assert!(page.contains(&format!(r#"<tr class="backup" data-kind="{kind}">"#)), "the status page shows no {kind} backup:\n{page}");
+    }
 
     let pg = app.pg().await;
     let status = up.terminate();
