@@ -173,6 +173,36 @@ async fn a_slow_query_is_logged_with_route_and_normalized_text_and_is_in_the_top
 }
 
 #[tokio::test]
+async fn the_pool_acquire_histogram_counts_every_checkout_and_is_rendered_per_pool() {
+    use fwdb::Executor;
+    const N: u64 = 25;
+    let app = TestApp::migrated().await;
+    let cluster = fwdb::PgCluster::connect(&app.config.postgres).await.expect("cluster");
+    let before = cluster.status().primary.pool.acquire.count;
+    for _ in 0..N {
+        cluster.read("select 1", &[], fwdb::Consistency::Strong).await.expect("a read on the primary");
+    }
+    let h = cluster.status().primary.pool.acquire;
+    assert!(h.count >= before + N, "{N} checkouts after {before}: {h:?}");
+    assert!(h.buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "cumulative, bounds ascending: {h:?}");
+    assert!(h.buckets.last().is_some_and(|b| b.1 <= h.count) && h.sum_seconds > 0.0, "{h:?}");
+
+    let mongo = fwdb::mongo_client(&app.config.mongo).await.expect("mongo");
+    let snap = fwdb::MetricsCollector::new(app.config.clone(), cluster.clone(), mongo, None).collect().await;
+    let text = fwdb::render_metrics(&snap);
+    parse(&text);
+    assert!(text.contains("# TYPE fwdb_pool_acquire_duration_seconds histogram"), "{text}");
+    let count = |pool: &str| {
+        let prefix = format!("fwdb_pool_acquire_duration_seconds_count{{pool=\"{pool}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.parse::<f64>().ok())
+    };
+    assert!(count("primary").is_some_and(|c| c >= (before + N) as f64), "{text}");
+    assert!(count("replica0").is_some() && count("replica1").is_some(), "{text}");
+    assert!(text.contains("fwdb_pool_acquire_duration_seconds_bucket{pool=\"primary\",le=\"+Inf\"}"), "{text}");
+    cluster.close();
+}
+
+#[tokio::test]
 async fn check_queries_flags_seq_scans_unindexed_foreign_keys_and_duplicate_indexes() {
     let app = TestApp::migrated().await;
     let (code, out, err) = run(app.fwdb().args(["check", "queries", "--format", "json"]));

@@ -546,7 +546,7 @@ async fn repositories_run_on_the_routed_cluster_and_inside_a_transaction_that_co
     let strong = UserRepo::new().with_consistency(Consistency::Strong);
 
     let admin = users.create(&cluster, &NewUser::new("admin@x.com", "Ada", "Admin")).await.unwrap();
-    let ryw = UserRepo::new().with_consistency(Consistency::ReadYourWrites(cluster.last_write_lsn()));
+    let ryw = UserRepo::new().with_consistency(Consistency::ReadOwnWrites);
     assert_eq!(ryw.get(&cluster, admin.id).await.unwrap(), admin, "read-your-writes sees the new row");
 
     // Commit: both rows, with the transaction's actor.

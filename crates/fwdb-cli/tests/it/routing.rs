@@ -263,27 +263,57 @@ async fn a_lagging_replica_is_skipped_and_read_your_writes_sees_its_own_write() 
     }
     assert_eq!(by_port, HashMap::from([(r1, 50)]), "all eventual reads on the replica that keeps up (r0 {r0})");
 
-    // Both replicas paused: read-your-writes must still see the write.
+    // Both replicas paused: read-your-writes must still see the write. The
+    // write adds no statement; the read asks the primary where the write is.
     tokio::task::block_in_place(|| stack.psql(Node::Replica(1), &db, "select pg_wal_replay_pause()")).expect("pause replay");
     let me = cluster.session();
     me.write("insert into t values (100000, 'mine')", &[]).await.expect("my write");
-    let lsn = me.last_write_lsn();
-    assert!(lsn.0 > 0, "the write's LSN is known");
+    assert_eq!(me.route_for(me.read_your_writes()), Route::Primary, "a write not located yet: the primary");
     let rows = me.read("select pad, inet_server_port() from t where id = 100000", &[], me.read_your_writes()).await.expect("read");
+    let lsn = me.last_write_lsn().await.expect("the write's position");
+    assert!(lsn.0 > 0, "the read located the write: {lsn}");
     assert_eq!(rows.len(), 1, "read-your-writes sees its own write");
     assert_eq!(rows[0].get::<_, String>(0), "mine");
     assert_eq!(rows[0].get::<_, i32>(1), p, "served by the primary: no replica has replayed {lsn}");
 
     // Replay resumes: the replicas catch up and serve read-your-writes again.
-    tokio::task::block_in_place(|| {
-        stack.psql(Node::Replica(0), &db, "select pg_wal_replay_resume()").expect("resume");
-        stack.psql(Node::Replica(1), &db, "select pg_wal_replay_resume()").expect("resume");
-    });
+    resume(&stack, &db);
     assert!(eventually(Duration::from_secs(10), || cluster.status().replicas.iter().all(|r| r.eligible)).await);
-    assert!(matches!(me.route_for(me.read_your_writes()), Route::Replica(_)), "a replica that replayed {lsn} qualifies");
+    assert!(
+        eventually(Duration::from_secs(10), || matches!(me.route_for(me.read_your_writes()), Route::Replica(_))).await,
+        "a replica that replayed {lsn} qualifies"
+    );
     let rows = me.read("select inet_server_port() from t where id = 100000", &[], me.read_your_writes()).await.expect("read");
     assert_eq!(rows.len(), 1);
     assert_ne!(rows[0].get::<_, i32>(0), p);
+
+    // A second write after the first was located: its position is asked
+    // again, so paused replicas do not qualify with the old one.
+    pause(&stack, &db);
+    me.write("insert into t values (100001, 'mine too')", &[]).await.expect("my second write");
+    let rows = me.read("select pad, inet_server_port() from t where id = 100001", &[], me.read_your_writes()).await.expect("read");
+    assert_eq!(rows.len(), 1, "read-your-writes sees the second write");
+    assert_eq!(rows[0].get::<_, i32>(1), p, "served by the primary");
+    assert!(me.last_write_lsn().await.expect("position") > lsn);
+    // Another session's reads do not wait for my writes.
+    let other = cluster.session();
+    assert_eq!(other.last_write_lsn().await.expect("no writes"), fwdb::Lsn(0));
+    assert!(matches!(other.route_for(other.read_your_writes()), Route::Replica(_)), "no writes of its own to wait for");
+    resume(&stack, &db);
+}
+
+fn pause(stack: &Stack, db: &str) {
+    tokio::task::block_in_place(|| {
+        stack.psql(Node::Replica(0), db, "select pg_wal_replay_pause()").expect("pause");
+        stack.psql(Node::Replica(1), db, "select pg_wal_replay_pause()").expect("pause");
+    });
+}
+
+fn resume(stack: &Stack, db: &str) {
+    tokio::task::block_in_place(|| {
+        stack.psql(Node::Replica(0), db, "select pg_wal_replay_resume()").expect("resume");
+        stack.psql(Node::Replica(1), db, "select pg_wal_replay_resume()").expect("resume");
+    });
 }
 
 /// The measurement behind docs/pool-choice.md. Run with

@@ -31,7 +31,7 @@ fn insert_sql() -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_commits_when_the_closure_returns_ok_and_records_its_lsn() {
     let (app, cluster) = setup(4).await;
-    let before = cluster.last_write_lsn();
+    let before = cluster.last_write_lsn().await.expect("position");
     let n = cluster
         .transaction(TxOptions::default(), |tx| async move {
             tx.execute(insert_sql(), &[&1i32]).await?;
@@ -43,7 +43,7 @@ async fn a_transaction_commits_when_the_closure_returns_ok_and_records_its_lsn()
         .expect("commit");
     assert_eq!(n, 2, "reads inside the transaction see its own writes");
     assert_eq!(ids(&app).await, vec![1, 2]);
-    assert!(cluster.last_write_lsn() > before, "the commit LSN is recorded");
+    assert!(cluster.last_write_lsn().await.expect("position") > before, "the commit counts as a write of this handle");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

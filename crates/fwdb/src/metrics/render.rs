@@ -153,6 +153,16 @@ pub fn render(s: &MetricsSnapshot) -> String {
     pools.iter().for_each(|(p, st)| o.sample("fwdb_pool_waiting", &[("pool", p)], st.waiting as f64));
     o.family("fwdb_pool_timeouts_total", "counter", "Checkouts that gave up after acquire_timeout.");
     pools.iter().for_each(|(p, st)| o.sample("fwdb_pool_timeouts_total", &[("pool", p)], st.timeouts as f64));
+    o.family("fwdb_pool_acquire_duration_seconds", "histogram", "Time spent checking a connection out of a pool, failed checkouts included.");
+    for (p, st) in &pools {
+        let h = &st.acquire;
+        for (le, n) in &h.buckets {
+            o.sample("fwdb_pool_acquire_duration_seconds_bucket", &[("pool", p), ("le", &number(*le))], *n as f64);
+        }
+        o.sample("fwdb_pool_acquire_duration_seconds_bucket", &[("pool", p), ("le", "+Inf")], h.count as f64);
+        o.sample("fwdb_pool_acquire_duration_seconds_sum", &[("pool", p)], h.sum_seconds);
+        o.sample("fwdb_pool_acquire_duration_seconds_count", &[("pool", p)], h.count as f64);
+    }
     o.one("fwdb_primary_up", "gauge", "Whether the router has a primary that accepts writes.", b(c.primary.up));
     o.one("fwdb_primary_drains_total", "counter", "Times the primary pool was drained (primary lost or changed).", c.primary.drains as f64);
     o.one("fwdb_writes_unavailable_total", "counter", "Writes refused because no primary was known.", c.primary.writes_unavailable as f64);

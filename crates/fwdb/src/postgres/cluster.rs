@@ -8,7 +8,7 @@ use super::pool::{query_cached, PgConn, PgPool};
 use super::status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
 use crate::config::{PgHost, PostgresConfig};
 use crate::error::{Error, ErrorKind, Result};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::task::JoinHandle;
@@ -16,13 +16,13 @@ use tokio_postgres::Row;
 
 /// The PostgreSQL servers of one configuration, pooled and routed. Cheap to
 /// clone; clones share pools and background tasks, which stop when the last
-/// clone is dropped. Each handle remembers the LSN of its own last write
-/// ([`last_write_lsn`](Self::last_write_lsn)); [`session`](Self::session)
-/// makes a handle with a fresh one.
+/// clone is dropped. Each handle keeps track of its own writes, for
+/// [`Consistency::ReadOwnWrites`] ([`read_your_writes`](Self::read_your_writes));
+/// [`session`](Self::session) makes a handle with a fresh record.
 #[derive(Clone)]
 pub struct PgCluster {
     pub(crate) inner: Arc<Inner>,
-    last_lsn: Arc<AtomicU64>,
+    own: Arc<OwnWrites>,
     actor: Option<Actor>,
     statement_timeout: Option<std::time::Duration>,
 }
@@ -40,11 +40,28 @@ pub enum Route {
     Replica(usize),
 }
 
+/// What a handle knows about its own writes. A write only counts itself: no
+/// statement is added to it. The WAL position covering the writes is asked of
+/// the primary when a read-your-writes read needs it and the count moved
+/// since the last time (one round trip per write-then-read, none per write).
+#[derive(Default)]
+struct OwnWrites {
+    /// Writes and commits finished through this handle.
+    done: AtomicU64,
+    /// The value `done` had when `lsn` was last read from the primary.
+    covered: AtomicU64,
+    /// A WAL position at or after the commit of the first `covered` writes.
+    lsn: AtomicU64,
+}
+
 pub(crate) struct Inner {
     pub(crate) cfg: PostgresConfig,
     pub(crate) primary: PgPool,
     pub(crate) replicas: Vec<Replica>,
     pub(crate) primary_state: Mutex<PrimaryState>,
+    /// `primary_state.up`, readable without the lock: a checkout while the
+    /// primary is up takes no lock (set only with `primary_state` held).
+    primary_up: AtomicBool,
     rr: AtomicUsize,
     pub(crate) reads_primary: AtomicU64,
     pub(crate) read_retries: AtomicU64,
@@ -119,6 +136,7 @@ impl PgCluster {
             primary,
             replicas,
             primary_state: Mutex::new(PrimaryState { up: true, reason: None, last_attempt: None, server: None, lsn: None }),
+            primary_up: AtomicBool::new(true),
             rr: AtomicUsize::new(0),
             reads_primary: AtomicU64::new(0),
             read_retries: AtomicU64::new(0),
@@ -143,15 +161,16 @@ impl PgCluster {
             tokio::spawn(super::probe::maintenance(Arc::downgrade(&inner))),
         ];
         *lock(&inner.tasks) = tasks;
-        Ok(PgCluster { inner, last_lsn: Arc::new(AtomicU64::new(0)), actor: None, statement_timeout: None })
+        Ok(PgCluster { inner, own: Arc::default(), actor: None, statement_timeout: None })
     }
 
-    /// A handle on the same pools with its own [`last_write_lsn`](Self::last_write_lsn).
+    /// A handle on the same pools with its own record of writes (for
+    /// [`Consistency::ReadOwnWrites`]).
     pub fn session(&self) -> PgCluster {
-        PgCluster { last_lsn: Arc::new(AtomicU64::new(0)), ..self.clone() }
+        PgCluster { own: Arc::default(), ..self.clone() }
     }
 
-    /// A handle whose [`Executor::actor`] is `actor` (same pools, same LSN).
+    /// A handle whose [`Executor::actor`] is `actor` (same pools, same record of writes).
     /// Its writes run with `fwdb.actor` set (SET LOCAL), so triggers see it.
     pub fn with_actor(&self, actor: Actor) -> PgCluster {
         PgCluster { actor: Some(actor), ..self.clone() }
@@ -193,19 +212,44 @@ impl PgCluster {
         Ok(rows)
     }
 
-    /// The WAL position right after this handle's last write or commit
-    /// (`Lsn(0)` before any): pass it as `Consistency::ReadYourWrites`.
-    pub fn last_write_lsn(&self) -> Lsn {
-        Lsn(self.last_lsn.load(Ordering::Acquire))
+    /// A WAL position at or after the commit of every write and transaction
+    /// made through this handle (`Lsn(0)` before any). Asks the primary
+    /// (one round trip) when there were writes since it last did.
+    pub async fn last_write_lsn(&self) -> Result<Lsn> {
+        let done = self.own.done.load(Ordering::Acquire);
+        if done > self.own.covered.load(Ordering::Acquire) {
+            // Read after those writes were acknowledged, so it is at or past
+            // their commit records (with synchronous_commit on, flushed).
+            let lsn = self.inner.current_lsn().await?;
+            self.own.lsn.fetch_max(lsn.0, Ordering::AcqRel);
+            self.own.covered.fetch_max(done, Ordering::AcqRel);
+        }
+        Ok(Lsn(self.own.lsn.load(Ordering::Acquire)))
     }
 
-    /// `Consistency::ReadYourWrites(self.last_write_lsn())`.
+    /// [`Consistency::ReadOwnWrites`]: reads through this handle see its own
+    /// writes, from a replica that has replayed them or else the primary.
     pub fn read_your_writes(&self) -> Consistency {
-        Consistency::ReadYourWrites(self.last_write_lsn())
+        Consistency::ReadOwnWrites
     }
 
-    pub(crate) fn note_lsn(&self, lsn: Lsn) {
-        self.last_lsn.fetch_max(lsn.0, Ordering::AcqRel);
+    /// Counts a write or commit (finished or failed: a failed one may have
+    /// committed before its connection broke, and counting costs only an
+    /// extra position lookup).
+    pub(crate) fn note_write(&self) {
+        self.own.done.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `ReadOwnWrites` as a position, or `Strong` when no replica could
+    /// serve it anyway (no lookup then); other levels as they are.
+    async fn resolve(&self, consistency: Consistency) -> Result<Consistency> {
+        if consistency != Consistency::ReadOwnWrites {
+            return Ok(consistency);
+        }
+        if self.inner.pick(Consistency::ReadYourWrites(Lsn(0)), &[]).is_none() {
+            return Ok(Consistency::Strong);
+        }
+        Ok(Consistency::ReadYourWrites(self.last_write_lsn().await?))
     }
 
     /// The configuration the cluster was built from.
@@ -226,8 +270,17 @@ impl PgCluster {
         }
     }
 
-    /// Where a read with `consistency` would go now.
+    /// Where a read with `consistency` would go now. `ReadOwnWrites` with
+    /// writes not yet located (no read since them) answers `Primary`: this
+    /// does not ask the primary where they are.
     pub fn route_for(&self, consistency: Consistency) -> Route {
+        let consistency = match consistency {
+            Consistency::ReadOwnWrites if self.own.done.load(Ordering::Acquire) > self.own.covered.load(Ordering::Acquire) => {
+                return Route::Primary
+            }
+            Consistency::ReadOwnWrites => Consistency::ReadYourWrites(Lsn(self.own.lsn.load(Ordering::Acquire))),
+            c => c,
+        };
         match self.inner.pick(consistency, &[]) {
             Some(i) => Route::Replica(i),
             None => Route::Primary,
@@ -294,6 +347,7 @@ impl PgCluster {
 
     async fn route_read(&self, sql: &str, params: Params<'_>, consistency: Consistency) -> Result<Vec<Row>> {
         let inner = &self.inner;
+        let consistency = self.resolve(consistency).await?;
         let mut tried: Vec<usize> = Vec::new();
         loop {
             let pick = if tried.len() as u32 >= inner.cfg.routing.read_retries { None } else { inner.pick(consistency, &tried) };
@@ -335,43 +389,20 @@ impl PgCluster {
         let conn = inner.primary_conn().await?;
         let res = inner.observers.time(Route::Primary, super::observe::QueryKind::Write, sql, async {
             let st = conn.prepare_cached(sql).await?;
-            if let Some(begin) = self.prelude(true) {
-                // The actor must be visible to triggers (`current_setting('fwdb.actor', true)`)
-                // and a timeout must apply to this statement alone, without
-                // leaking to the next user of the connection: SET LOCAL in a
-                // transaction of its own. The three requests are sent together
-                // (tokio-postgres pipelines them in this order).
-                let (b, rows, commit) = futures::join!(
-                    conn.batch_execute(&begin),
-                    conn.query(&st, params),
-                    conn.simple_query("COMMIT; SELECT pg_current_wal_lsn()::text")
-                );
-                b?;
-                let rows = rows?;
-                let lsn = commit?.iter().find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(Lsn::parse),
-                    _ => None,
-                });
-                if let Some(l) = lsn {
-                    self.note_lsn(l);
-                }
-                return Ok::<_, Error>(rows);
-            }
-            if inner.replicas.is_empty() {
-                // No replica to read one's writes from: no commit LSN to track.
-                return Ok::<_, Error>(conn.query(&st, params).await?);
-            }
-            let lsn_st = conn.prepare_cached("SELECT pg_current_wal_lsn()::text").await?;
-            // Sent in this order on one connection: the LSN is read right after
-            // the write commits, without waiting a round trip for it.
-            let (rows, lsn) = futures::join!(conn.query(&st, params), conn.query_one(&lsn_st, &[]));
+            let Some(begin) = self.prelude(true) else { return Ok(conn.query(&st, params).await?) };
+            // The actor must be visible to triggers (`current_setting('fwdb.actor', true)`)
+            // and a timeout must apply to this statement alone, without
+            // leaking to the next user of the connection: SET LOCAL in a
+            // transaction of its own. The three requests are sent together
+            // (tokio-postgres pipelines them in this order).
+            let (b, rows, commit) = futures::join!(conn.batch_execute(&begin), conn.query(&st, params), conn.batch_execute("COMMIT"));
+            b?;
             let rows = rows?;
-            if let Some(l) = lsn.ok().and_then(|row| row.get::<_, Option<String>>(0)).and_then(|t| Lsn::parse(&t)) {
-                self.note_lsn(l);
-            }
+            commit?;
             Ok::<_, Error>(rows)
         })
         .await;
+        self.note_write();
         if let Err(e) = &res {
             inner.check_primary_error(e);
         }
@@ -422,6 +453,8 @@ impl Inner {
         }
         match consistency {
             Consistency::Strong => Err("strong reads go to the primary".into()),
+            // Turned into a position (`resolve`) before routing.
+            Consistency::ReadOwnWrites => Err("own writes not located yet".into()),
             Consistency::ReadYourWrites(lsn) => match h.replay_lsn {
                 Some(r) if r >= lsn => Ok(()),
                 _ => Err(format!("has not replayed {lsn} yet")),
@@ -455,31 +488,18 @@ impl Inner {
     /// A primary connection; fails at once while the primary is known down
     /// and was tried less than `primary_retry_interval` ago.
     pub(crate) async fn primary_conn(&self) -> Result<deadpool_postgres::Object> {
-        {
-            let mut st = lock(&self.primary_state);
-            if !st.up {
-                let recent = st.last_attempt.is_some_and(|t| t.elapsed() < self.cfg.routing.primary_retry_interval);
-                if recent {
-                    self.writes_unavailable.fetch_add(1, Ordering::Relaxed);
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        format!(
-                            "no PostgreSQL primary among {}: {}",
-                            hosts(&self.cfg.primary),
-                            st.reason.clone().unwrap_or_else(|| "down".into())
-                        ),
-                    ));
-                }
-                st.last_attempt = Some(Instant::now());
-            }
+        if !self.primary_up.load(Ordering::Acquire) {
+            self.may_try_primary()?;
         }
         match self.primary.get().await {
             Ok(c) => {
-                let mut st = lock(&self.primary_state);
-                if !st.up {
-                    tracing::info!("a primary accepts writes again");
-                    st.up = true;
-                    st.reason = None;
+                if !self.primary_up.load(Ordering::Acquire) {
+                    let mut st = lock(&self.primary_state);
+                    if !st.up {
+                        tracing::info!("a primary accepts writes again");
+                        self.set_primary_up(&mut st, true);
+                        st.reason = None;
+                    }
                 }
                 Ok(c)
             }
@@ -494,6 +514,43 @@ impl Inner {
         }
     }
 
+    /// The slow path of a checkout while the primary is down: an error if it
+    /// was tried less than `primary_retry_interval` ago, else the attempt is noted.
+    fn may_try_primary(&self) -> Result<()> {
+        let mut st = lock(&self.primary_state);
+        if st.up {
+            return Ok(());
+        }
+        if st.last_attempt.is_some_and(|t| t.elapsed() < self.cfg.routing.primary_retry_interval) {
+            self.writes_unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("no PostgreSQL primary among {}: {}", hosts(&self.cfg.primary), st.reason.clone().unwrap_or_else(|| "down".into())),
+            ));
+        }
+        st.last_attempt = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Sets `up` and its lock-free copy together (`st` is `primary_state`, held).
+    pub(crate) fn set_primary_up(&self, st: &mut PrimaryState, up: bool) {
+        st.up = up;
+        self.primary_up.store(up, Ordering::Release);
+    }
+
+    /// The primary's `pg_current_wal_lsn()` now.
+    async fn current_lsn(&self) -> Result<Lsn> {
+        let conn = self.primary_conn().await?;
+        let rows = query_cached(&conn, "SELECT pg_current_wal_lsn()::text", &[], true).await;
+        if let Err(e) = &rows {
+            self.check_primary_error(e);
+        }
+        let text: Option<String> = rows?.first().map(|r| r.try_get(0)).transpose()?;
+        text.as_deref()
+            .and_then(Lsn::parse)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("pg_current_wal_lsn() gave {text:?}, not a position")))
+    }
+
     /// After an error on a primary connection: a lost server or a read-only
     /// one (demoted, 25006) means the primary is gone.
     pub(crate) fn check_primary_error(&self, e: &Error) {
@@ -506,7 +563,7 @@ impl Inner {
         let mut st = lock(&self.primary_state);
         if st.up {
             tracing::warn!(%reason, "primary lost; its pooled connections are dropped");
-            st.up = false;
+            self.set_primary_up(&mut st, false);
             st.last_attempt = Some(Instant::now());
             self.drains.fetch_add(1, Ordering::Relaxed);
             self.primary.drain();

@@ -23,6 +23,12 @@ pub enum Consistency {
     /// A replica that has replayed at least this WAL position (the caller's
     /// last commit), else the primary.
     ReadYourWrites(Lsn),
+    /// A replica that has replayed every write made through the
+    /// [`PgCluster`](super::PgCluster) handle that runs the read (see
+    /// `PgCluster::session`), else the primary. The position is asked of the
+    /// primary by the first such read after a write, never by the write.
+    /// Transactions and plain connections see their own writes anyway.
+    ReadOwnWrites,
 }
 
 /// A PostgreSQL WAL position (`pg_lsn`), as a 64-bit integer.

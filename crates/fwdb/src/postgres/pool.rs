@@ -4,19 +4,20 @@
 //! maintenance task) and a `pre_recycle` hook add them.
 
 use super::connect::{driver_config, ConnectTarget};
+use super::status::DurationHistogram;
 use super::tls;
 use crate::config::PostgresConfig;
 use crate::error::{Error, ErrorKind, Result};
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType, Timeouts};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 /// Numbers of one pool, for health and metrics.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PoolStatus {
     pub max_size: usize,
     /// Connections open (idle + in use).
@@ -27,6 +28,62 @@ pub struct PoolStatus {
     pub waiting: usize,
     /// Checkouts that gave up after `acquire_timeout`, since start.
     pub timeouts: u64,
+    /// Time spent in checkouts (waiting, connecting, recycling), since start,
+    /// failed ones included.
+    pub acquire: DurationHistogram,
+}
+
+/// Upper bounds of the checkout-time buckets, in nanoseconds: a checkout of
+/// an idle connection takes microseconds, a wait up to `acquire_timeout`.
+const ACQUIRE_BUCKETS_NS: [u64; 14] = [
+    10_000,
+    50_000,
+    100_000,
+    500_000,
+    1_000_000,
+    5_000_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+    500_000_000,
+    1_000_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+];
+
+/// A histogram of checkout times, updated without a lock (one per checkout).
+#[derive(Default)]
+struct AcquireTimes {
+    /// Per bucket of [`ACQUIRE_BUCKETS_NS`], not cumulative; the last counts what exceeds them all.
+    buckets: [AtomicU64; ACQUIRE_BUCKETS_NS.len() + 1],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl AcquireTimes {
+    fn observe(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = ACQUIRE_BUCKETS_NS.iter().position(|b| ns <= *b).unwrap_or(ACQUIRE_BUCKETS_NS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> DurationHistogram {
+        let mut cum = 0;
+        let buckets = ACQUIRE_BUCKETS_NS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(le, n)| {
+                cum += n.load(Ordering::Relaxed);
+                (*le as f64 / 1e9, cum)
+            })
+            .collect();
+        // Read last: `count` then covers at least every bucket read (Prometheus wants +Inf >= each).
+        let count = self.count.load(Ordering::Relaxed).max(cum + self.buckets[ACQUIRE_BUCKETS_NS.len()].load(Ordering::Relaxed));
+        DurationHistogram { buckets, count, sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9 }
+    }
 }
 
 /// A connection checked out of a pool; back in the pool when dropped.
@@ -59,8 +116,12 @@ pub(crate) struct PgPool {
     idle_timeout: Duration,
     acquire_timeout: Duration,
     timeouts: AtomicU64,
-    /// Connections created before this instant are closed instead of reused.
-    drained_at: Arc<Mutex<Option<Instant>>>,
+    acquire: AcquireTimes,
+    /// Connections created before `epoch` + this many nanoseconds are closed
+    /// instead of reused; 0: never drained. An atomic, not a lock: the
+    /// pre_recycle hook reads it on every return to the pool.
+    drained_at: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl PgPool {
@@ -73,8 +134,9 @@ impl PgPool {
             None => Manager::from_config(driver, NoTls, mc),
             Some(rustls) => Manager::from_config(driver, tokio_postgres_rustls::MakeRustlsConnect::new(rustls), mc),
         };
-        let drained_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let drained_at: Arc<AtomicU64> = Arc::default();
         let drained = drained_at.clone();
+        let epoch = Instant::now();
         let max_lifetime = cfg.pool.max_lifetime;
         let hosts = match target {
             ConnectTarget::Primary => cfg.primary.len().max(1) as u32,
@@ -99,10 +161,9 @@ impl PgPool {
                 if metrics.age() > max_lifetime {
                     return Err(HookError::message("max_lifetime reached"));
                 }
-                if let Some(t) = *drained.lock().unwrap_or_else(|p| p.into_inner()) {
-                    if metrics.created < t {
-                        return Err(HookError::message("pool drained"));
-                    }
+                let drained_ns = drained.load(Ordering::Acquire);
+                if drained_ns > 0 && since(epoch, metrics.created) < drained_ns {
+                    return Err(HookError::message("pool drained"));
                 }
                 Ok(())
             }))
@@ -115,14 +176,19 @@ impl PgPool {
             idle_timeout: cfg.pool.idle_timeout,
             acquire_timeout: cfg.pool.acquire_timeout,
             timeouts: AtomicU64::new(0),
+            acquire: AcquireTimes::default(),
             drained_at,
+            epoch,
         })
     }
 
     /// Checks a connection out: `Timeout` after `acquire_timeout`,
     /// `Unavailable` when the server cannot be reached.
     pub(crate) async fn get(&self) -> Result<Object> {
-        self.pool.get().await.map_err(|e| self.pool_error(e))
+        let start = Instant::now();
+        let res = self.pool.get().await;
+        self.acquire.observe(start.elapsed());
+        res.map_err(|e| self.pool_error(e))
     }
 
     fn pool_error(&self, e: PoolError) -> Error {
@@ -188,7 +254,8 @@ impl PgPool {
     /// Forgets every connection: idle ones are closed now, ones in use when
     /// they come back (after a failover or an ejection).
     pub(crate) fn drain(&self) {
-        *self.drained_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        // +1: a connection created in the very nanosecond of the drain is drained too.
+        self.drained_at.store(since(self.epoch, Instant::now()) + 1, Ordering::Release);
         self.pool.retain(|_, _| false);
     }
 
@@ -201,8 +268,14 @@ impl PgPool {
             in_use: s.size.saturating_sub(s.available),
             waiting: s.waiting,
             timeouts: self.timeouts.load(Ordering::Relaxed),
+            acquire: self.acquire.snapshot(),
         }
     }
+}
+
+/// Nanoseconds from `epoch` to `t` (0 when `t` is earlier).
+fn since(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Runs `sql` as a cached prepared statement. Outside a transaction

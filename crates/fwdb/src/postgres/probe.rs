@@ -60,7 +60,7 @@ impl Prober {
                 if !st.up {
                     tracing::info!(%server, "the probe found a primary");
                 }
-                st.up = true;
+                inner.set_primary_up(&mut st, true);
                 st.reason = None;
                 st.server = Some(server);
                 st.lsn = Some(lsn);

@@ -54,3 +54,13 @@ pub struct ReplicaStatus {
     pub outstanding: usize,
     pub pool: PoolStatus,
 }
+
+/// A cumulative histogram of durations, in the Prometheus sense.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DurationHistogram {
+    /// (upper bound in seconds, observations at or below it), bounds ascending;
+    /// the `+Inf` bucket is `count`.
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}

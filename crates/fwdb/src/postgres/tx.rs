@@ -17,7 +17,7 @@
 //! handle (clone it freely; do not keep it after the closure returns).
 
 use super::cluster::{lock, server_lost, Inner, PgCluster};
-use super::executor::{Actor, Consistency, Executor, Lsn, Params};
+use super::executor::{Actor, Consistency, Executor, Params};
 use super::pool::query_cached;
 use crate::config::RoutingConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -28,7 +28,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_postgres::{Row, SimpleQueryMessage};
+use tokio_postgres::Row;
 
 /// PostgreSQL's isolation levels (READ UNCOMMITTED is READ COMMITTED there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -278,14 +278,12 @@ impl Tx {
         }
     }
 
-    /// COMMIT, then the WAL position right after it (for read-your-writes).
-    /// PostgreSQL answers COMMIT in a failed transaction with a silent
-    /// ROLLBACK; the `SELECT 1` before it turns that into an error (25P02)
-    /// when the closure ignored an error and still returned `Ok`.
-    async fn commit(&self, want_lsn: bool) -> Result<Option<Lsn>> {
+    /// COMMIT. PostgreSQL answers COMMIT in a failed transaction with a
+    /// silent ROLLBACK; the `SELECT 1` before it turns that into an error
+    /// (25P02) when the closure ignored an error and still returned `Ok`.
+    async fn commit(&self) -> Result<()> {
         self.check_active()?;
-        let sql = if want_lsn { "SELECT 1; COMMIT; SELECT pg_current_wal_lsn()::text" } else { "SELECT 1; COMMIT" };
-        let res = match self.conn().simple_query(sql).await {
+        let res = match self.conn().batch_execute("SELECT 1; COMMIT").await {
             Err(e) if e.code().is_some_and(|c| c.code() == "25P02") => {
                 self.rollback().await;
                 return Err(Error::new(
@@ -298,11 +296,7 @@ impl Tx {
         };
         // A failed COMMIT ends the transaction too.
         self.inner.state.store(FINISHED, Ordering::Release);
-        let msgs = res.map_err(|e| self.fail(e.into()))?;
-        Ok(msgs.iter().find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).and_then(Lsn::parse),
-            _ => None,
-        }))
+        res.map_err(|e| self.fail(e.into()))
     }
 }
 
@@ -356,15 +350,17 @@ where
                 tx.rollback().await;
                 e
             }
-            Ok(Ok(v)) => match tx.commit(!opts.read_only).await {
-                Ok(lsn) => {
-                    if let Some(l) = lsn {
-                        cluster.note_lsn(l);
-                    }
-                    return Ok(v);
+            Ok(Ok(v)) => {
+                let res = tx.commit().await;
+                if !opts.read_only {
+                    // Located only if a read-your-writes read asks (PgCluster::last_write_lsn).
+                    cluster.note_write();
                 }
-                Err(e) => e,
-            },
+                match res {
+                    Ok(()) => return Ok(v),
+                    Err(e) => e,
+                }
+            }
         };
         drop(tx);
         if attempt < max && worth_retrying(&err) {

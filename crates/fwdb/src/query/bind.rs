@@ -33,7 +33,7 @@ pub(crate) fn to_sea(v: &Value) -> Sv {
 }
 
 /// One bound parameter.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Bind {
     /// A NULL of whatever type the server expects.
     Null,

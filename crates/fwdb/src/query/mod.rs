@@ -9,6 +9,7 @@ pub(crate) mod check;
 mod column;
 mod cursor;
 mod filter;
+mod shape;
 mod sql;
 mod value;
 
@@ -25,6 +26,7 @@ use crate::postgres::{Consistency, Executor};
 use cursor::Key;
 use sea_query::{Cond, Expr, ExprTrait, SelectStatement};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -220,6 +222,14 @@ impl<E: Entity> Query<E> {
 
     /// Every check that needs no server: limit, offset, cursor, filter values.
     pub fn validate(&self) -> Result<()> {
+        self.validate_but_cursor()?;
+        if let Some(c) = &self.after {
+            cursor::decode(c, &E::qualified_name(), &self.keys())?;
+        }
+        Ok(())
+    }
+
+    fn validate_but_cursor(&self) -> Result<()> {
         self.limit_checked()?;
         if let Some(o) = self.offset {
             if o < 0 {
@@ -231,9 +241,6 @@ impl<E: Entity> Query<E> {
         }
         if let Some(f) = &self.filter {
             f.validate()?;
-        }
-        if let Some(c) = &self.after {
-            cursor::decode(c, &E::qualified_name(), &self.keys())?;
         }
         Ok(())
     }
@@ -300,10 +307,80 @@ impl<E: Entity> Query<E> {
         Ok(Statement::build(&self.select(Shape::Rows { extra: 0 })?))
     }
 
+    /// The statement of `shape` for this query: its text from the shape
+    /// cache (built with sea-query on the shape's first use, see `shape`),
+    /// and its values, validated.
+    fn prepared(&self, shape: Shape) -> Result<(Arc<str>, Vec<Bind>)> {
+        self.validate_but_cursor()?;
+        let keys = self.keys();
+        let after = match &self.after {
+            Some(c) => Some(cursor::decode(c, &E::qualified_name(), &keys)?),
+            None => None,
+        };
+        let key = shape::key(&shape::KeyParts {
+            entity: E::SCHEMA,
+            table: E::TABLE,
+            kind: match shape {
+                Shape::Rows { .. } => 'R',
+                Shape::Count => 'C',
+                Shape::Exists => 'E',
+            },
+            deleted: self.deleted as u8,
+            filter: self.filter.as_ref(),
+            keys: &keys,
+            limit: self.limit.is_some(),
+            offset: self.offset.is_some(),
+            after: after.is_some(),
+        });
+        let values = self.values(shape, &keys, after.as_deref());
+        if let Some(sql) = shape::get(&key) {
+            return Ok((sql, values));
+        }
+        let st = Statement::build(&self.select(shape)?);
+        let sql: Arc<str> = st.sql.into();
+        if st.params == values {
+            shape::put(key, sql.clone());
+        } else {
+            tracing::debug!(%sql, "query shape not cached: its values do not walk in sea-query's order");
+        }
+        Ok((sql, st.params))
+    }
+
+    /// The parameters of `shape` in the order `select` binds them: the
+    /// filter's, the cursor's, then LIMIT and OFFSET.
+    fn values(&self, shape: Shape, keys: &[Key], after: Option<&[Value]>) -> Vec<Bind> {
+        let mut values = Vec::new();
+        if let Some(f) = &self.filter {
+            shape::filter_values(f, &mut values);
+        }
+        if let Some(a) = after {
+            shape::keyset_values(keys, a, &mut values);
+        }
+        match shape {
+            Shape::Rows { extra } => {
+                if let Some(l) = self.limit {
+                    values.push(shape::count_value((l + extra) as u64));
+                }
+                if let Some(o) = self.offset {
+                    values.push(shape::count_value(o as u64));
+                }
+            }
+            Shape::Exists => values.push(shape::count_value(1)),
+            Shape::Count => {}
+        }
+        values
+    }
+
+    async fn run<X: Executor>(&self, exec: &X, shape: Shape) -> Result<Vec<Row>> {
+        let (sql, values) = self.prepared(shape)?;
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            values.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        exec.read(&sql, &params, self.consistency).await
+    }
+
     /// The matching rows.
     pub async fn fetch<X: Executor>(&self, exec: &X) -> Result<Vec<E>> {
-        let st = Statement::build(&self.select(Shape::Rows { extra: 0 })?);
-        let rows = exec.read(&st.sql, &st.params(), self.consistency).await?;
+        let rows = self.run(exec, Shape::Rows { extra: 0 }).await?;
         rows.iter().map(E::from_row).collect()
     }
 
@@ -314,8 +391,7 @@ impl<E: Entity> Query<E> {
             q.limit = Some(100);
         }
         let limit = q.limit_checked()?.unwrap_or(100) as usize;
-        let st = Statement::build(&q.select(Shape::Rows { extra: 1 })?);
-        let rows = exec.read(&st.sql, &st.params(), self.consistency).await?;
+        let rows = q.run(exec, Shape::Rows { extra: 1 }).await?;
         let mut items = rows.iter().map(E::from_row).collect::<Result<Vec<E>>>()?;
         let next = if items.len() > limit {
             items.truncate(limit);
@@ -342,16 +418,14 @@ impl<E: Entity> Query<E> {
 
     /// How many rows match the filter, the soft-delete scope and the cursor (limit and offset ignored).
     pub async fn count<X: Executor>(&self, exec: &X) -> Result<u64> {
-        let st = Statement::build(&self.select(Shape::Count)?);
-        let rows = exec.read(&st.sql, &st.params(), self.consistency).await?;
+        let rows = self.run(exec, Shape::Count).await?;
         let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
         Ok(n as u64)
     }
 
     /// Whether any row matches.
     pub async fn exists<X: Executor>(&self, exec: &X) -> Result<bool> {
-        let st = Statement::build(&self.select(Shape::Exists)?);
-        Ok(!exec.read(&st.sql, &st.params(), self.consistency).await?.is_empty())
+        Ok(!self.run(exec, Shape::Exists).await?.is_empty())
     }
 
     /// The server's plan for `fetch` (EXPLAIN, or EXPLAIN ANALYZE which runs the query).

@@ -321,3 +321,42 @@ fn an_empty_all_matches_every_row_and_an_empty_any_matches_none() {
     let (w, n) = where_of(users().filter(User::ROLE.in_(Vec::<String>::new())));
     assert_eq!((w.as_str(), n), (r#"("role" = ANY($1)) AND "deleted_at" IS NULL"#, 1));
 }
+
+/// Every shape's values walk in sea-query's order, so every shape is cached
+/// (a query of a known shape is not built again) and binds what a fresh build binds.
+#[test]
+fn each_query_shape_is_built_once_and_binds_the_values_a_fresh_build_binds() {
+    let c = users().order_by(User::EMAIL, Order::Asc).cursor_for(&user("c@x.co")).unwrap();
+    let mixed = users().order_by(User::LAST_NAME, Order::Desc).order_by(User::EMAIL, Order::Asc);
+    let m = mixed.cursor_for(&user("m@x.co")).unwrap();
+    let f = (User::ROLE.eq("admin") & User::FIRST_NAME.like("A%")) | !User::LAST_NAME.eq("Smith");
+    let queries = vec![
+        users(),
+        users().filter(User::ROLE.eq("user")).limit(20),
+        users().filter(f).order_by(User::CREATED_AT, Order::Desc).limit(5).offset(10).with_deleted(),
+        users().filter(User::ID.in_([uuid::Uuid::new_v4()])).filter(User::CREATED_BY.is_null()).only_deleted(),
+        users().order_by(User::EMAIL, Order::Asc).limit(3).after(c),
+        mixed.limit(7).after(m),
+        users().filter(Filter::any([])).filter(User::EMAIL.eq_ignore_case("A@B.C")),
+    ];
+    for q in queries {
+        for shape in [Shape::Rows { extra: 0 }, Shape::Rows { extra: 1 }, Shape::Count, Shape::Exists] {
+            let fresh = Statement::build(&q.select(shape).unwrap());
+            let (sql, values) = q.prepared(shape).unwrap();
+            assert_eq!((&*sql, &values), (fresh.sql.as_str(), &fresh.params), "{q:?}");
+            let (again, values) = q.prepared(shape).unwrap();
+            assert!(Arc::ptr_eq(&sql, &again), "the second call takes the cached text: {q:?}");
+            assert_eq!(values, fresh.params);
+        }
+    }
+    // Same shape, other values: same text, the new values.
+    let (a, va) = users().filter(User::ROLE.eq("a")).limit(1).prepared(Shape::Rows { extra: 0 }).unwrap();
+    let (b, vb) = users().filter(User::ROLE.eq("b")).limit(2).prepared(Shape::Rows { extra: 0 }).unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    assert_ne!(va, vb);
+    // IS NULL binds nothing: another shape than = $1.
+    let (n, vn) = users().filter(User::CREATED_BY.is_null()).prepared(Shape::Count).unwrap();
+    let (v, vv) = users().filter(User::CREATED_BY.eq(uuid::Uuid::nil())).prepared(Shape::Count).unwrap();
+    assert_ne!(n, v);
+    assert_eq!((vn.len(), vv.len()), (0, 1));
+}
