@@ -115,9 +115,11 @@ impl BackupCatalog {
         BackupCatalog { load: Arc::new(load), view: Arc::new(tx), reading: Arc::new(AtomicBool::new(false)), max_age }
     }
 
-    /// The freshest view there is: a fresh one at once; otherwise a read is
-    /// started (one at a time) and awaited at most `wait`, after which the
-    /// stale view (or none) is returned and the read goes on for the next scrape.
+    /// The freshest view there is, without holding a scrape: a fresh view at
+    /// once; a stale one at once too, while a read refreshes it in the
+    /// background for the next scrape. Only the call that starts the very first
+    /// read waits for it, at most `wait`; so a hung bucket costs one scrape
+    /// `wait`, and later scrapes show "not read yet" until it answers.
     pub async fn view(&self, wait: Duration) -> Option<Arc<CatalogView>> {
         // Subscribed before looking, so a read that ends after the look is seen as a change.
         let mut rx = self.view.subscribe();
@@ -125,17 +127,20 @@ impl BackupCatalog {
         if current.as_ref().is_some_and(|v| v.read_at.elapsed() < self.max_age) {
             return current;
         }
-        self.refresh();
+        let started = self.refresh();
+        if current.is_some() || !started {
+            return current;
+        }
         match tokio::time::timeout(wait, rx.changed()).await {
             Ok(Ok(())) => rx.borrow().clone(),
             _ => current,
         }
     }
 
-    /// Starts a read in the background unless one is running.
-    pub fn refresh(&self) {
+    /// Starts a read in the background unless one is running; true when this call started it.
+    pub fn refresh(&self) -> bool {
         if self.reading.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let (load, view, reading) = (self.load.clone(), self.view.clone(), self.reading.clone());
         let previous = view.borrow().as_ref().map(|v| v.jobs.clone()).unwrap_or_default();
@@ -148,6 +153,7 @@ impl BackupCatalog {
             view.send_replace(Some(Arc::new(CatalogView { read_at: Instant::now(), jobs, error })));
             reading.store(false, Ordering::Release);
         });
+        true
     }
 }
 
@@ -316,29 +322,59 @@ mod tests {
         assert_eq!((g[1].failures, g[1].last_success), (1, None));
     }
 
-    #[tokio::test]
-    async fn a_slow_catalog_does_not_hold_the_scrape_and_reads_are_cached() {
-        let (open_tx, open_rx) = tokio::sync::watch::channel(false);
-        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = loads.clone();
-        let catalog = BackupCatalog::with_loader(Duration::from_secs(3600), move || {
-            let mut gate = open_rx.clone();
-            counter.fetch_add(1, Ordering::SeqCst);
+    /// A catalog whose reads wait for the gate `open`, counting them.
+    fn gated(max_age: Duration, open: &tokio::sync::watch::Receiver<bool>, loads: &Arc<std::sync::atomic::AtomicUsize>) -> BackupCatalog {
+        let (open, loads) = (open.clone(), loads.clone());
+        BackupCatalog::with_loader(max_age, move || {
+            let mut gate = open.clone();
+            let n = loads.fetch_add(1, Ordering::SeqCst) + 1;
             Box::pin(async move {
                 // Like a bucket that does not answer until the test says so.
                 let _ = gate.wait_for(|open| *open).await;
-                Ok(vec![catalog_full("2026-11-25T03:00:00Z", "slow", 1)])
+                Ok(vec![catalog_full("2026-11-25T03:00:00Z", &format!("read {n}"), 1)])
             })
-        });
-        // The read hangs: the scrape gets no view instead of waiting for it.
+        })
+    }
+
+    /// Polls until the catalog shows a view whose detail passes `want` (reads run on other tasks).
+    async fn until_read(catalog: &BackupCatalog, want: impl Fn(&str) -> bool) -> String {
+        for _ in 0..10_000 {
+            let detail = catalog.view(Duration::ZERO).await.and_then(|v| v.jobs[0].last_detail.clone());
+            if let Some(d) = detail.filter(|d| want(d)) {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the catalog never showed the read expected");
+    }
+
+    #[tokio::test]
+    async fn a_slow_catalog_does_not_hold_scrapes_and_reads_are_cached() {
+        let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let catalog = gated(Duration::from_secs(3600), &open_rx, &loads);
+        // The first read hangs: the scrape that started it gives up, the next ones do not wait at all.
         assert!(catalog.view(Duration::from_millis(20)).await.is_none());
-        assert!(catalog.view(Duration::from_millis(20)).await.is_none());
+        assert!(catalog.view(Duration::from_secs(3600)).await.is_none(), "a scrape waited for a read it did not start");
         assert_eq!(loads.load(Ordering::SeqCst), 1, "one read at a time");
         open_tx.send_replace(true);
-        let v = catalog.view(Duration::from_secs(600)).await.expect("the read finishes");
-        assert_eq!(v.jobs[0].last_detail.as_deref(), Some("slow"));
+        until_read(&catalog, |d| d == "read 1").await;
         // Fresh: answered from the cache, no second read.
         assert!(catalog.view(Duration::ZERO).await.is_some());
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_view_is_shown_at_once_while_a_read_refreshes_it() {
+        let (open_tx, open_rx) = tokio::sync::watch::channel(true);
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let catalog = gated(Duration::ZERO, &open_rx, &loads);
+        until_read(&catalog, |d| d == "read 1").await;
+        open_tx.send_replace(false);
+        // Stale (max_age 0) and the bucket hangs: the old view comes back without waiting for the new read.
+        let old = catalog.view(Duration::from_secs(3600)).await.and_then(|v| v.jobs[0].last_detail.clone()).expect("the stale view");
+        open_tx.send_replace(true);
+        // The read started in the background ends and replaces it.
+        until_read(&catalog, |d| d != old).await;
     }
 }
