@@ -45,7 +45,7 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-fn number(v: f64) -> String {
+pub(super) fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
@@ -242,7 +242,7 @@ pub fn render(s: &MetricsSnapshot) -> String {
             o.sample("fwdb_migrations_state", &[("store", &g.store), ("state", state)], n as f64);
         }
     }
-    write_mongo_ops(&mut o, &s.mongo_ops);
+    super::mongo::write_mongo_ops(&mut o, &s.mongo_ops);
     super::backup::write_backups(&mut o, &s.backups, s.at);
     o.family("fwdb_backup_catalog_age_seconds", "gauge", "Age of the backup catalog read shown (cached, refreshed in the background); absent when backups are not configured.");
     if let Some(age) = s.backups_catalog_age_seconds {
@@ -256,26 +256,6 @@ pub fn render(s: &MetricsSnapshot) -> String {
     o.one("fwdb_uptime_seconds", "gauge", "Seconds since the collector started.", s.uptime_seconds);
     o.one("fwdb_scrape_duration_seconds", "gauge", "How long gathering this scrape took.", s.scrape_ms / 1000.0);
     o.text
-}
-
-/// `fwdb_mongo_op_duration_seconds` and `fwdb_mongo_op_errors_total`.
-fn write_mongo_ops(o: &mut Out, ops: &super::mongo::MongoOpSnapshot) {
-    o.family("fwdb_mongo_op_duration_seconds", "histogram", "MongoDB operation latency by operation and collection.");
-    for (op, coll, h) in &ops.latency {
-        let labels = [("operation", op.as_str()), ("collection", coll.as_str())];
-        let mut cum = 0;
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            cum += h.buckets.get(i).copied().unwrap_or(0);
-            o.sample("fwdb_mongo_op_duration_seconds_bucket", &[labels[0], labels[1], ("le", &number(*le))], cum as f64);
-        }
-        o.sample("fwdb_mongo_op_duration_seconds_bucket", &[labels[0], labels[1], ("le", "+Inf")], h.count as f64);
-        o.sample("fwdb_mongo_op_duration_seconds_sum", &labels, h.sum);
-        o.sample("fwdb_mongo_op_duration_seconds_count", &labels, h.count as f64);
-    }
-    o.family("fwdb_mongo_op_errors_total", "counter", "Failed MongoDB operations by operation, collection and code (server code, or network, timeout...).");
-    for (op, coll, code, n) in &ops.errors {
-        o.sample("fwdb_mongo_op_errors_total", &[("operation", op), ("collection", coll), ("code", code)], *n as f64);
-    }
 }
 
 /// A statement's text on one line, at most 200 characters (label values stay small).
