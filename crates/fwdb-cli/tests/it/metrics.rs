@@ -46,6 +46,9 @@ async fn the_metrics_endpoint_parses_as_prometheus_text_with_the_exporters_names
     assert!(value(&s, "fwdb_pool_connections", &[("pool", "primary"), ("state", "idle")]).is_some(), "{text}");
     assert_eq!(value(&s, "fwdb_migrations_pending", &[("store", "postgres")]), Some(0.0), "{text}");
     assert_eq!(value(&s, "fwdb_migrations_pending", &[("store", "mongodb")]), Some(0.0), "{text}");
+    for (store, state) in [("postgres", "failed"), ("postgres", "changed"), ("mongodb", "failed"), ("mongodb", "unknown")] {
+        assert_eq!(value(&s, "fwdb_migrations_state", &[("store", store), ("state", state)]), Some(0.0), "{text}");
+    }
     assert!(value(&s, "mongodb_up", &[]).is_some(), "{text}");
     assert_eq!(value(&s, "fwdb_primary_up", &[]), Some(1.0), "{text}");
     for family in ["fwdb_query_duration_seconds", "fwdb_slow_queries_total", "pg_stat_statements_seconds_total", "mongodb_ss_connections"] {
