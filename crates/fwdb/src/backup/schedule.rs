@@ -243,6 +243,29 @@ fn next_job<'a>(jobs: &[(&'a str, &str)], now: DateTime<Utc>) -> Result<Option<(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_failed_run_is_counted_recorded_in_storage_and_shown_as_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.backup.storage = format!("file://{}", dir.path().display());
+        cfg.backup.encryption.passphrase = Some(crate::config::Secret::new("test only"));
+        // No primary: the logical dump fails at once, as a real run fails on an unreachable server.
+        cfg.postgres.primary.clear();
+        let b = Backups::open(&cfg).unwrap();
+        let runs = BackupRuns::default();
+        assert!(b.run_job_observed("logical", &runs).await.is_err());
+        let run = &runs.snapshot()[0];
+        assert_eq!((run.job.as_str(), run.failures, run.successes, run.running), ("logical", 1, 0, false));
+        // Recorded in storage too, so a restarted process still knows.
+        let status = b.status().await.unwrap();
+        let logical = status.iter().find(|s| s.job == "logical").unwrap();
+        assert!(logical.last_success.is_none() && logical.last_error_at.is_some(), "{logical:?}");
+        let text = crate::metrics::render_backups(&crate::metrics::merge_backups(&status, &runs.snapshot()), 0.0);
+        assert!(text.contains("fwdb_backup_failures_total{kind=\"logical\"} 1\n"), "{text}");
+        assert!(text.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"logical\"}"), "{text}");
+        assert!(!text.contains("fwdb_backup_last_success_timestamp_seconds{kind=\"logical\"}"), "{text}");
+    }
+
     #[test]
     fn the_first_job_to_fire_runs_and_a_full_backup_wins_a_tie() {
         let at = DateTime::parse_from_rfc3339("2026-11-25T05:59:58Z").unwrap().with_timezone(&Utc);
