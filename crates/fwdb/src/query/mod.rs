@@ -284,27 +284,49 @@ impl<E: Entity> Query<E> {
                 q.expr(Expr::cust("count(*)"));
             }
             Shape::Exists => {
-                q.expr(Expr::cust("1")).limit(1);
+                q.expr(Expr::cust("1"));
             }
-            Shape::Rows { extra } => {
+            Shape::Rows { .. } => {
                 q.columns(E::FIELDS.iter().copied());
                 for k in self.keys() {
                     q.order_by(k.field, if k.desc { sea_query::Order::Desc } else { sea_query::Order::Asc });
-                }
-                if let Some(l) = self.limit_checked()? {
-                    q.limit((l + extra) as u64);
-                }
-                if let Some(o) = self.offset {
-                    q.offset(o as u64);
                 }
             }
         }
         Ok(q)
     }
 
+    /// The LIMIT written into the text of `shape`'s statement, if any.
+    fn limit_of(&self, shape: Shape) -> Result<Option<i64>> {
+        Ok(match shape {
+            Shape::Rows { extra } => self.limit_checked()?.map(|l| l + extra),
+            Shape::Exists => Some(1),
+            Shape::Count => None,
+        })
+    }
+
+    /// `select` built with sea-query, then LIMIT as a number in the text and
+    /// OFFSET as a parameter. Why the LIMIT is not a parameter: with `LIMIT $n`
+    /// PostgreSQL cannot cost a generic plan (it assumes 10 % of the rows), so
+    /// it plans the statement again on every execution (pg_prepared_statements
+    /// shows custom_plans only), which cost lists ~20 % of their throughput
+    /// (docs/benchmarks.md). It is an integer checked to 0..=MAX_LIMIT, never
+    /// caller text, and a page size has few values (each is one statement).
+    fn build(&self, shape: Shape) -> Result<Statement> {
+        let mut st = Statement::build(&self.select(shape)?);
+        if let Some(l) = self.limit_of(shape)? {
+            st.sql.push_str(&format!(" LIMIT {l}"));
+        }
+        if let (Shape::Rows { .. }, Some(o)) = (shape, self.offset) {
+            st.params.push(shape::count_value(o as u64));
+            st.sql.push_str(&format!(" OFFSET ${}", st.params.len()));
+        }
+        Ok(st)
+    }
+
     /// The statement `fetch` runs: for tests and logs (values are parameters, not in the text).
     pub fn to_sql(&self) -> Result<Statement> {
-        Ok(Statement::build(&self.select(Shape::Rows { extra: 0 })?))
+        self.build(Shape::Rows { extra: 0 })
     }
 
     /// The statement of `shape` for this query: its text from the shape
@@ -328,7 +350,7 @@ impl<E: Entity> Query<E> {
             deleted: self.deleted as u8,
             filter: self.filter.as_ref(),
             keys: &keys,
-            limit: self.limit.is_some(),
+            limit: self.limit_of(shape)?,
             offset: self.offset.is_some(),
             after: after.is_some(),
         });
@@ -336,7 +358,7 @@ impl<E: Entity> Query<E> {
         if let Some(sql) = shape::get(&key) {
             return Ok((sql, values));
         }
-        let st = Statement::build(&self.select(shape)?);
+        let st = self.build(shape)?;
         let sql: Arc<str> = st.sql.into();
         if st.params == values {
             shape::put(key, sql.clone());
@@ -346,8 +368,8 @@ impl<E: Entity> Query<E> {
         Ok((sql, st.params))
     }
 
-    /// The parameters of `shape` in the order `select` binds them: the
-    /// filter's, the cursor's, then LIMIT and OFFSET.
+    /// The parameters of `shape` in the order `build` binds them: the
+    /// filter's, the cursor's, then OFFSET.
     fn values(&self, shape: Shape, keys: &[Key], after: Option<&[Value]>) -> Vec<Bind> {
         let mut values = Vec::new();
         if let Some(f) = &self.filter {
@@ -356,17 +378,8 @@ impl<E: Entity> Query<E> {
         if let Some(a) = after {
             shape::keyset_values(keys, a, &mut values);
         }
-        match shape {
-            Shape::Rows { extra } => {
-                if let Some(l) = self.limit {
-                    values.push(shape::count_value((l + extra) as u64));
-                }
-                if let Some(o) = self.offset {
-                    values.push(shape::count_value(o as u64));
-                }
-            }
-            Shape::Exists => values.push(shape::count_value(1)),
-            Shape::Count => {}
+        if let (Shape::Rows { .. }, Some(o)) = (shape, self.offset) {
+            values.push(shape::count_value(o as u64));
         }
         values
     }
@@ -430,7 +443,7 @@ impl<E: Entity> Query<E> {
 
     /// The server's plan for `fetch` (EXPLAIN, or EXPLAIN ANALYZE which runs the query).
     pub async fn explain<X: Executor>(&self, exec: &X, analyze: bool) -> Result<String> {
-        let st = Statement::build(&self.select(Shape::Rows { extra: 0 })?);
+        let st = self.build(Shape::Rows { extra: 0 })?;
         let sql = format!("{} {}", if analyze { "EXPLAIN (ANALYZE, BUFFERS)" } else { "EXPLAIN" }, st.sql);
         let rows = exec.read(&sql, &st.params(), self.consistency).await?;
         let lines = rows.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?;

@@ -1,7 +1,8 @@
 //! The SQL text of a query depends only on its shape: the fields and
 //! operators of its filter (and which values are NULL, written as the NULL
-//! keyword), the ordering, the soft-delete scope, and whether it has a limit,
-//! an offset or a cursor. The values are always parameters. So the text is
+//! keyword), the ordering, the soft-delete scope, its limit (a number in the
+//! text, see `Query::build`), and whether it has an offset or a cursor. The
+//! values are always parameters. So the text is
 //! built with sea-query once per shape and kept here; a query of a known
 //! shape only collects its values, in the order sea-query would bind them.
 //! Before a shape is kept, that order is checked against sea-query's own
@@ -47,7 +48,8 @@ pub(crate) struct KeyParts<'a> {
     pub deleted: u8,
     pub filter: Option<&'a FilterNode>,
     pub keys: &'a [Key],
-    pub limit: bool,
+    /// Written into the text (see `Query::build`).
+    pub limit: Option<i64>,
     pub offset: bool,
     pub after: bool,
 }
@@ -63,7 +65,7 @@ pub(crate) fn key(p: &KeyParts<'_>) -> String {
     for key in p.keys {
         let _ = write!(k, "{}{},", key.field, if key.desc { '-' } else { '+' });
     }
-    let _ = write!(k, "|{}{}{}", p.limit as u8, p.offset as u8, p.after as u8);
+    let _ = write!(k, "|{:?}{}{}", p.limit, p.offset as u8, p.after as u8);
     k
 }
 
@@ -116,7 +118,7 @@ pub(crate) fn keyset_values(keys: &[Key], values: &[Value], out: &mut Vec<Bind>)
     }
 }
 
-/// LIMIT and OFFSET as sea-query binds them.
+/// OFFSET as a parameter.
 pub(crate) fn count_value(n: u64) -> Bind {
     Bind::One(sea_query::Value::BigUnsigned(Some(n)))
 }
