@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod mongo;
+
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = std::result::Result<T, BoxErr>;
 
@@ -569,6 +571,9 @@ fn args() -> Res<Args> {
 }
 
 fn main() -> Res<()> {
+    if std::env::args().nth(1).as_deref() == Some("mongo") {
+        return mongo::main(std::env::args().skip(2).collect());
+    }
     let a = args()?;
     eprintln!("load before start: {}", uptime());
     let t0 = Instant::now();
