@@ -16,16 +16,21 @@ pub enum BackupCommand {
     Create(CreateArgs),
     /// Complete backups (those with a manifest): age, size, kind, what each restores to
     List,
-    /// Check every object (SHA-256, decryption) and restore it into scratch to check it
+    /// Check every object (SHA-256, decryption), then restore it into scratch and compare counts with the manifest
     Verify {
         /// A backup id from `fwdb backup list`
         id: String,
-        /// Full backups: also recover it with all archived WAL into a scratch folder, start it, check it, remove it
+        /// Checksums, decryption and decompression only: no restore
         #[arg(long)]
+        quick: bool,
+        /// Accepted for compatibility: the restore into scratch is the default now
+        #[arg(long, hide = true, conflicts_with = "quick")]
         drill: bool,
         /// OS user to run the scratch server [default: postgres when root]
         #[arg(long, value_name = "USER")]
         run_as: Option<String>,
+        #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "FWDB_PROGRESS")]
+        progress: ProgressMode,
     },
     /// Delete what the retention policy (backup.retention) no longer keeps
     Prune {
@@ -43,6 +48,8 @@ pub enum BackupCommand {
         /// MongoDB dumps: one mongodump archive file instead (`mongorestore --archive=FILE`)
         #[arg(long, value_name = "FILE")]
         archive: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "FWDB_PROGRESS")]
+        progress: ProgressMode,
     },
     /// Last success (time, age) of each job: full, incremental, logical, mongo, verify drill
     Status,
@@ -74,6 +81,19 @@ pub struct CreateArgs {
     /// Databases of a logical backup [default: postgres.database]
     #[arg(long = "database", value_name = "NAME")]
     pub databases: Vec<String>,
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "FWDB_PROGRESS")]
+    pub progress: ProgressMode,
+}
+
+/// How streaming progress is shown, on stderr (stdout stays the result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A bar with bytes per second when stderr is a terminal, else nothing (quiet in CI)
+    Auto,
+    /// One JSON object per line: `progress` at most once a second per object, `done` per object
+    Json,
+    /// Nothing
+    None,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -101,6 +121,8 @@ pub struct RestoreArgs {
     pub what: Option<RestoreWhat>,
     #[command(flatten)]
     pub pitr: PitrArgs,
+    #[arg(long, value_enum, global = true, default_value_t = ProgressMode::Auto, env = "FWDB_PROGRESS")]
+    pub progress: ProgressMode,
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,25 +176,18 @@ pub struct NamedRestore {
     pub from: Option<String>,
 }
 
-fn open(config: &fwdb::Config, json: bool) -> Result<Backups, fwdb::Error> {
+/// Backups with progress reporting as `mode` asks; call [`Reporter::finish`] after a success.
+fn open(config: &fwdb::Config, mode: ProgressMode) -> Result<(Backups, Reporter), fwdb::Error> {
     let b = Backups::open(config)?;
-    if json || !std::io::stderr().is_terminal() {
-        return Ok(b);
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec}, {elapsed})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    let bar = Arc::new(bar);
-    let b2 = bar.clone();
-    Ok(b.with_progress(Arc::new(move |name: &str, bytes: u64| {
-        if b2.message() != name {
-            b2.set_message(name.to_string());
+    let reporter = Reporter::new(mode);
+    let b = match &reporter.0 {
+        Some(r) => {
+            let r = r.clone();
+            b.with_progress(Arc::new(move |name: &str, bytes: u64| r.update(name, bytes)))
         }
-        b2.set_position(bytes);
-        b2.tick();
-    })))
+        None => b,
+    };
+    Ok((b, reporter))
 }
 
 fn human(bytes: u64) -> String {
@@ -194,12 +209,13 @@ fn restores_to(m: &BackupManifest) -> String {
     }
 }
 
-/// Runs a backup command, knowing the `--config` file (restore drills hand it to the restored server's restore_command).
+/// Runs a backup command. The `--config` file is not needed here any more: scratch
+/// restores of `verify` copy their WAL from the archive themselves.
 pub async fn run_with_file(
     cmd: BackupCommand,
     config: &fwdb::Config,
     json: bool,
-    config_file: Option<&Path>,
+    _config_file: Option<&Path>,
 ) -> Result<ExitCode, fwdb::Error> {
     match cmd {
         BackupCommand::Keygen { out } => {
@@ -213,7 +229,7 @@ pub async fn run_with_file(
             Ok(ExitCode::SUCCESS)
         }
         BackupCommand::Create(args) => {
-            let b = open(config, json)?;
+            let (b, progress) = open(config, args.progress)?;
             if args.kind == KindArg::Incremental {
                 let seg = b.run_job("incremental").await?;
                 if json {
@@ -236,6 +252,7 @@ pub async fn run_with_file(
                 b.create(kind).await?
             };
             let secs = started.elapsed().as_secs_f64();
+            progress.finish();
             if json {
                 print_json(&m);
             } else {
@@ -253,8 +270,8 @@ pub async fn run_with_file(
             }
             Ok(ExitCode::SUCCESS)
         }
-        BackupCommand::Export { id, dir, archive } => {
-            let b = open(config, json)?;
+        BackupCommand::Export { id, dir, archive, progress } => {
+            let (b, progress) = open(config, progress)?;
             let files = match (dir, archive) {
                 (_, Some(file)) => {
                     b.export_mongo_archive(&id, &file).await?;
@@ -263,6 +280,7 @@ pub async fn run_with_file(
                 (Some(dir), None) => b.export(&id, &dir).await?,
                 (None, None) => unreachable!("clap requires one"),
             };
+            progress.finish();
             if json {
                 print_json(&files);
             } else {
@@ -345,25 +363,13 @@ pub async fn run_with_file(
             }
             Ok(ExitCode::SUCCESS)
         }
-        BackupCommand::Verify { id, drill, run_as } => {
-            let b = open(config, json)?;
-            let outcome = match b.verify(&id).await {
-                Ok(mut r) if drill && r.kind == BackupKind::Full => {
-                    let run_as = run_as.or_else(default_run_as);
-                    match b.drill_full(&id, &restore_command(config_file), run_as.as_deref(), "postgres").await {
-                        Ok(p) => {
-                            r.checks.push(format!(
-                                "restore drill: recovered with all archived WAL, started, promoted to timeline {}, databases {}; removed",
-                                p.timeline.map(|t| t.to_string()).unwrap_or("?".into()),
-                                p.databases.join(", ")
-                            ));
-                            Ok(r)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                other => other,
-            };
+        BackupCommand::Verify { id, quick, drill: _, run_as, progress } => {
+            let (b, progress) = open(config, progress)?;
+            let b = b.with_run_as(run_as);
+            let outcome = if quick { b.verify_quick(&id).await } else { b.verify(&id).await };
+            if outcome.is_ok() {
+                progress.finish();
+            }
             match outcome {
                 Ok(r) => {
                     if json {
@@ -451,7 +457,16 @@ pub async fn run_restore(
     json: bool,
     config_file: Option<&Path>,
 ) -> Result<ExitCode, fwdb::Error> {
-    let b = open(config, json)?;
+    let (b, progress) = open(config, args.progress)?;
+    let b = b.with_run_as(args.pitr.run_as.clone());
+    let done = run_restore_with(args, &b, json, config_file).await;
+    if matches!(done, Ok(ExitCode::SUCCESS)) {
+        progress.finish();
+    }
+    done
+}
+
+async fn run_restore_with(args: RestoreArgs, b: &Backups, json: bool, config_file: Option<&Path>) -> Result<ExitCode, fwdb::Error> {
     match args.what {
         Some(RestoreWhat::Logical(r)) => {
             let counts = b.restore_logical(&r.id, &r.database, r.from.as_deref()).await?;
@@ -516,6 +531,7 @@ pub async fn run_restore(
                 run_as,
                 check_user: p.check_user,
                 start: !p.no_start,
+                prefetch_wal: None,
             };
             let r = b.restore_pitr(&opts).await?;
             if json {
@@ -553,4 +569,93 @@ fn restore_command(config_file: Option<&Path>) -> String {
 fn default_run_as() -> Option<String> {
     let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     is_root.then(|| "postgres".to_string())
+}
+
+/// Progress of the objects streamed by one command: a bar or JSON lines on stderr.
+struct Reporter(Option<Arc<ProgressState>>);
+
+struct ProgressState {
+    bar: Option<indicatif::ProgressBar>,
+    current: std::sync::Mutex<Option<ObjectProgress>>,
+}
+
+struct ObjectProgress {
+    name: String,
+    started: std::time::Instant,
+    last_line: std::time::Instant,
+    bytes: u64,
+}
+
+impl Reporter {
+    fn new(mode: ProgressMode) -> Reporter {
+        let bar = match mode {
+            ProgressMode::Auto if std::io::stderr().is_terminal() => {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec}, {elapsed})")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                Some(bar)
+            }
+            ProgressMode::Json => None,
+            ProgressMode::Auto | ProgressMode::None => return Reporter(None),
+        };
+        Reporter(Some(Arc::new(ProgressState { bar, current: std::sync::Mutex::new(None) })))
+    }
+
+    /// Reports the last object as done (after a success: a failed run's last object is not).
+    fn finish(&self) {
+        if let Some(st) = &self.0 {
+            st.close_current();
+            if let Some(bar) = &st.bar {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+impl ProgressState {
+    fn update(&self, name: &str, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            if bar.message() != name {
+                bar.set_message(name.to_string());
+                bar.reset();
+            }
+            bar.set_position(bytes);
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if cur.as_ref().is_some_and(|c| c.name != name) {
+            if let Some(done) = cur.take() {
+                json_line("done", &done, now);
+            }
+        }
+        let c = cur.get_or_insert_with(|| ObjectProgress { name: name.to_string(), started: now, last_line: now, bytes: 0 });
+        let first = c.bytes == 0;
+        c.bytes = bytes;
+        // A line a second per object at most: CI logs stay short however big the backup.
+        if first || now.duration_since(c.last_line) >= std::time::Duration::from_secs(1) {
+            c.last_line = now;
+            json_line("progress", c, now);
+        }
+    }
+
+    fn close_current(&self) {
+        if self.bar.is_none() {
+            let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(done) = cur.take() {
+                json_line("done", &done, std::time::Instant::now());
+            }
+        }
+    }
+}
+
+fn json_line(event: &str, p: &ObjectProgress, now: std::time::Instant) {
+    let secs = now.duration_since(p.started).as_secs_f64();
+    let rate = if secs > 0.0 { (p.bytes as f64 / secs) as u64 } else { p.bytes };
+    eprintln!(
+        "{}",
+        serde_json::json!({ "event": event, "object": p.name, "bytes": p.bytes, "elapsed_s": (secs * 1000.0).round() / 1000.0, "bytes_per_sec": rate })
+    );
 }

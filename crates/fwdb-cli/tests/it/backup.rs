@@ -1,11 +1,15 @@
 //! Backups: logical (pg_dump) round trips, corruption, wrong keys, killed
-//! runs, retention, and point-in-time recovery on a private stack.
+//! runs, retention, progress output; point-in-time recovery on private
+//! stacks in `pitr.rs`, S3 in `s3.rs`.
 
 use crate::helpers::{fwdb_command, run, TestApp};
 
 /// S3 (moto) tests, under `backup::s3::`.
 #[path = "s3.rs"]
 mod s3;
+/// Point-in-time recovery and the full verify on private stacks, under `backup::pitr::`.
+#[path = "pitr.rs"]
+mod pitr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -280,211 +284,6 @@ async fn prune_keeps_the_newest_backup_of_each_kind() {
     assert!(!b.storage.join("backups").join(&first).exists() || b.objects(&first).is_empty());
 }
 
-/// Runs `cmd` as the servers' OS user (when we are root).
-fn as_server_user(info: &fwdb_testkit::StackInfo, program: &Path) -> Command {
-    if unsafe { libc::geteuid() } == 0 {
-        let mut c = Command::new("runuser");
-        c.arg("-u").arg(&info.run_as_user).arg("--").arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-fn give_to_server_user(info: &fwdb_testkit::StackInfo, path: &Path) {
-    if unsafe { libc::geteuid() } == 0 {
-        let st = Command::new("chown").arg("-R").arg(&info.run_as_user).arg(path).status().expect("chown");
-        assert!(st.success());
-    }
-}
-
-/// A restored server, stopped on drop.
-struct Restored {
-    dir: PathBuf,
-    info: fwdb_testkit::StackInfo,
-}
-
-impl Drop for Restored {
-    fn drop(&mut self) {
-        let _ = as_server_user(&self.info, &self.info.pg_bin_dir.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.dir)
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
-}
-
-async fn socket_client(socket: &str, port: u16, db: &str) -> tokio_postgres::Client {
-    let mut c = tokio_postgres::Config::new();
-    c.host_path(socket).port(port).user("postgres").dbname(db);
-    let (client, conn) = c.connect(tokio_postgres::NoTls).await.expect("connect to the restored server");
-    tokio::spawn(conn);
-    client
-}
-
-/// Write A, note the time, write B: a point-in-time restore to that time has A and not B.
-/// WAL reaches storage through `fwdb wal push` as archive_command, and comes back through
-/// `fwdb wal fetch` as restore_command.
-#[tokio::test]
-async fn point_in_time_recovery_has_a_and_not_b() {
-    use std::os::unix::fs::PermissionsExt;
-    let stack = tokio::task::spawn_blocking(|| {
-        fwdb_testkit::Stack::start(fwdb_testkit::StackOptions { replicas: 0, mongo: false, ..Default::default() })
-    })
-    .await
-    .expect("join")
-    .expect("a private stack");
-    let info = stack.info().clone();
-    let db = stack.create_database().expect("database");
-    let b = BackupEnv::new(&stack);
-    std::fs::set_permissions(b.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::fs::create_dir_all(&b.storage).expect("storage");
-    // archive_command runs as the server's user: it reads this file and writes the storage.
-    let cfg = b.dir.path().join("fwdb.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[backup]\nstorage = \"file://{}\"\n[backup.encryption]\nrecipients = [\"{}\"]\nidentity_file = \"{}\"\n",
-            b.storage.display(),
-            b.recipient,
-            b.identity.display()
-        ),
-    )
-    .expect("config");
-    give_to_server_user(&info, &b.storage);
-    give_to_server_user(&info, &b.identity);
-    give_to_server_user(&info, &cfg);
-    let fwdb_bin = env!("CARGO_BIN_EXE_fwdb");
-    let archive = format!("{fwdb_bin} --config {} wal push %p", cfg.display());
-    stack
-        .psql(fwdb_testkit::Node::Primary, "postgres", &format!("ALTER SYSTEM SET archive_command = '{archive}'"))
-        .expect("archive_command");
-    stack.psql(fwdb_testkit::Node::Primary, "postgres", "SELECT pg_reload_conf()").expect("reload");
-    // The backup role (REPLICATION) may close WAL segments for the incremental step (docs/runbook.md).
-    let grant = format!("GRANT EXECUTE ON FUNCTION pg_switch_wal() TO {}", info.replication_user);
-    stack.psql(fwdb_testkit::Node::Primary, &db, &grant).expect("grant");
-
-    let mut env = info.env_vars(&db, &db);
-    env.push(("FWDB__BACKUP__PG_USER".into(), info.replication_user.clone()));
-    env.push(("FWDB__BACKUP__PG_PASSWORD".into(), info.replication_password.clone()));
-    let mut base = fwdb_command();
-    base.envs(env.iter().map(|(k, v)| (k, v))).env("FWDB__BACKUP__PG_BIN_DIR", &info.pg_bin_dir);
-    let with = |args: &[&str]| {
-        let mut c = fwdb_command();
-        c.envs(env.iter().map(|(k, v)| (k, v)))
-            .env("FWDB__BACKUP__PG_BIN_DIR", &info.pg_bin_dir)
-            .arg("--config")
-            .arg(&cfg)
-            .args(args);
-        c
-    };
-    let m = json(&mut with(&["backup", "create", "--kind", "full"]));
-    let id = m["id"].as_str().unwrap().to_string();
-    assert!(m["start_lsn"].is_string() && m["stop_lsn"].is_string(), "{m}");
-    assert!(m["start_wal"].is_string(), "{m}");
-
-    let sql = |s: &str| stack.psql(fwdb_testkit::Node::Primary, &db, s).expect(s);
-    sql("CREATE TABLE marks (v text); INSERT INTO marks VALUES ('A')");
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    let t = sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    sql("INSERT INTO marks VALUES ('B')");
-    let seg = sql("SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let state = sql("SELECT coalesce(last_archived_wal, '') || ' ' || failed_count FROM pg_stat_archiver");
-        if state.split_whitespace().next().is_some_and(|w| w >= seg.as_str()) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "WAL {seg} never archived: {state}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let wal = ok(&mut with(&["wal", "list"]));
-    assert!(wal.contains(&seg), "{wal}");
-    // Encrypted in storage too.
-    let stored = std::fs::read(b.storage.join("wal").join(format!("{seg}.zst.age"))).expect("wal object");
-    assert!(stored.starts_with(b"age-encryption.org/v1"));
-
-    ok(&mut with(&["backup", "verify", &id]));
-
-    // Bad input: clear errors, nothing laid out.
-    let nowhere = b.dir.path().join("never");
-    let never = nowhere.to_str().unwrap();
-    for (args, expect) in [
-        (vec!["restore", "--to-time", "2000-01-01T00:00:00Z", "--target-dir", never], "no full backup"),
-        (vec!["restore", "--to-time", "yesterday", "--target-dir", never], "not an RFC 3339 time"),
-        (vec!["restore", "--to-lsn", "zz", "--target-dir", never], "not an LSN"),
-        (vec!["restore", "--target-dir", never], "--to-time T, --to-lsn L or --latest"),
-        (vec!["restore", "--latest"], "--target-dir DIR is required"),
-        (vec!["restore", "logical", id.as_str(), "--database", "x"], "is a full backup, not a logical one"),
-        (vec!["backup", "verify", "no-such-id"], "no backup `no-such-id`"),
-    ] {
-        let (code, _, err) = run(&mut with(&args));
-        assert_ne!(code, 0, "{args:?}");
-        assert!(err.contains(expect), "{args:?}: {err}");
-    }
-    assert!(!nowhere.exists(), "a failed restore left {never}");
-
-    let target = b.dir.path().join("restored");
-    let r = json(&mut with(&["restore", "--to-time", &t, "--target-dir", target.to_str().unwrap()]));
-    let _guard = Restored { dir: target.clone(), info: info.clone() };
-    assert_eq!(r["started"], true, "{r}");
-    assert_eq!(r["backup_id"], id.as_str());
-    let port = r["port"].as_u64().unwrap() as u16;
-    let client = socket_client(r["socket_dir"].as_str().unwrap(), port, &db).await;
-    let rows: Vec<String> =
-        client.query("select v from marks order by v", &[]).await.expect("marks").iter().map(|r| r.get(0)).collect();
-    assert_eq!(rows, vec!["A".to_string()], "restored to {t}");
-    let in_recovery: bool = client.query_one("select pg_is_in_recovery()", &[]).await.expect("q").get(0);
-    assert!(!in_recovery, "promoted");
-    assert!(r["timeline"].as_u64().unwrap() >= 2, "{r}");
-
-    // Restoring into a folder that is not empty is refused, and nothing is touched.
-    let (code, _, err) = run(&mut with(&["restore", "--latest", "--target-dir", target.to_str().unwrap()]));
-    assert_ne!(code, 0);
-    assert!(err.contains("not empty"), "{err}");
-    drop(base);
-
-    // Prune: a second full backup; with full backups kept one second, the first goes, and so
-    // does the WAL only it needed; the WAL the second needs stays, so it still verifies.
-    let m2 = json(&mut with(&["backup", "create", "--kind", "full"]));
-    let id2 = m2["id"].as_str().unwrap().to_string();
-    let start2 = m2["start_wal"].as_str().unwrap().to_string();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let pruned = json(with(&["backup", "prune"]).env("FWDB__BACKUP__RETENTION__FULL", "1s").env("FWDB__BACKUP__RETENTION__RECOVERY_WINDOW", "1s"));
-    let deleted: Vec<String> = pruned["deleted"].as_array().unwrap().iter().map(|d| d["what"].as_str().unwrap().to_string()).collect();
-    assert!(deleted.contains(&id), "{pruned}");
-    assert!(!deleted.contains(&id2), "{pruned}");
-    assert!(deleted.iter().any(|d| d.starts_with("wal/")), "no WAL pruned: {pruned}");
-    for d in deleted.iter().filter_map(|d| d.strip_prefix("wal/")) {
-        assert!(d[8..24] < start2[8..24], "{d} is needed by {id2} (starts at {start2})");
-    }
-    let listed = json(&mut with(&["backup", "list"]));
-    assert_eq!(listed.as_array().unwrap().len(), 1);
-    let drilled = ok(&mut with(&["backup", "verify", &id2, "--drill"]));
-    assert!(drilled.contains("restore drill: recovered"), "{drilled}");
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .expect("tmp")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("fwdb-drill-"))
-        .filter(|e| !crate::helpers::processes_mentioning(&e.path()).is_empty())
-        .collect();
-    assert!(left.is_empty(), "a drill server is still running");
-
-    // Incremental (13.1): the WAL up to now reaches storage; status and metrics show it.
-    sql("INSERT INTO marks VALUES ('C')");
-    let inc = json(&mut with(&["backup", "create", "--kind", "incremental"]));
-    let seg = inc["wal"].as_str().unwrap();
-    assert!(b.storage.join("wal").join(format!("{seg}.zst.age")).is_file(), "{inc}");
-    let metrics = ok(&mut with(&["backup", "metrics"]));
-    for job in ["full", "incremental"] {
-        assert!(metrics.contains(&format!("fwdb_backup_last_success_age_seconds{{job=\"{job}\"}}")), "{metrics}");
-    }
-    let status = json(&mut with(&["backup", "status"]));
-    assert_eq!(status[0]["job"], "full");
-    assert_eq!(status[0]["last_detail"], id2.as_str());
-}
-
 /// Every document of every collection, in canonical Extended JSON, by _id.
 async fn mongo_snapshot(db: &mongodb::Database) -> Vec<(String, Vec<String>, Vec<String>)> {
     use futures::TryStreamExt;
@@ -583,68 +382,6 @@ async fn mongo_dump_restores_every_document_and_is_in_mongodump_layout() {
     assert_eq!(code, 1, "{err}");
 }
 
-/// Benchmark, not a timed test (docs/benchmarks.md): backup throughput with
-/// compression and encryption against raw pg_basebackup / pg_dump to local
-/// disk on the same data. `FWDB_BENCH_ROWS` rows (default 1,000,000).
-/// Run: cargo test -p fwdb-cli --test it backup::bench -- --ignored --nocapture
-#[tokio::test]
-#[ignore]
-async fn bench_backup_throughput() {
-    let rows: u64 = std::env::var("FWDB_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let stack = tokio::task::spawn_blocking(|| {
-        fwdb_testkit::Stack::start(fwdb_testkit::StackOptions { replicas: 0, mongo: false, ..Default::default() })
-    })
-    .await
-    .expect("join")
-    .expect("a private stack");
-    let info = stack.info().clone();
-    let db = stack.create_database().expect("database");
-    stack
-        .psql(
-            fwdb_testkit::Node::Primary,
-            &db,
-            &format!(
-                "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS a, repeat(chr(65 + g % 26), 40) AS b, now() AS c, \
-                 jsonb_build_object('k', g, 'v', md5((g*7)::text)) AS d FROM generate_series(1, {rows}) g; CHECKPOINT;"
-            ),
-        )
-        .expect("data");
-    let size = stack.psql(fwdb_testkit::Node::Primary, &db, "SELECT pg_database_size(current_database())").expect("size");
-    let b = BackupEnv::new(&stack);
-    let mut env = info.env_vars(&db, &db);
-    env.push(("FWDB__BACKUP__PG_USER".into(), info.superuser.clone()));
-    env.push(("FWDB__BACKUP__PG_PASSWORD".into(), info.superuser_password.clone()));
-    if let Ok(level) = std::env::var("FWDB_BENCH_LEVEL") {
-        env.push(("FWDB__BACKUP__COMPRESSION_LEVEL".into(), level));
-    }
-    let libpq = |c: &mut Command| {
-        c.env("PGHOST", &info.socket_dir).env("PGPORT", info.primary.port.to_string()).env("PGUSER", &info.superuser);
-    };
-    let time = |c: &mut Command| {
-        let t = std::time::Instant::now();
-        ok(c);
-        t.elapsed().as_secs_f64()
-    };
-    let raw_dir = b.dir.path().join("raw");
-    let mut c = Command::new(info.pg_bin_dir.join("pg_basebackup"));
-    c.arg("-D").arg(&raw_dir).args(["-F", "t", "-X", "none", "-c", "fast"]);
-    libpq(&mut c);
-    let raw_base = time(&mut c);
-    let base_bytes: u64 = walk(&raw_dir).iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-    let ours_base = time(b.cmd(&env).args(["backup", "create", "--kind", "full"]));
-    let mut c = Command::new(info.pg_bin_dir.join("pg_dump"));
-    c.arg("-Fc").arg("-f").arg(b.dir.path().join("raw.dump")).arg(&db);
-    libpq(&mut c);
-    let raw_dump = time(&mut c);
-    let dump_bytes = std::fs::metadata(b.dir.path().join("raw.dump")).expect("dump").len();
-    let ours_dump = time(b.cmd(&env).args(["backup", "create", "--kind", "logical"]));
-    let stored: u64 = walk(&b.storage).iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-    println!("bench: {rows} rows, database {size} bytes, base backup tar {base_bytes} bytes, pg_dump -Fc {dump_bytes} bytes");
-    println!("bench: pg_basebackup to disk {raw_base:.2} s; fwdb full (zstd + age, to a folder) {ours_base:.2} s; ratio {:.2}", raw_base / ours_base);
-    println!("bench: pg_dump -Fc to disk {raw_dump:.2} s; fwdb logical {ours_dump:.2} s; ratio {:.2}", raw_dump / ours_dump);
-    println!("bench: fwdb stored {stored} bytes for both backups");
-}
-
 /// Reads a mongodump archive and checks it against the `users.bson` of the directory form.
 fn check_mongo_archive(a: &[u8], db: &str, users_bson: &[u8]) {
     use mongodb::bson::Document;
@@ -697,4 +434,55 @@ fn check_mongo_archive(a: &[u8], db: &str, users_bson: &[u8]) {
     }
     assert_eq!(eofs, namespaces.len());
     assert!(users == users_bson, "the archive's users documents differ from users.bson");
+}
+
+/// stderr of `cmd` as JSON lines, checked: every line is one JSON object.
+fn json_lines(err: &str) -> Vec<serde_json::Value> {
+    err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr: {err}"))).collect()
+}
+
+/// Progress (issue 8: "progress bars with bytes per second in a terminal; quiet, or JSON, in CI"):
+/// nothing on a non-terminal stderr by default; `--progress json` (or FWDB_PROGRESS=json) gives
+/// JSON lines with bytes and bytes per second, one `done` line per object; on a terminal, a bar
+/// showing bytes per second.
+#[tokio::test]
+async fn progress_is_quiet_without_a_terminal_and_json_lines_with_rates_on_request() {
+    let app = TestApp::spawn().await;
+    let src = superuser_on(&app, &app.pg_database).await;
+    src.batch_execute("create table blobs (id int, body text); insert into blobs select g, repeat(md5(g::text), 60) from generate_series(1, 4000) g")
+        .await
+        .expect("data");
+    let b = BackupEnv::new(app.stack);
+    let (code, _, err) = run(b.cmd(&app.env).args(["backup", "create", "--kind", "logical"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.trim().is_empty(), "progress on a non-terminal stderr: {err}");
+
+    let (code, out, err) = run(b.cmd(&app.env).args(["--format", "json", "backup", "create", "--kind", "logical", "--progress", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let m: serde_json::Value = serde_json::from_str(&out).expect("the manifest on stdout");
+    let object = &m["objects"][0];
+    let lines = json_lines(&err);
+    let done: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "done").collect();
+    assert_eq!(done.len(), 1, "{err}");
+    assert_eq!(done[0]["object"], object["name"], "{err}");
+    assert_eq!(done[0]["bytes"], object["raw_size"], "{err}");
+    assert!(done[0]["bytes_per_sec"].as_u64().is_some_and(|r| r > 0), "{err}");
+    assert!(lines.iter().any(|l| l["event"] == "progress" && l["bytes_per_sec"].is_u64()), "{err}");
+
+    // Reading back goes through the same reporting: the environment variable works as the flag.
+    let id = m["id"].as_str().expect("id");
+    let (code, _, err) = run(b.cmd(&app.env).env("FWDB_PROGRESS", "json").args(["backup", "verify", "--quick", id]));
+    assert_eq!(code, 0, "{err}");
+    let lines = json_lines(&err);
+    assert!(lines.iter().any(|l| l["event"] == "done" && l["bytes"] == object["raw_size"]), "{err}");
+
+    // On a terminal (a pty from script(1)): a bar with a rate.
+    let mut shell = String::new();
+    for (k, v) in app.env.iter().chain(b.env.iter()) {
+        shell.push_str(&format!("{k}='{}' ", v.replace('\'', "'\\''")));
+    }
+    shell.push_str(&format!("'{}' backup create --kind logical >/dev/null", env!("CARGO_BIN_EXE_fwdb")));
+    let (code, out, err) = run(Command::new("script").args(["-qec", &shell, "/dev/null"]).env("TERM", "xterm"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("/s") && out.contains(".dump"), "no bar with a rate on a terminal: {out:?}");
 }

@@ -88,6 +88,17 @@ pub struct Manifest {
     /// Row or document counts per table or collection (`db.table`), for sanity checks after a restore.
     #[serde(default)]
     pub counts: std::collections::BTreeMap<String, u64>,
+    /// Full backups: the WAL position at which `counts` hold, taken while
+    /// writes to every table were briefly held off, so that a restore to
+    /// exactly this position must reproduce them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts_lsn: Option<String>,
+    /// Full backups: why no counts were recorded (e.g. the backup role may not lock tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts_note: Option<String>,
+    /// Full backups: the server's WAL segment size (to name the segments a restore needs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_segment_size: Option<u64>,
     pub objects: Vec<ObjectEntry>,
     /// How it is encrypted: "age-x25519" or "age-scrypt".
     pub encryption: String,

@@ -15,6 +15,8 @@ pub enum RecoveryTarget {
     Lsn(String),
     /// Everything archived.
     Latest,
+    /// The end of the base backup: its earliest consistent state.
+    Immediate,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,10 @@ pub struct PitrOptions {
     pub check_user: String,
     /// Start and check it (else: only lay out the folder).
     pub start: bool,
+    /// Copy the archived WAL from the backup's start through the segment
+    /// holding this LSN into `pg_wal` before starting (then `restore_command`
+    /// is not needed: scratch restores use this).
+    pub prefetch_wal: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -115,6 +121,8 @@ impl Backups {
             return Err(Error::new(ErrorKind::Internal, format!("pg_basebackup did not report its WAL positions:\n  {}", pgtools::tail(text.as_bytes()))));
         }
         m.objects.push(entry);
+        m.wal_segment_size = Some(seg_size);
+        self.record_counts(&mut m).await;
         m.finished_at = Utc::now();
         self.write_manifest(&m).await?;
         Ok(m)
@@ -163,7 +171,7 @@ impl Backups {
             run_checked(cmd, "pg_verifybackup")?;
             let mut missing = Vec::new();
             if let (Some(start), Some(stop), Some(tl)) = (&m.start_lsn, &m.stop_lsn, m.timeline) {
-                let seg = 16u64 << 20;
+                let seg = m.wal_segment_size.unwrap_or(16 << 20);
                 let (a, b) = (wal::parse_lsn(start).unwrap_or(0) / seg, wal::parse_lsn(stop).unwrap_or(0) / seg);
                 let have: std::collections::HashSet<String> = self.wal_list().await?.into_iter().map(|(n, _)| n).collect();
                 for s in a..=b {
@@ -192,7 +200,7 @@ impl Backups {
     fn choose_full(&self, all: &[Manifest], target: &RecoveryTarget) -> Result<Manifest> {
         let fulls: Vec<&Manifest> = all.iter().filter(|m| m.kind == BackupKind::Full).collect();
         let fits = |m: &&&Manifest| match target {
-            RecoveryTarget::Latest => true,
+            RecoveryTarget::Latest | RecoveryTarget::Immediate => true,
             RecoveryTarget::Time(t) => m.finished_at <= *t,
             RecoveryTarget::Lsn(l) => match (m.stop_lsn.as_deref().and_then(wal::parse_lsn), wal::parse_lsn(l)) {
                 (Some(a), Some(b)) => a <= b,
@@ -244,6 +252,11 @@ impl Backups {
         self.extract_base(m, &dir).await?;
         let _ = std::fs::remove_file(dir.join("backup_manifest"));
         std::fs::create_dir_all(dir.join("pg_wal")).map_err(|e| Error::io("creating pg_wal", e))?;
+        if let Some(upto) = &opts.prefetch_wal {
+            // Recovery to an LSN stops at the first record at or past it, which may start in the next segment.
+            let next = matches!(opts.target, RecoveryTarget::Lsn(_) | RecoveryTarget::Immediate);
+            self.prefetch_wal(m, upto, next, &dir.join("pg_wal")).await?;
+        }
         let port = match opts.port {
             Some(p) => p,
             None => free_port()?,
@@ -253,6 +266,7 @@ impl Backups {
             RecoveryTarget::Time(t) => format!("recovery_target_time = '{}'\n", t.format("%Y-%m-%d %H:%M:%S%.6f+00")),
             RecoveryTarget::Lsn(l) => format!("recovery_target_lsn = '{l}'\n"),
             RecoveryTarget::Latest => String::new(),
+            RecoveryTarget::Immediate => "recovery_target = 'immediate'\n".to_string(),
         };
         let extra = format!(
             "\n# Added by fwdb restore of backup {id}\n\
@@ -501,28 +515,5 @@ impl Backups {
         tokio::task::spawn_blocking(move || run_checked(cmd, "pg_ctl stop"))
             .await
             .map_err(|e| Error::new(ErrorKind::Internal, "pg_ctl waiter").with_source(e))?
-    }
-
-    /// The restore drill of a full backup: recovers it (with all archived WAL)
-    /// into a scratch folder, starts it, checks it is promoted and answers,
-    /// then stops it and deletes the folder.
-    pub async fn drill_full(&self, id: &str, restore_command: &str, run_as: Option<&str>, check_user: &str) -> Result<PitrReport> {
-        let dir = std::env::temp_dir().join(format!("fwdb-drill-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-        let opts = PitrOptions {
-            target: RecoveryTarget::Latest,
-            target_dir: dir.clone(),
-            backup_id: Some(id.to_string()),
-            restore_command: restore_command.to_string(),
-            port: None,
-            run_as: run_as.map(str::to_string),
-            check_user: check_user.to_string(),
-            start: true,
-        };
-        let result = self.restore_pitr(&opts).await;
-        if dir.join("postmaster.pid").exists() {
-            let _ = self.stop_restored(&dir, run_as).await;
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        result
     }
 }

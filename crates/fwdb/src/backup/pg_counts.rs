@@ -1,0 +1,173 @@
+//! Row counts for full backups, recorded at one WAL position so that a
+//! restore to exactly that position must reproduce them (`backup verify`).
+//!
+//! A base backup is fuzzy: it is consistent only at its end, and rows keep
+//! changing while it is taken. Counts taken "around" it would not match a
+//! restore. So, after the base backup, every table of every database is
+//! locked in SHARE mode (writers wait; readers do not) just long enough to
+//! read the WAL insert position and export a snapshot: every transaction
+//! that wrote a counted table has then committed before that position, and
+//! none can write one until the locks go. The counting itself runs on the
+//! exported snapshots after the locks are released.
+
+use super::manifest::Manifest;
+use super::pg_logical::quote_ident;
+use super::Backups;
+use crate::error::{Error, ErrorKind, Result};
+use std::collections::BTreeMap;
+
+/// How long the backup may wait for a table lock before giving up on counts.
+const LOCK_TIMEOUT: &str = "30s";
+
+/// One database whose tables are locked, in an open transaction.
+struct Held {
+    db: String,
+    client: tokio_postgres::Client,
+    snapshot: String,
+    tables: Vec<(String, String)>,
+}
+
+impl Backups {
+    /// Adds row counts (or why there are none) to the manifest of a full backup.
+    /// Counts are a check of the backup, not the backup: when the backup role
+    /// may not lock or read the tables, the backup stands and the manifest says why.
+    pub(crate) async fn record_counts(&self, m: &mut Manifest) {
+        match self.counts_at_one_position(&m.databases).await {
+            Ok((lsn, counts)) => {
+                m.counts_lsn = Some(lsn);
+                m.counts.extend(counts);
+            }
+            Err(e) => {
+                tracing::warn!(backup = %m.id, error = %e, "row counts not recorded");
+                m.counts_note = Some(format!("row counts not recorded: {e}"));
+            }
+        }
+    }
+
+    async fn counts_at_one_position(&self, dbs: &[String]) -> Result<(String, BTreeMap<String, u64>)> {
+        if dbs.is_empty() {
+            return Err(Error::validation("the backup lists no databases"));
+        }
+        let mut held = Vec::new();
+        for db in dbs {
+            held.push(self.hold_writes(db).await?);
+        }
+        let lsn: String = held[0]
+            .client
+            .query_one("select pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(super::db_error("reading the WAL position".into()))?
+            .get(0);
+        let mut counters = Vec::new();
+        for h in &held {
+            counters.push(self.snapshot_reader(&h.db, &h.snapshot).await?);
+        }
+        for h in &held {
+            h.client.batch_execute("commit").await.map_err(super::db_error(format!("releasing the locks on {}", h.db)))?;
+        }
+        self.close_segment(&held[0].db).await;
+        let mut counts = BTreeMap::new();
+        for (h, c) in held.iter().zip(&counters) {
+            for (s, t) in &h.tables {
+                let n = count_table(c, s, t).await.map_err(super::db_error(format!("counting rows of {}.{s}.{t}", h.db)))?;
+                counts.insert(format!("{}.{s}.{t}", h.db), n);
+            }
+        }
+        Ok((lsn, counts))
+    }
+
+    /// Locks every user table of `db` in SHARE mode and exports a snapshot taken after the locks.
+    async fn hold_writes(&self, db: &str) -> Result<Held> {
+        let client = crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await?;
+        // READ COMMITTED: the snapshot exported below is taken after the locks, not at the table list.
+        client
+            .batch_execute(&format!("begin isolation level read committed; set local lock_timeout = '{LOCK_TIMEOUT}'"))
+            .await
+            .map_err(super::db_error(format!("starting the count transaction on {db}")))?;
+        let tables = user_tables(&client).await.map_err(super::db_error(format!("listing the tables of {db}")))?;
+        if !tables.is_empty() {
+            let list: Vec<String> = tables.iter().map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t))).collect();
+            client.batch_execute(&format!("lock table {} in share mode", list.join(", "))).await.map_err(super::db_error(format!(
+                "locking the tables of {db} (the backup role needs to own them, or UPDATE on them)"
+            )))?;
+        }
+        let snapshot: String = client
+            .query_one("select pg_export_snapshot()", &[])
+            .await
+            .map_err(super::db_error(format!("exporting a snapshot of {db}")))?
+            .get(0);
+        Ok(Held { db: db.to_string(), client, snapshot, tables })
+    }
+
+    /// A read-only transaction on `db` that sees exactly the exported `snapshot`.
+    async fn snapshot_reader(&self, db: &str, snapshot: &str) -> Result<tokio_postgres::Client> {
+        let client = crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await?;
+        if snapshot.contains('\'') {
+            return Err(Error::new(ErrorKind::Internal, format!("unexpected snapshot id `{snapshot}`")));
+        }
+        client
+            .batch_execute(&format!("begin isolation level repeatable read read only; set transaction snapshot '{snapshot}'"))
+            .await
+            .map_err(super::db_error(format!("importing the snapshot on {db}")))?;
+        Ok(client)
+    }
+
+    /// Closes the current WAL segment so the one holding the counts' position
+    /// is archived now rather than at the next archive_timeout; without
+    /// EXECUTE on pg_switch_wal a verify just waits longer for it.
+    async fn close_segment(&self, db: &str) {
+        let switched = async {
+            let c = crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await?;
+            c.query_one("select pg_switch_wal()::text", &[]).await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = switched {
+            tracing::info!(error = %e, "WAL segment not switched after the counts (needs EXECUTE on pg_switch_wal)");
+        }
+    }
+}
+
+/// User tables (plain and partitioned), `(schema, table)`, sorted.
+pub(crate) async fn user_tables(client: &tokio_postgres::Client) -> std::result::Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "select n.nspname::text, c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema') \
+             and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%' order by 1, 2",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+pub(crate) async fn count_table(client: &tokio_postgres::Client, schema: &str, table: &str) -> std::result::Result<u64, tokio_postgres::Error> {
+    let n: i64 = client.query_one(&format!("select count(*) from {}.{}", quote_ident(schema), quote_ident(table)), &[]).await?.get(0);
+    Ok(n as u64)
+}
+
+/// Compares counts found in a restored database `db` with what manifest `m` records for it.
+pub(crate) fn compare_counts(m: &Manifest, db: &str, found: &BTreeMap<String, u64>) -> Result<(usize, u64)> {
+    let prefix = format!("{db}.");
+    let (mut tables, mut rows) = (0, 0);
+    for (key, want) in m.counts.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+        let table = &key[prefix.len()..];
+        match found.get(table) {
+            Some(have) if have == want => {
+                tables += 1;
+                rows += want;
+            }
+            have => {
+                return Err(Error::new(
+                    ErrorKind::Validation,
+                    format!(
+                        "restored table {db}.{table} has {} rows; the manifest of {} records {want}",
+                        have.map(|h| h.to_string()).unwrap_or("no".into()),
+                        m.id
+                    ),
+                ))
+            }
+        }
+    }
+    Ok((tables, rows))
+}
