@@ -33,16 +33,39 @@ impl Drop for Running {
     }
 }
 
-#[tokio::test]
-async fn the_design_service_example_builds_runs_and_serves_both_stores() {
+/// The example's binary. `cargo test --workspace` (scripts/test.sh) builds it next to
+/// `fwdb` in the same invocation (examples/design-service has an integration test, so
+/// cargo builds its binary); a targeted run (`cargo test -p fwdb-cli --test it example::`)
+/// builds it here when it is missing or older than its sources or fwdb's.
+fn design_service_binary() -> std::path::PathBuf {
     let root = fwdb_testkit::project_root();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_fwdb")).with_file_name("design-service");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let sources = ["examples/design-service/src", "examples/design-service/Cargo.toml", "crates/fwdb/src", "crates/fwdb/Cargo.toml"];
+    let newest = sources.iter().filter_map(|s| newest_mtime(&root.join(s))).max();
+    if built.is_some() && built >= newest {
+        return bin;
+    }
     let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "-p", "design-service"])
         .current_dir(&root)
         .status()
         .expect("cargo runs");
     assert!(build.success(), "examples/design-service builds");
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_fwdb")).with_file_name("design-service");
+    bin
+}
+
+fn newest_mtime(p: &std::path::Path) -> Option<std::time::SystemTime> {
+    let m = std::fs::metadata(p).ok()?;
+    if m.is_file() {
+        return m.modified().ok();
+    }
+    std::fs::read_dir(p).ok()?.flatten().filter_map(|e| newest_mtime(&e.path())).max()
+}
+
+#[tokio::test]
+async fn the_design_service_example_builds_runs_and_serves_both_stores() {
+    let bin = design_service_binary();
 
     let app = TestApp::migrated().await;
     let pg = crate::repo::client(&app).await;
