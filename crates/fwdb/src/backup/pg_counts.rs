@@ -16,8 +16,11 @@ use super::Backups;
 use crate::error::{Error, ErrorKind, Result};
 use std::collections::BTreeMap;
 
-/// How long the backup may wait for a table lock before giving up on counts.
-const LOCK_TIMEOUT: &str = "30s";
+/// Each try waits for the locks less than deadlock_timeout (1 s by default):
+/// should an application transaction wait on us while we wait on it, our try
+/// gives up first, and the application's transaction is never the one aborted.
+const LOCK_TIMEOUT: &str = "300ms";
+const LOCK_TRIES: u32 = 20;
 
 /// One database whose tables are locked, in an open transaction.
 struct Held {
@@ -79,18 +82,22 @@ impl Backups {
     /// Locks every user table of `db` in SHARE mode and exports a snapshot taken after the locks.
     async fn hold_writes(&self, db: &str) -> Result<Held> {
         let client = crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await?;
-        // READ COMMITTED: the snapshot exported below is taken after the locks, not at the table list.
-        client
-            .batch_execute(&format!("begin isolation level read committed; set local lock_timeout = '{LOCK_TIMEOUT}'"))
-            .await
-            .map_err(super::db_error(format!("starting the count transaction on {db}")))?;
-        let tables = user_tables(&client).await.map_err(super::db_error(format!("listing the tables of {db}")))?;
-        if !tables.is_empty() {
-            let list: Vec<String> = tables.iter().map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t))).collect();
-            client.batch_execute(&format!("lock table {} in share mode", list.join(", "))).await.map_err(super::db_error(format!(
-                "locking the tables of {db} (the backup role needs to own them, or UPDATE on them)"
-            )))?;
-        }
+        let mut tries = 0;
+        let tables = loop {
+            tries += 1;
+            match lock_tables(&client).await {
+                Ok(t) => break t,
+                Err(e) if tries < LOCK_TRIES && e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                    client.batch_execute("rollback").await.map_err(super::db_error(format!("retrying the locks on {db}")))?;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(tries))).await;
+                }
+                Err(e) => {
+                    return Err(Error::from(e).with_context(format!(
+                        "locking the tables of {db} (the backup role needs to own them, or UPDATE on them; {tries} tries)"
+                    )))
+                }
+            }
+        };
         let snapshot: String = client
             .query_one("select pg_export_snapshot()", &[])
             .await
@@ -126,6 +133,18 @@ impl Backups {
             tracing::info!(error = %e, "WAL segment not switched after the counts (needs EXECUTE on pg_switch_wal)");
         }
     }
+}
+
+/// In a new transaction: every user table of the database locked in SHARE mode; the tables.
+async fn lock_tables(client: &tokio_postgres::Client) -> std::result::Result<Vec<(String, String)>, tokio_postgres::Error> {
+    // READ COMMITTED: the snapshot exported after this is taken after the locks, not at the table list.
+    client.batch_execute(&format!("begin isolation level read committed; set local lock_timeout = '{LOCK_TIMEOUT}'")).await?;
+    let tables = user_tables(client).await?;
+    if !tables.is_empty() {
+        let list: Vec<String> = tables.iter().map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t))).collect();
+        client.batch_execute(&format!("lock table {} in share mode", list.join(", "))).await?;
+    }
+    Ok(tables)
 }
 
 /// User tables (plain and partitioned), `(schema, table)`, sorted.
