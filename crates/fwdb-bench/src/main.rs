@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod backup;
 mod mongo;
 
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
@@ -573,6 +574,9 @@ fn args() -> Res<Args> {
 fn main() -> Res<()> {
     if std::env::args().nth(1).as_deref() == Some("mongo") {
         return mongo::main(std::env::args().skip(2).collect());
+    }
+    if std::env::args().nth(1).as_deref() == Some("backup") {
+        return backup::main(std::env::args().skip(2));
     }
     let a = args()?;
     eprintln!("load before start: {}", uptime());

@@ -1,0 +1,134 @@
+//! `fwdb-bench backup`: backup throughput of issue 8 ("Benchmark, not a timed
+//! test"). On a private stack (PostgreSQL, no replicas) with one table of
+//! `--rows` rows, it times raw `pg_basebackup -Ft` and `pg_dump -Fc` writing to
+//! a local folder, and fwdb's full and logical backups (zstd + age, streamed
+//! into a `file://` storage, every object hashed, the manifest written last;
+//! the full one also records row counts at one WAL position), on the same data.
+//! Raw tools use the unix socket; fwdb connects over TLS, as in production.
+//!
+//! Usage: `cargo run -p fwdb-bench -- backup [--rows N (1000000)] [--level L (backup.compression_level)] [--rounds N (1)]`.
+
+use crate::Res;
+use fwdb::{BackupKind, Backups};
+use fwdb_testkit::{Node, Stack, StackInfo, StackOptions};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+struct Args {
+    rows: u64,
+    level: Option<i32>,
+    rounds: usize,
+}
+
+fn args(mut it: impl Iterator<Item = String>) -> Res<Args> {
+    let mut a = Args { rows: 1_000_000, level: None, rounds: 1 };
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--rows" => a.rows = it.next().ok_or("--rows N")?.parse().map_err(|e| format!("--rows: {e}"))?,
+            "--level" => a.level = Some(it.next().ok_or("--level L")?.parse().map_err(|e| format!("--level: {e}"))?),
+            "--rounds" => a.rounds = it.next().ok_or("--rounds N")?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            "-h" | "--help" => {
+                println!("usage: fwdb-bench backup [--rows N (1000000)] [--level L (zstd, default: backup.compression_level)] [--rounds N (1)]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other} (see fwdb-bench backup --help)").into()),
+        }
+    }
+    Ok(a)
+}
+
+pub fn main(argv: impl Iterator<Item = String>) -> Res<()> {
+    let a = args(argv)?;
+    eprintln!("load before start: {}", crate::uptime());
+    let stack = Stack::start(StackOptions { replicas: 0, mongo: false, ..Default::default() })?;
+    let res = run(&stack, &a);
+    let _ = stack.stop();
+    res
+}
+
+fn run(stack: &Stack, a: &Args) -> Res<()> {
+    let info = stack.info().clone();
+    let db = stack.create_database()?;
+    let fill = format!(
+        "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS a, repeat(chr(65 + g % 26), 40) AS b, now() AS c, \
+         jsonb_build_object('k', g, 'v', md5((g*7)::text)) AS d FROM generate_series(1, {}) g; CHECKPOINT;",
+        a.rows
+    );
+    stack.psql(Node::Primary, &db, &fill)?;
+    let size = stack.psql(Node::Primary, &db, "SELECT pg_database_size(current_database())")?;
+    let work = tempfile::tempdir()?;
+    let cfg = backup_config(&info, &db, work.path(), a.level)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    println!("backup bench: {} rows, database {size} bytes, load {}", a.rows, crate::uptime());
+    for round in 1..=a.rounds {
+        let raw = work.path().join(format!("raw{round}"));
+        let (raw_base, base_bytes) = timed_tool(&info, "pg_basebackup", |c| {
+            c.arg("-D").arg(raw.join("base")).args(["-F", "t", "-X", "none", "-c", "fast"]);
+        }, &raw.join("base"))?;
+        let b = Backups::open(&cfg)?;
+        let t = Instant::now();
+        let full = rt.block_on(b.create(BackupKind::Full))?;
+        let ours_base = t.elapsed().as_secs_f64();
+        let (raw_dump, dump_bytes) = timed_tool(&info, "pg_dump", |c| {
+            c.arg("-Fc").arg("-f").arg(raw.join("raw.dump")).arg(&db);
+        }, &raw.join("raw.dump"))?;
+        let t = Instant::now();
+        let logical = rt.block_on(b.create_logical(None))?;
+        let ours_dump = t.elapsed().as_secs_f64();
+        println!(
+            "round {round}: pg_basebackup -Ft {raw_base:.2} s ({base_bytes} bytes), fwdb full {ours_base:.2} s ({} stored): ratio {:.2}",
+            full.stored_size(),
+            raw_base / ours_base
+        );
+        println!(
+            "round {round}: pg_dump -Fc {raw_dump:.2} s ({dump_bytes} bytes), fwdb logical {ours_dump:.2} s ({} stored): ratio {:.2}",
+            logical.stored_size(),
+            raw_dump / ours_dump
+        );
+    }
+    Ok(())
+}
+
+/// fwdb's configuration for this stack, with backups to a folder under `work`.
+fn backup_config(info: &StackInfo, db: &str, work: &Path, level: Option<i32>) -> Res<fwdb::Config> {
+    let identity = work.join("backup.key");
+    let recipient = fwdb::write_backup_key(&identity)?;
+    let vars = [
+        ("FWDB__BACKUP__STORAGE", format!("file://{}", work.join("store").display())),
+        ("FWDB__BACKUP__ENCRYPTION__RECIPIENTS", format!("[\"{recipient}\"]")),
+        ("FWDB__BACKUP__ENCRYPTION__IDENTITY_FILE", identity.display().to_string()),
+        ("FWDB__BACKUP__PG_BIN_DIR", info.pg_bin_dir.display().to_string()),
+        ("FWDB__BACKUP__PG_USER", info.superuser.clone()),
+        ("FWDB__BACKUP__PG_PASSWORD", info.superuser_password.clone()),
+    ];
+    let mut extra: Vec<(&str, String)> = vars.to_vec();
+    if let Some(l) = level {
+        extra.push(("FWDB__BACKUP__COMPRESSION_LEVEL", l.to_string()));
+    }
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Ok(info.config(db, db, &extra)?)
+}
+
+/// Runs one of PostgreSQL's tools over the unix socket as the superuser; its time and the bytes it wrote to `out`.
+fn timed_tool(info: &StackInfo, tool: &str, args: impl FnOnce(&mut Command), out: &Path) -> Res<(f64, u64)> {
+    let mut c = Command::new(info.pg_bin_dir.join(tool));
+    c.env("PGHOST", &info.socket_dir).env("PGPORT", info.primary.port.to_string()).env("PGUSER", &info.superuser);
+    c.env("PGPASSWORD", &info.superuser_password);
+    args(&mut c);
+    let t = Instant::now();
+    let o = c.output()?;
+    let secs = t.elapsed().as_secs_f64();
+    if !o.status.success() {
+        return Err(format!("{tool} failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr)).into());
+    }
+    Ok((secs, bytes_under(out)))
+}
+
+fn bytes_under(p: &Path) -> u64 {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| bytes_under(&e.path())).sum(),
+        Err(_) => 0,
+    }
+}
