@@ -14,7 +14,8 @@
 //!   `PgCluster::checkout`.
 //!
 //! Every contender talks plain TCP with a SCRAM password to the same servers.
-//! Usage: `cargo run --release -p fwdb-bench -- postgres [--rounds N] [--secs S] [--replicas N]`.
+//! Usage: `cargo run --release -p fwdb-bench -- postgres [--rounds N] [--secs S] [--replicas N]`;
+//! `mongo` (issue 5) and `backup` (issue 8) are in mongo.rs and backup.rs.
 
 use fwdb::{Consistency, NewUser, PgCluster, Repository, Route, User, UserRepo};
 use fwdb_testkit::{Node, Stack, StackOptions};
@@ -548,6 +549,11 @@ struct Args {
     replicas: usize,
 }
 
+const USAGE: &str = "usage: fwdb-bench postgres [--rounds N (3)] [--secs S per cell (1.0)] [--replicas N (2)]
+       fwdb-bench mongo [--rounds N (11)] [--ops N (200)]
+       fwdb-bench backup [--rows N (1000000)] [--level L] [--rounds N (1)]
+(each subcommand takes --help)";
+
 fn args() -> Res<Args> {
     let mut a = Args { rounds: 3, secs: 1.0, replicas: 2 };
     let mut it = std::env::args().skip(1);
@@ -559,14 +565,14 @@ fn args() -> Res<Args> {
             "--replicas" => a.replicas = it.next().ok_or("--replicas N")?.parse()?,
             "postgres" => what = Some(x),
             "-h" | "--help" => {
-                println!("usage: fwdb-bench postgres [--rounds N (3)] [--secs S per cell (1.0)] [--replicas N (2)]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     if what.is_none() {
-        return Err("usage: fwdb-bench postgres [--rounds N] [--secs S] [--replicas N]".into());
+        return Err(USAGE.into());
     }
     Ok(a)
 }

@@ -33,7 +33,7 @@ pub use error::{ConfigProblem, Error, ErrorKind, Result};
 pub use postgres::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
 pub use postgres::{connect, Actor, ConnectTarget, Consistency, Executor, Lsn, Params};
 pub use postgres::{
-    measure_pool_checkout, CheckoutCost, ClusterStatus, IsolationLevel, PgCluster, PgConn, PoolStatus, PrimaryStatus, ReplicaStatus,
+    measure_pool_checkout, CheckoutCost, ClusterStatus, DurationHistogram, IsolationLevel, PgCluster, PgConn, PoolStatus, PrimaryStatus, ReplicaStatus,
     Route, Tx, TxOptions,
 };
 
@@ -81,7 +81,7 @@ pub use metrics::{
 pub use backup::{
     crc64_ecma, generate_key as generate_backup_key, next_run as next_cron_run, BackupKind, Backups, Manifest as BackupManifest,
     ObjectEntry as BackupObject, PitrOptions, PitrReport, Progress as BackupProgress, PruneItem, PruneReport, RecoveryTarget,
-    VerifyReport, write_key as write_backup_key, JobStatus as BackupJobStatus,
+    VerifyDepth, VerifyReport, write_key as write_backup_key, JobStatus as BackupJobStatus,
 };
 
 // Roles, privileges, audit.

@@ -366,7 +366,8 @@ pub async fn run_with_file(
         BackupCommand::Verify { id, quick, drill: _, run_as, progress } => {
             let (b, progress) = open(config, progress)?;
             let b = b.with_run_as(run_as);
-            let outcome = if quick { b.verify_quick(&id).await } else { b.verify(&id).await };
+            let depth = if quick { fwdb::VerifyDepth::Quick } else { fwdb::VerifyDepth::Full };
+            let outcome = b.verify_with(&id, depth).await;
             if outcome.is_ok() {
                 progress.finish();
             }

@@ -262,3 +262,30 @@ fn the_alert_rules_pass_promtool_and_the_dashboard_uses_exported_metrics() {
         }
     }
 }
+
+#[tokio::test]
+async fn statements_inside_a_transaction_and_its_commit_are_in_the_query_metrics() {
+    use fwdb::Executor;
+    let app = TestApp::migrated().await;
+    let cluster = fwdb::PgCluster::connect(&app.config.postgres).await.expect("cluster");
+    let queries = std::sync::Arc::new(fwdb::QueryMetrics::new(Duration::from_millis(100)));
+    cluster.add_query_observer(queries.clone());
+    cluster
+        .transaction(fwdb::TxOptions::default(), |tx| async move {
+            tx.read("select 1", &[], fwdb::Consistency::Strong).await?;
+            tx.write("select pg_sleep(0.15)", &[]).await?;
+            Ok(())
+        })
+        .await
+        .expect("the transaction commits");
+
+    let snap = queries.snapshot();
+    let count = |op: &str, kind: &str| {
+        snap.latency.iter().find(|(o, r, k, _)| o == op && r == "primary" && k == kind).map(|(_, _, _, h)| h.count).unwrap_or(0)
+    };
+    assert_eq!(count("select", "tx_read"), 1, "{:?}", snap.latency);
+    assert_eq!(count("select", "tx_write"), 1, "{:?}", snap.latency);
+    assert_eq!(count("commit", "tx_write"), 1, "{:?}", snap.latency);
+    assert!(snap.slow.iter().any(|s| s.statement.contains("pg_sleep") && s.route == "primary"), "a slow statement in a transaction is logged: {:?}", snap.slow);
+    cluster.close();
+}

@@ -186,11 +186,6 @@ impl Backups {
         self.verify_with(id, VerifyDepth::Full).await
     }
 
-    /// `verify_with(id, VerifyDepth::Quick)`: checksums, decryption, decompression.
-    pub async fn verify_quick(&self, id: &str) -> Result<VerifyReport> {
-        self.verify_with(id, VerifyDepth::Quick).await
-    }
-
     /// Checks every object of backup `id` (stored checksum, decryption,
     /// decompression, plain checksum); at [`VerifyDepth::Full`] also restores
     /// it into scratch and compares counts with the manifest. A backup that

@@ -17,5 +17,5 @@ pub use cluster::{PgCluster, Route};
 pub use observe::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
 pub use pool::{PgConn, PoolStatus};
 pub use pool_bench::{measure_pool_checkout, CheckoutCost};
-pub use status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
+pub use status::{ClusterStatus, DurationHistogram, PrimaryStatus, ReplicaStatus};
 pub use tx::{IsolationLevel, Tx, TxOptions};

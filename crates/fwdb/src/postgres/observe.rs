@@ -14,12 +14,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Whether a statement went through [`Executor::read`](super::Executor::read) or `write`.
+/// Whether a statement went through [`Executor::read`](super::Executor::read)
+/// or `write`, on the routed cluster or inside a transaction. Statements run
+/// directly through `Tx::query`/`Tx::execute`, and COMMIT, count as `TxWrite`:
+/// the transaction cannot tell whether they write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum QueryKind {
     Read,
     Write,
+    TxRead,
+    TxWrite,
 }
 
 impl QueryKind {
@@ -27,6 +32,8 @@ impl QueryKind {
         match self {
             QueryKind::Read => "read",
             QueryKind::Write => "write",
+            QueryKind::TxRead => "tx_read",
+            QueryKind::TxWrite => "tx_write",
         }
     }
 }

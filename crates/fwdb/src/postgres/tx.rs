@@ -16,7 +16,8 @@
 //! `tx_max_attempts`, with exponential backoff and jitter. [`Tx`] is an owned
 //! handle (clone it freely; do not keep it after the closure returns).
 
-use super::cluster::{lock, server_lost, Inner, PgCluster};
+use super::cluster::{lock, server_lost, Inner, PgCluster, Route};
+use super::observe::QueryKind;
 use super::executor::{Actor, Consistency, Executor, Params};
 use super::pool::query_cached;
 use crate::config::RoutingConfig;
@@ -201,8 +202,18 @@ impl Tx {
 
     /// Runs a statement (as a cached prepared statement) and returns its rows.
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        self.query_as(QueryKind::TxWrite, sql, params).await
+    }
+
+    async fn query_as(&self, kind: QueryKind, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         self.check_active()?;
-        query_cached(self.conn(), sql, params, false).await.map_err(|e| self.fail(e))
+        self.observed(kind, sql, query_cached(self.conn(), sql, params, false)).await.map_err(|e| self.fail(e))
+    }
+
+    /// Times `work` for the cluster's query observers (metrics, slow log):
+    /// statements inside transactions are as visible as routed ones.
+    async fn observed<T>(&self, kind: QueryKind, sql: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.inner.cluster.observers.time(Route::Primary, kind, sql, work).await
     }
 
     /// Runs a statement and returns the number of rows it affected.
@@ -212,7 +223,7 @@ impl Tx {
             let st = self.conn().prepare_cached(sql).await?;
             Ok::<_, Error>(self.conn().execute(&st, params).await?)
         };
-        run.await.map_err(|e| self.fail(e))
+        self.observed(QueryKind::TxWrite, sql, run).await.map_err(|e| self.fail(e))
     }
 
     /// Sets the actor for the rest of the transaction (SQL sees it as
@@ -283,7 +294,8 @@ impl Tx {
     /// (25P02) when the closure ignored an error and still returned `Ok`.
     async fn commit(&self) -> Result<()> {
         self.check_active()?;
-        let res = match self.conn().batch_execute("SELECT 1; COMMIT").await {
+        let commit = async { Ok::<_, Error>(self.conn().batch_execute("SELECT 1; COMMIT").await?) };
+        let res = match self.observed(QueryKind::TxWrite, "COMMIT", commit).await {
             Err(e) if e.code().is_some_and(|c| c.code() == "25P02") => {
                 self.rollback().await;
                 return Err(Error::new(
@@ -296,17 +308,17 @@ impl Tx {
         };
         // A failed COMMIT ends the transaction too.
         self.inner.state.store(FINISHED, Ordering::Release);
-        res.map_err(|e| self.fail(e.into()))
+        res.map_err(|e| self.fail(e))
     }
 }
 
 impl Executor for Tx {
     async fn read(&self, sql: &str, params: Params<'_>, _: Consistency) -> Result<Vec<Row>> {
-        self.query(sql, params).await
+        self.query_as(QueryKind::TxRead, sql, params).await
     }
 
     async fn write(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        self.query(sql, params).await
+        self.query_as(QueryKind::TxWrite, sql, params).await
     }
 
     fn actor(&self) -> Option<Actor> {
