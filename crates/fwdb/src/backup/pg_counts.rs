@@ -51,31 +51,27 @@ impl Backups {
         if dbs.is_empty() {
             return Err(Error::validation("the backup lists no databases"));
         }
-        let mut held = Vec::new();
-        for db in dbs {
-            held.push(self.hold_writes(db).await?);
-        }
+        // Connections cost a TLS and SCRAM handshake each: open them all at
+        // once, and the readers before the locks, so the locks are held for as
+        // short a time as possible.
+        let (held, readers) = futures::try_join!(
+            futures::future::try_join_all(dbs.iter().map(|db| self.hold_writes(db))),
+            futures::future::try_join_all(dbs.iter().map(|db| self.reader(db))),
+        )?;
         let lsn: String = held[0]
             .client
             .query_one("select pg_current_wal_insert_lsn()::text", &[])
             .await
             .map_err(super::db_error("reading the WAL position".into()))?
             .get(0);
-        let mut counters = Vec::new();
-        for h in &held {
-            counters.push(self.snapshot_reader(&h.db, &h.snapshot).await?);
-        }
-        for h in &held {
-            h.client.batch_execute("commit").await.map_err(super::db_error(format!("releasing the locks on {}", h.db)))?;
-        }
-        self.close_segment(&held[0].db).await;
-        let mut counts = BTreeMap::new();
-        for (h, c) in held.iter().zip(&counters) {
-            for (s, t) in &h.tables {
-                let n = count_table(c, s, t).await.map_err(super::db_error(format!("counting rows of {}.{s}.{t}", h.db)))?;
-                counts.insert(format!("{}.{s}.{t}", h.db), n);
-            }
-        }
+        futures::future::try_join_all(held.iter().zip(&readers).map(|(h, r)| import_snapshot(r, &h.db, &h.snapshot))).await?;
+        futures::future::try_join_all(held.iter().map(|h| async move {
+            h.client.batch_execute("commit").await.map_err(super::db_error(format!("releasing the locks on {}", h.db)))
+        }))
+        .await?;
+        close_segment(&held[0].client).await;
+        let per_db = futures::future::try_join_all(held.iter().zip(&readers).map(|(h, c)| count_tables(h, c))).await?;
+        let counts = per_db.into_iter().flatten().collect();
         Ok((lsn, counts))
     }
 
@@ -106,32 +102,39 @@ impl Backups {
         Ok(Held { db: db.to_string(), client, snapshot, tables })
     }
 
-    /// A read-only transaction on `db` that sees exactly the exported `snapshot`.
-    async fn snapshot_reader(&self, db: &str, snapshot: &str) -> Result<tokio_postgres::Client> {
-        let client = crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await?;
-        if snapshot.contains('\'') {
-            return Err(Error::new(ErrorKind::Internal, format!("unexpected snapshot id `{snapshot}`")));
-        }
-        client
-            .batch_execute(&format!("begin isolation level repeatable read read only; set transaction snapshot '{snapshot}'"))
-            .await
-            .map_err(super::db_error(format!("importing the snapshot on {db}")))?;
-        Ok(client)
+    /// A connection to `db` that will read an exported snapshot.
+    async fn reader(&self, db: &str) -> Result<tokio_postgres::Client> {
+        crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await
     }
+}
 
-    /// Closes the current WAL segment so the one holding the counts' position
-    /// is archived now rather than at the next archive_timeout; without
-    /// EXECUTE on pg_switch_wal a verify just waits longer for it.
-    async fn close_segment(&self, db: &str) {
-        let switched = async {
-            let c = crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await?;
-            c.query_one("select pg_switch_wal()::text", &[]).await?;
-            Ok::<_, Error>(())
-        }
-        .await;
-        if let Err(e) = switched {
-            tracing::info!(error = %e, "WAL segment not switched after the counts (needs EXECUTE on pg_switch_wal)");
-        }
+/// Starts on `client` a read-only transaction that sees exactly the exported `snapshot`.
+async fn import_snapshot(client: &tokio_postgres::Client, db: &str, snapshot: &str) -> Result<()> {
+    if snapshot.contains('\'') {
+        return Err(Error::new(ErrorKind::Internal, format!("unexpected snapshot id `{snapshot}`")));
+    }
+    client
+        .batch_execute(&format!("begin isolation level repeatable read read only; set transaction snapshot '{snapshot}'"))
+        .await
+        .map_err(super::db_error(format!("importing the snapshot on {db}")))
+}
+
+/// `(db.schema.table, rows)` for every table `h` locked, read on the snapshot reader `c`.
+async fn count_tables(h: &Held, c: &tokio_postgres::Client) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::with_capacity(h.tables.len());
+    for (s, t) in &h.tables {
+        let n = count_table(c, s, t).await.map_err(super::db_error(format!("counting rows of {}.{s}.{t}", h.db)))?;
+        out.push((format!("{}.{s}.{t}", h.db), n));
+    }
+    Ok(out)
+}
+
+/// Closes the current WAL segment so the one holding the counts' position
+/// is archived now rather than at the next archive_timeout; without
+/// EXECUTE on pg_switch_wal a verify just waits longer for it.
+async fn close_segment(client: &tokio_postgres::Client) {
+    if let Err(e) = client.query_one("select pg_switch_wal()::text", &[]).await {
+        tracing::info!(error = %e, "WAL segment not switched after the counts (needs EXECUTE on pg_switch_wal)");
     }
 }
 
