@@ -181,19 +181,10 @@ impl Backups {
 
 /// Exact row counts of every user table, `schema.table` -> rows.
 pub(crate) async fn count_rows(client: &tokio_postgres::Client) -> Result<BTreeMap<String, u64>> {
-    let rows = client
-        .query(
-            "select n.nspname::text, c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-             where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema') \
-             and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%' order by 1, 2",
-            &[],
-        )
-        .await?;
     let mut out = BTreeMap::new();
-    for r in rows {
-        let (s, t): (String, String) = (r.get(0), r.get(1));
-        let n: i64 = client.query_one(&format!("select count(*) from {}.{}", quote_ident(&s), quote_ident(&t)), &[]).await?.get(0);
-        out.insert(format!("{s}.{t}"), n as u64);
+    for (s, t) in super::pg_counts::user_tables(client).await? {
+        let n = super::pg_counts::count_table(client, &s, &t).await?;
+        out.insert(format!("{s}.{t}"), n);
     }
     Ok(out)
 }
