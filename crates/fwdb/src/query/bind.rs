@@ -53,6 +53,16 @@ impl Bind {
         }
     }
 
+    /// [`Bind::of`] taking the value: a string or JSON document is moved,
+    /// not copied (the insert path binds every column this way).
+    pub(crate) fn from_value(v: Value) -> Bind {
+        match v {
+            Value::String(s) => Bind::One(Sv::String(Some(s))),
+            Value::Json(j) => Bind::One(Sv::Json(Some(Box::new(j)))),
+            v => Bind::of(&v),
+        }
+    }
+
     pub(crate) fn from_sea(v: Sv) -> Bind {
         match v {
             Sv::Array(ArrayType::String, items) => Bind::Strings(
