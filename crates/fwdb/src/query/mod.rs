@@ -26,7 +26,7 @@ use crate::postgres::{Consistency, Executor};
 use cursor::Key;
 use sea_query::{Cond, Expr, ExprTrait, SelectStatement};
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -91,6 +91,11 @@ pub struct Query<E> {
     after: Option<String>,
     deleted: Deleted,
     consistency: Consistency,
+    /// The statement text of each shape this query has run, once known:
+    /// a query kept and run again (a list endpoint's) skips building its
+    /// shape key and the shared cache lookup. Every builder method that can
+    /// change the text clears it (see `reshaped`).
+    memo: [OnceLock<Arc<str>>; 4],
     _e: PhantomData<fn() -> E>,
 }
 
@@ -107,6 +112,7 @@ impl<E> Clone for Query<E> {
             after: self.after.clone(),
             deleted: self.deleted,
             consistency: self.consistency,
+            memo: self.memo.clone(),
             _e: PhantomData,
         }
     }
@@ -138,6 +144,18 @@ enum Shape {
     Exists,
 }
 
+impl Shape {
+    /// Its slot in `Query::memo`.
+    fn slot(self) -> usize {
+        match self {
+            Shape::Rows { extra: 0 } => 0,
+            Shape::Rows { .. } => 1,
+            Shape::Count => 2,
+            Shape::Exists => 3,
+        }
+    }
+}
+
 impl<E: Entity> Query<E> {
     pub fn new() -> Self {
         Query {
@@ -148,12 +166,14 @@ impl<E: Entity> Query<E> {
             after: None,
             deleted: Deleted::Exclude,
             consistency: Consistency::Eventual,
+            memo: Default::default(),
             _e: PhantomData,
         }
     }
 
     /// Adds a filter (ANDed with those given before).
     pub fn filter(mut self, f: Filter<E>) -> Self {
+        self.reshaped();
         self.filter = Some(match self.filter.take() {
             None => f.into_node(),
             Some(FilterNode::And(mut v)) => {
@@ -167,36 +187,42 @@ impl<E: Entity> Query<E> {
 
     /// Orders by a column; the id is always the last key, so every ordering is total.
     pub fn order_by<T: Ordered>(mut self, column: Column<E, T>, order: Order) -> Self {
+        self.reshaped();
         self.order.push(Key { field: column.name(), kind: T::KIND, desc: order == Order::Desc });
         self
     }
 
     /// At most `n` rows (0 to [`MAX_LIMIT`]; other values are a validation error when run).
     pub fn limit(mut self, n: i64) -> Self {
+        self.reshaped();
         self.limit = Some(n);
         self
     }
 
     /// Skips `n` rows (not with `after`).
     pub fn offset(mut self, n: i64) -> Self {
+        self.reshaped();
         self.offset = Some(n);
         self
     }
 
     /// Continues after the row a [`Page::next`] cursor was made from (same ordering required).
     pub fn after(mut self, cursor: impl Into<String>) -> Self {
+        self.reshaped();
         self.after = Some(cursor.into());
         self
     }
 
     /// Sees soft-deleted rows too.
     pub fn with_deleted(mut self) -> Self {
+        self.reshaped();
         self.deleted = Deleted::Include;
         self
     }
 
     /// Sees only soft-deleted rows.
     pub fn only_deleted(mut self) -> Self {
+        self.reshaped();
         self.deleted = Deleted::Only;
         self
     }
@@ -205,6 +231,11 @@ impl<E: Entity> Query<E> {
     pub fn consistency(mut self, c: Consistency) -> Self {
         self.consistency = c;
         self
+    }
+
+    /// Forgets the memoized statement texts: the query's shape may change.
+    fn reshaped(&mut self) {
+        self.memo = Default::default();
     }
 
     pub fn filter_node(&self) -> Option<&FilterNode> {
@@ -334,6 +365,13 @@ impl<E: Entity> Query<E> {
     /// and its values, validated.
     fn prepared(&self, shape: Shape) -> Result<(Arc<str>, Vec<Bind>)> {
         self.validate_but_cursor()?;
+        // Without a cursor (decoded and checked on every run) the text is
+        // the one memoized; the limit is still checked as below.
+        let memo = &self.memo[shape.slot()];
+        if let (None, Some(sql)) = (&self.after, memo.get()) {
+            self.limit_of(shape)?;
+            return Ok((sql.clone(), self.values(shape, &[], None)));
+        }
         let keys = self.keys();
         let after = match &self.after {
             Some(c) => Some(cursor::decode(c, &E::qualified_name(), &keys)?),
@@ -356,11 +394,17 @@ impl<E: Entity> Query<E> {
         });
         let values = self.values(shape, &keys, after.as_deref());
         if let Some(sql) = shape::get(&key) {
+            if after.is_none() {
+                let _ = memo.set(sql.clone());
+            }
             return Ok((sql, values));
         }
         let st = self.build(shape)?;
         let sql: Arc<str> = st.sql.into();
         if st.params == values {
+            if after.is_none() {
+                let _ = memo.set(sql.clone());
+            }
             shape::put(key, sql.clone());
         } else {
             tracing::debug!(%sql, "query shape not cached: its values do not walk in sea-query's order");
@@ -402,6 +446,7 @@ impl<E: Entity> Query<E> {
         let mut q = self.clone();
         if q.limit.is_none() {
             q.limit = Some(100);
+            q.reshaped();
         }
         let limit = q.limit_checked()?.unwrap_or(100) as usize;
         let rows = q.run(exec, Shape::Rows { extra: 1 }).await?;
