@@ -44,21 +44,38 @@ pub(crate) fn opt_text(field: &str, s: Option<&str>, max: usize) -> Result<()> {
 /// control characters, at most 255 characters (the column is varchar(255)).
 pub(crate) fn email(field: &str, s: &str) -> Result<()> {
     no_nul(field, s)?;
-    let n = s.chars().count();
+    // Nearly every address is ASCII: then a byte is a character, so the
+    // counts are lengths and the scans need no UTF-8 decoding (this check
+    // was the largest CPU cost of an insert besides the driver). For ASCII,
+    // whitespace-or-control is exactly space or an ASCII control byte, and
+    // alphanumeric is ASCII alphanumeric: the same rules either way.
+    let ascii = s.is_ascii();
+    let n = if ascii { s.len() } else { s.chars().count() };
     if n > 255 {
         return Err(invalid(field, &format!("{n} characters, at most 255 allowed")));
     }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let spaced = if ascii {
+        s.bytes().any(|b| b == b' ' || b.is_ascii_control())
+    } else {
+        s.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if spaced {
         return Err(invalid(field, "not an email address (spaces or control characters)"));
     }
     let Some((local, domain)) = s.split_once('@') else {
         return Err(invalid(field, "not an email address (no @)"));
     };
+    let domain_chars_ok = if ascii {
+        domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    } else {
+        domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+    };
     let domain_ok = !domain.contains('@')
         && domain.contains('.')
         && domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
-        && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
-    if local.is_empty() || local.chars().count() > 64 || !domain_ok {
+        && domain_chars_ok;
+    let local_len = if ascii { local.len() } else { local.chars().count() };
+    if local.is_empty() || local_len > 64 || !domain_ok {
         return Err(invalid(field, "not an email address"));
     }
     Ok(())
