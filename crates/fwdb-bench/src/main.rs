@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 mod backup;
 mod mongo;
+mod pool;
 
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = std::result::Result<T, BoxErr>;
@@ -552,6 +553,7 @@ struct Args {
 const USAGE: &str = "usage: fwdb-bench postgres [--rounds N (3)] [--secs S per cell (1.0)] [--replicas N (2)]
        fwdb-bench mongo [--rounds N (11)] [--ops N (200)]
        fwdb-bench backup [--rows N (1000000)] [--level L] [--rounds N (1)]
+       fwdb-bench pool [--checkouts N (64000)]   (bb8 too with --features fwdb/bb8,fwdb/bb8-postgres)
 (each subcommand takes --help)";
 
 fn args() -> Res<Args> {
@@ -581,6 +583,9 @@ fn main() -> Res<()> {
     if std::env::args().nth(1).as_deref() == Some("mongo") {
         return mongo::main(std::env::args().skip(2).collect());
     }
+    if std::env::args().nth(1).as_deref() == Some("pool") {
+        return pool::main(std::env::args().skip(2).collect());
+    }
     if std::env::args().nth(1).as_deref() == Some("backup") {
         return backup::main(std::env::args().skip(2));
     }
@@ -601,7 +606,7 @@ fn main() -> Res<()> {
 }
 
 /// The same transport for every contender: plain TCP, SCRAM password, no TLS.
-fn plain_tcp(cfg: &mut fwdb::Config) {
+pub(crate) fn plain_tcp(cfg: &mut fwdb::Config) {
     cfg.postgres.tls.mode = fwdb::SslMode::Disable;
     cfg.postgres.tls.ca_file = None;
     cfg.postgres.tls.cert_file = None;

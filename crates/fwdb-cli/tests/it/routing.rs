@@ -316,19 +316,6 @@ fn resume(stack: &Stack, db: &str) {
     });
 }
 
-/// The measurement behind docs/pool-choice.md. Run with
-/// `cargo test -p fwdb-cli --test it --features fwdb/bb8,fwdb/bb8-postgres routing::pool_checkout_cost -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a test"]
-async fn pool_checkout_cost() {
-    let app = TestApp::spawn().await;
-    let costs = fwdb::measure_pool_checkout(&app.config.postgres, 10, &[1, 16, 64], 64_000).await.expect("measure");
-    println!("{:<24} {:>6} {:>10} {:>14}", "pool", "tasks", "checkouts", "ns/checkout");
-    for c in costs {
-        println!("{:<24} {:>6} {:>10} {:>14.0}", c.pool, c.tasks, c.checkouts, c.nanos_per_checkout);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_read_in_flight_on_a_replica_that_dies_is_retried_on_another_server() {
     let (stack, _db, mut cfg) = tokio::task::block_in_place(private_stack);
