@@ -8,9 +8,15 @@
 //! checksums and outcomes, and a lock makes any number of concurrent runners
 //! apply each migration exactly once.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn demo(config: fwdb::Config) -> fwdb::Result<()> {
+//! use fwdb::{connect, ConnectTarget, MigrationSource, Migrator, Store, UpOptions};
+//! // The advisory lock lives on its own connection (see pg.rs).
+//! let lock_conn = connect(&config.postgres, ConnectTarget::Primary).await?;
+//! let conn = connect(&config.postgres, ConnectTarget::Primary).await?;
 //! let set = MigrationSource::Embedded.load(Store::Postgres)?;
 //! let report = Migrator::postgres(&lock_conn, &conn, &set)?.up(&UpOptions::default()).await?;
+//! # let _ = report; Ok(()) }
 //! ```
 
 mod checksum;

@@ -146,8 +146,17 @@ impl Mongo {
     /// the writes may already be committed and running the closure twice could
     /// apply them twice (the drivers' convenient-transaction spec).
     ///
-    /// ```ignore
-    /// mongo.transaction(|tx| Box::pin(async move { repo.create(tx, &new).await })).await?
+    /// ```no_run
+    /// # async fn demo(mongo: fwdb::Mongo, repo: fwdb::DesignRepo, new: fwdb::NewDesign) -> fwdb::Result<()> {
+    /// use fwdb::Repository;
+    /// // The closure may run more than once: each run gets its own clones.
+    /// let design = mongo
+    ///     .transaction(|tx| {
+    ///         let (repo, new) = (repo.clone(), new.clone());
+    ///         Box::pin(async move { repo.create(tx, &new).await })
+    ///     })
+    ///     .await?;
+    /// # let _ = design; Ok(()) }
     /// ```
     pub async fn transaction<R, F>(&self, mut work: F) -> Result<R>
     where

@@ -1,11 +1,14 @@
 //! Transactions (architecture 5.1) as a closure:
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn demo(cluster: fwdb::PgCluster, actor: fwdb::Actor, v: i64) -> fwdb::Result<()> {
+//! use fwdb::TxOptions;
 //! let id = cluster.transaction(TxOptions::default().actor(actor), |tx| async move {
 //!     let row = tx.query("INSERT INTO t (v) VALUES ($1) RETURNING id", &[&v]).await?;
-//!     tx.savepoint(|tx| async move { tx.execute("...", &[]).await }).await.ok();
+//!     tx.savepoint(|tx| async move { tx.execute("UPDATE t SET v = v + 1", &[]).await }).await.ok();
 //!     Ok(row[0].get::<_, i64>(0))
 //! }).await?;
+//! # let _ = id; Ok(()) }
 //! ```
 //!
 //! Commit when the closure returns `Ok`; roll back when it returns `Err`,
