@@ -16,30 +16,11 @@ use fwdb::{Consistency, NewUser, PgCluster, Repository, User, UserRepo};
 use fwdb_testkit::{Stack, StackOptions};
 use uuid::Uuid;
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-const COLS: &str = "id, email, first_name, last_name, role, created_at, updated_at, deleted_at, created_by, updated_by";
-fn sql_point() -> String {
-    format!("SELECT {COLS} FROM shared.users WHERE id = $1 AND deleted_at IS NULL")
-}
-fn sql_list() -> String {
-    format!("SELECT {COLS} FROM shared.users WHERE role = $1 AND deleted_at IS NULL ORDER BY id LIMIT 20")
-}
-fn sql_insert() -> String {
-    format!("INSERT INTO shared.users (email, first_name, last_name, role, created_by, updated_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLS}")
-}
-fn raw_user(r: &tokio_postgres::Row) -> Res<User> {
-    Ok(User {
-        id: r.try_get(0)?,
-        email: r.try_get(1)?,
-        first_name: r.try_get(2)?,
-        last_name: r.try_get(3)?,
-        role: r.try_get(4)?,
-        created_at: r.try_get(5)?,
-        updated_at: r.try_get(6)?,
-        deleted_at: r.try_get(7)?,
-        created_by: r.try_get(8)?,
-        updated_by: r.try_get(9)?,
-    })
-}
+#[path = "../src/raw.rs"]
+#[allow(dead_code)]
+mod raw;
+use raw::{raw_user, sql_insert, sql_list, sql_point};
+
 struct Ctx {
     cluster: PgCluster,
     repo: UserRepo,

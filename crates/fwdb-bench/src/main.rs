@@ -28,11 +28,13 @@ use uuid::Uuid;
 mod backup;
 mod mongo;
 mod pool;
+mod raw;
+
+use raw::{raw_user, sql_insert, sql_list, sql_point};
 
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = std::result::Result<T, BoxErr>;
 
-const COLS: &str = "id, email, first_name, last_name, role, created_at, updated_at, deleted_at, created_by, updated_by";
 const SEED_ROWS: usize = 10_000;
 const BULK_ROWS: usize = 10_000;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -79,20 +81,6 @@ struct SqlxUser {
     updated_by: Option<Uuid>,
 }
 
-fn raw_user(r: &tokio_postgres::Row) -> Res<User> {
-    Ok(User {
-        id: r.try_get(0)?,
-        email: r.try_get(1)?,
-        first_name: r.try_get(2)?,
-        last_name: r.try_get(3)?,
-        role: r.try_get(4)?,
-        created_at: r.try_get(5)?,
-        updated_at: r.try_get(6)?,
-        deleted_at: r.try_get(7)?,
-        created_by: r.try_get(8)?,
-        updated_by: r.try_get(9)?,
-    })
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Who {
@@ -166,17 +154,6 @@ impl Ctx {
     }
 }
 
-fn sql_point() -> String {
-    format!("SELECT {COLS} FROM shared.users WHERE id = $1 AND deleted_at IS NULL")
-}
-fn sql_list() -> String {
-    format!("SELECT {COLS} FROM shared.users WHERE role = $1 AND deleted_at IS NULL ORDER BY id LIMIT 20")
-}
-fn sql_insert() -> String {
-    format!(
-        "INSERT INTO shared.users (email, first_name, last_name, role, created_by, updated_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLS}"
-    )
-}
 const SQL_BULK: &str = "INSERT INTO shared.users (id, email, first_name, last_name, role, created_by, updated_by) \
     SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]), unnest($5::text[]), $6::uuid, $7::uuid";
 
