@@ -256,6 +256,14 @@ fn all_pids() -> Vec<u32> {
     rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
 }
 
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T` stopped, ...), or
+/// `None` when the process is gone.
+pub(crate) fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    stat.rsplit(')').next().and_then(|s| s.trim_start().chars().next())
+}
+
 /// Direct children of `pid` (postgres backends are the postmaster's children;
 /// they are session leaders of their own, so a process-group signal misses them).
 pub(crate) fn children_of(pid: u32) -> Vec<u32> {

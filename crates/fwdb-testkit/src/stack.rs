@@ -346,6 +346,19 @@ impl Stack {
             process::signal(k, libc::SIGSTOP);
         }
         self.state().paused.insert(node);
+        // SIGSTOP is delivered asynchronously: return only once the server is
+        // really frozen, so a fault test never races the signal.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process::state_of(pid) != Some('T') {
+            if Instant::now() > deadline {
+                return Err(TestkitError::Timeout {
+                    what: format!("{node:?} (pid {pid}) stopping after SIGSTOP"),
+                    secs: 5,
+                    detail: format!("process state {:?}", process::state_of(pid)),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         Ok(())
     }
 
