@@ -69,6 +69,11 @@ impl ArchivingStack {
         env.push(("FWDB__BACKUP__PG_USER".into(), user));
         env.push(("FWDB__BACKUP__PG_PASSWORD".into(), password));
         env.push(("FWDB__BACKUP__PG_BIN_DIR".into(), info.pg_bin_dir.display().to_string()));
+        // Scratch servers of `backup verify` go to this test's own temporary
+        // folder, so the check that none is left sees no other test's.
+        let tmp = info.dir.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("the test's temporary folder");
+        env.push(("TMPDIR".into(), tmp.display().to_string()));
         ArchivingStack { stack, info, db, b, cfg, env }
     }
 
@@ -164,9 +169,10 @@ async fn socket_client(socket: &str, port: u16, db: &str) -> tokio_postgres::Cli
     client
 }
 
-/// Scratch servers of `backup verify` still running (there must be none after it).
-fn scratch_servers_left() -> Vec<PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
+/// Scratch servers of `backup verify` still running in this test's temporary
+/// folder (there must be none after it).
+fn scratch_servers_left(a: &ArchivingStack) -> Vec<PathBuf> {
+    std::fs::read_dir(a.info.dir.join("tmp"))
         .expect("tmp")
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("fwdb-verify-"))
@@ -254,7 +260,7 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     a.sql("INSERT INTO marks VALUES ('D')");
     let verified = ok(&mut a.fwdb(&["backup", "verify", &id2]));
     assert!(verified.contains("equal the manifest's") && verified.contains("stopped and removed"), "{verified}");
-    assert!(scratch_servers_left().is_empty(), "a scratch server is still running");
+    assert!(scratch_servers_left(&a).is_empty(), "a scratch server is still running");
 
     // A manifest whose count differs from the restored table fails the full verify, not the quick one.
     let manifest = a.b.storage.join("backups").join(&id2).join("manifest.json");
@@ -264,7 +270,7 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     let (code, _, err) = run(&mut a.fwdb(&["backup", "verify", &id2]));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&format!("restored table {marks_key} has 502 rows")) && err.contains("records 503"), "{err}");
-    assert!(scratch_servers_left().is_empty(), "a failed verify left its scratch server running");
+    assert!(scratch_servers_left(&a).is_empty(), "a failed verify left its scratch server running");
     let quick = ok(&mut a.fwdb(&["backup", "verify", "--quick", &id2]));
     assert!(!quick.contains("scratch"), "{quick}");
 
@@ -306,7 +312,7 @@ async fn point_in_time_recovery_through_s3() {
 
     let verified = ok(&mut a.fwdb(&["backup", "verify", &id]));
     assert!(verified.contains("equal the manifest's"), "{verified}");
-    assert!(scratch_servers_left().is_empty(), "a scratch server is still running");
+    assert!(scratch_servers_left(&a).is_empty(), "a scratch server is still running");
 
     let (marks, r, _restored) = a.restore_to(&t, "restored").await;
     assert_eq!(marks, vec!["A".to_string()], "restored to {t} from S3: {r}");
