@@ -4,7 +4,11 @@
 //! a local folder, and fwdb's full and logical backups (zstd + age, streamed
 //! into a `file://` storage, every object hashed, the manifest written last;
 //! the full one also records row counts at one WAL position), on the same data.
-//! Raw tools use the unix socket; fwdb connects over TLS, as in production.
+//! Each is timed on both transports, so every ratio compares like with like:
+//! the unix socket (raw tools as the superuser; fwdb with
+//! `backup.pg_socket_dir`, as when it runs on the database host) and TCP +
+//! TLS verify-full (fwdb's configured connection; pg_basebackup given the
+//! same libpq settings).
 //!
 //! Usage: `cargo run -p fwdb-bench -- backup [--rows N (1000000)] [--level L (backup.compression_level)] [--rounds N (1)]`.
 
@@ -59,6 +63,9 @@ fn run(stack: &Stack, a: &Args) -> Res<()> {
     let size = stack.psql(Node::Primary, &db, "SELECT pg_database_size(current_database())")?;
     let work = tempfile::tempdir()?;
     let cfg = backup_config(&info, &db, work.path(), a.level)?;
+    // The same, run as on the database host: the tools use the unix socket, as the raw ones do.
+    let mut local = cfg.clone();
+    local.backup.pg_socket_dir = Some(info.socket_dir.clone());
     let rt = tokio::runtime::Runtime::new()?;
     println!("backup bench: {} rows, database {size} bytes, load {}", a.rows, crate::uptime());
     for round in 1..=a.rounds {
@@ -66,25 +73,38 @@ fn run(stack: &Stack, a: &Args) -> Res<()> {
         let (raw_base, base_bytes) = timed_tool(&info, "pg_basebackup", |c| {
             c.arg("-D").arg(raw.join("base")).args(["-F", "t", "-X", "none", "-c", "fast"]);
         }, &raw.join("base"))?;
+        let tls = tls_env(&cfg)?;
+        let (raw_tls, _) = timed_tool(&info, "pg_basebackup", |c| {
+            c.envs(tls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            c.arg("-D").arg(raw.join("base-tls")).args(["-F", "t", "-X", "none", "-c", "fast"]);
+        }, &raw.join("base-tls"))?;
         let b = Backups::open(&cfg)?;
         let t = Instant::now();
         let full = rt.block_on(b.create(BackupKind::Full))?;
         let ours_base = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        rt.block_on(Backups::open(&local)?.create(BackupKind::Full))?;
+        let ours_local = t.elapsed().as_secs_f64();
         let (raw_dump, dump_bytes) = timed_tool(&info, "pg_dump", |c| {
             c.arg("-Fc").arg("-f").arg(raw.join("raw.dump")).arg(&db);
         }, &raw.join("raw.dump"))?;
         let t = Instant::now();
-        let logical = rt.block_on(b.create_logical(None))?;
+        let logical = rt.block_on(Backups::open(&local)?.create_logical(None))?;
         let ours_dump = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        rt.block_on(b.create_logical(None))?;
+        let ours_dump_tls = t.elapsed().as_secs_f64();
         println!(
-            "round {round}: pg_basebackup -Ft {raw_base:.2} s ({base_bytes} bytes), fwdb full {ours_base:.2} s ({} stored): ratio {:.2}",
+            "round {round}: full, unix socket: pg_basebackup -Ft {raw_base:.2} s ({base_bytes} bytes), fwdb {ours_local:.2} s ({} stored): ratio {:.2}",
             full.stored_size(),
-            raw_base / ours_base
+            raw_base / ours_local
         );
+        println!("round {round}: full, TCP + TLS:    pg_basebackup -Ft {raw_tls:.2} s, fwdb {ours_base:.2} s: ratio {:.2}", raw_tls / ours_base);
         println!(
-            "round {round}: pg_dump -Fc {raw_dump:.2} s ({dump_bytes} bytes), fwdb logical {ours_dump:.2} s ({} stored): ratio {:.2}",
+            "round {round}: logical: pg_dump -Fc (unix socket) {raw_dump:.2} s ({dump_bytes} bytes), fwdb {ours_dump:.2} s over the socket ({} stored), {ours_dump_tls:.2} s over TLS: ratios {:.2}, {:.2}",
             logical.stored_size(),
-            raw_dump / ours_dump
+            raw_dump / ours_dump,
+            raw_dump / ours_dump_tls
         );
     }
     Ok(())
@@ -108,6 +128,32 @@ fn backup_config(info: &StackInfo, db: &str, work: &Path, level: Option<i32>) ->
     }
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Ok(info.config(db, db, &extra)?)
+}
+
+/// libpq's settings for the connection fwdb's backups use (TCP + TLS as
+/// configured), to time the raw tool on the same transport as well.
+fn tls_env(cfg: &fwdb::Config) -> Res<Vec<(String, String)>> {
+    let host = cfg.postgres.primary.first().ok_or("no primary in the configuration")?;
+    let tls = &cfg.postgres.tls;
+    let mode = match tls.mode {
+        fwdb::SslMode::Disable => "disable",
+        fwdb::SslMode::Prefer => "prefer",
+        fwdb::SslMode::Require => "require",
+        fwdb::SslMode::VerifyCa => "verify-ca",
+        fwdb::SslMode::VerifyFull => "verify-full",
+    };
+    let mut env = vec![
+        ("PGHOST".to_string(), host.host.clone()),
+        ("PGPORT".to_string(), host.port.to_string()),
+        ("PGSSLMODE".to_string(), mode.to_string()),
+        // The app's client certificate is not the superuser's (as fwdb does).
+        ("PGSSLCERT".to_string(), "/nonexistent".to_string()),
+        ("PGSSLKEY".to_string(), "/nonexistent".to_string()),
+    ];
+    if let Some(ca) = &tls.ca_file {
+        env.push(("PGSSLROOTCERT".to_string(), ca.display().to_string()));
+    }
+    Ok(env)
 }
 
 /// Runs one of PostgreSQL's tools over the unix socket as the superuser; its time and the bytes it wrote to `out`.

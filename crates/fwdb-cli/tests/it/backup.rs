@@ -252,8 +252,10 @@ async fn bad_backup_configuration_is_reported_by_key() {
         .fwdb()
         .env("FWDB__BACKUP__STORAGE", "ftp://somewhere/x")
         .env("FWDB__BACKUP__ENCRYPTION__IDENTITY_FILE", "/nonexistent/key")
+        .env("FWDB__BACKUP__PG_SOCKET_DIR", "run/postgresql")
         .args(["backup", "list"]));
     assert_eq!(code, 2, "{err}");
+    assert!(err.contains("backup.pg_socket_dir") && err.contains("run/postgresql is not an absolute path"), "{err}");
     assert!(err.contains("backup.storage") && err.contains("unsupported scheme"), "{err}");
     assert!(err.contains("backup.encryption.identity_file") && err.contains("/nonexistent/key"), "{err}");
     assert!(err.contains("backup.encryption"), "{err}");

@@ -169,6 +169,18 @@ async fn socket_client(socket: &str, port: u16, db: &str) -> tokio_postgres::Cli
     client
 }
 
+/// Whether the server's log (with log_connections) shows fwdb's replication
+/// connection arriving on the unix socket (`host=[local]`, same PID).
+fn base_backup_came_through_the_socket(log: &Path) -> bool {
+    let text = std::fs::read_to_string(log).expect("the primary's log");
+    let pid = |l: &str| l.split('[').nth(1).and_then(|p| p.split(']').next()).map(str::to_string);
+    let local: Vec<String> = text.lines().filter(|l| l.contains("connection received: host=[local]")).filter_map(pid).collect();
+    text.lines()
+        .filter(|l| l.contains("replication connection authorized") && l.contains("application_name=fwdb backup"))
+        .filter_map(pid)
+        .any(|p| local.contains(&p))
+}
+
 /// Scratch servers of `backup verify` still running in this test's temporary
 /// folder (there must be none after it).
 fn scratch_servers_left(a: &ArchivingStack) -> Vec<PathBuf> {
@@ -238,9 +250,14 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     // Prune: a second full backup (by the superuser, so with row counts); with full backups
     // kept one second, the first goes, and so does the WAL only it needed; the WAL the second
     // needs stays, so it still verifies, down to its row counts.
+    // It is taken as on the database host: pg_basebackup through the unix socket (backup.pg_socket_dir).
     a.sql("INSERT INTO marks SELECT 'C' FROM generate_series(1, 500)");
     let su = [("FWDB__BACKUP__PG_USER", a.info.superuser.clone()), ("FWDB__BACKUP__PG_PASSWORD", a.info.superuser_password.clone())];
-    let m2 = json(a.fwdb(&["backup", "create", "--kind", "full"]).envs(su.clone()));
+    a.stack.psql(fwdb_testkit::Node::Primary, "postgres", "ALTER SYSTEM SET log_connections = on").expect("log_connections");
+    a.stack.psql(fwdb_testkit::Node::Primary, "postgres", "SELECT pg_reload_conf()").expect("reload");
+    let socket = [("FWDB__BACKUP__PG_SOCKET_DIR", a.info.socket_dir.display().to_string())];
+    let m2 = json(a.fwdb(&["backup", "create", "--kind", "full"]).envs(su.clone()).envs(socket));
+    assert!(base_backup_came_through_the_socket(&a.info.primary.log_file), "pg_basebackup did not use the unix socket");
     let id2 = m2["id"].as_str().unwrap().to_string();
     let marks_key = format!("{}.public.marks", a.db);
     assert_eq!(m2["counts"][&marks_key], 502, "{m2}");

@@ -25,6 +25,14 @@ pub struct BackupConfig {
     pub pg_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pg_password: Option<Secret>,
+    /// When fwdb runs on the database host (as pgBackRest does): the folder of
+    /// the primary's unix socket (e.g. `/var/run/postgresql`). pg_basebackup
+    /// and pg_dump then connect through it instead of TCP + TLS, which spares
+    /// the server encrypting every byte of a base backup. The server's
+    /// pg_hba.conf must admit `backup.pg_user` on `local` (and `local
+    /// replication`). Unset: the tools connect like the service does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_socket_dir: Option<PathBuf>,
     pub retention: RetentionConfig,
     pub schedule: ScheduleConfig,
 }
@@ -43,6 +51,7 @@ impl Default for BackupConfig {
             pg_bin_dir: None,
             pg_user: None,
             pg_password: None,
+            pg_socket_dir: None,
             retention: RetentionConfig::default(),
             schedule: ScheduleConfig::default(),
         }

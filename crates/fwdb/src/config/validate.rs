@@ -251,6 +251,13 @@ fn backup(config: &Config, p: &mut Problems) {
             p.add(key, "must be longer than zero");
         }
     }
+    if let Some(d) = &b.pg_socket_dir {
+        if !d.is_absolute() {
+            p.add("backup.pg_socket_dir", format!("{} is not an absolute path (the folder of the server's unix socket, e.g. /var/run/postgresql)", d.display()));
+        } else if !d.is_dir() {
+            p.add("backup.pg_socket_dir", format!("folder not found: {}", d.display()));
+        }
+    }
     let e = &b.encryption;
     p.file_exists("backup.encryption.identity_file", e.identity_file.as_ref());
     p.file_exists("backup.encryption.passphrase_file", e.passphrase_file.as_ref());
