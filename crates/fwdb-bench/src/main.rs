@@ -1,6 +1,7 @@
 //! `fwdb-bench postgres`: the benchmark of issue 4 ("Benchmark, not a timed
 //! test"). Starts a private local stack, applies the schema, and measures,
-//! interleaved round by round (every contender once per round, in turn):
+//! interleaved round by round (every contender once per round, in turn, the
+//! order turning by one each round; ratios are medians of per-round ratios):
 //!
 //! - point read by primary key, a filtered list of 20 rows, a single insert
 //!   (shared.users) at 1, 16 and 64 concurrent tasks, through fwdb's
@@ -460,6 +461,14 @@ fn median(v: &[f64]) -> f64 {
     if s.len() % 2 == 1 { s[m] } else { (s[m - 1] + s[m]) / 2.0 }
 }
 
+/// The median of round-by-round ratios: each round's pair ran minutes apart
+/// at most, under the same load, so this ratio moves less than the ratio of
+/// medians when the machine's load changes between rounds.
+fn paired_ratio(v: &[f64], base: &[f64]) -> f64 {
+    let ratios: Vec<f64> = v.iter().zip(base).map(|(x, b)| x / b).collect();
+    median(&ratios)
+}
+
 fn uptime() -> String {
     std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
@@ -745,7 +754,9 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
         eprintln!("round {} of {} (load {})", round + 1, a.rounds, uptime());
         for &c in &CONCURRENCY {
             for op in [Op::Point, Op::List, Op::Insert] {
-                for &w in &who {
+                // The order turns by one every round, so no contender always
+                // runs first (after another operation) or last.
+                for &w in who.iter().cycle().skip(round % who.len()).take(who.len()) {
                     if w == Who::FwdbEventual && op == Op::Insert {
                         continue; // writes always go to the primary: same as Strong
                     }
@@ -778,25 +789,34 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
         info.replicas.len(),
         loads.join(" | ")
     ));
-    out.push_str("| operation | tasks | contender | median ops/s | rounds (ops/s) | vs raw |\n| --- | ---: | --- | ---: | --- | ---: |\n");
+    out.push_str("| operation | tasks | contender | median ops/s | rounds (ops/s) | vs raw (medians) | vs raw (median of per-round ratios) |\n| --- | ---: | --- | ---: | --- | ---: | ---: |\n");
     for op in [Op::Point, Op::List, Op::Insert] {
         for &c in &CONCURRENCY {
-            let base = median(results.get(&(op, c, Who::Raw)).map(|v| v.as_slice()).unwrap_or(&[]));
+            let raw_runs = results.get(&(op, c, Who::Raw)).map(|v| v.as_slice()).unwrap_or(&[]);
+            let base = median(raw_runs);
             for &w in &who {
                 let Some(v) = results.get(&(op, c, w)) else { continue };
                 let m = median(v);
                 let each: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
-                out.push_str(&format!("| {} | {c} | {} | {m:.0} | {} | {:.2} |\n", op.name(), w.name(), each.join(", "), m / base));
+                out.push_str(&format!(
+                    "| {} | {c} | {} | {m:.0} | {} | {:.2} | {:.2} |\n",
+                    op.name(),
+                    w.name(),
+                    each.join(", "),
+                    m / base,
+                    paired_ratio(v, raw_runs)
+                ));
             }
             if op == Op::Point {
                 let v = &pgb[&c];
                 let m = median(v);
                 let each: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
                 out.push_str(&format!(
-                    "| {} | {c} | pgbench -S -M prepared (ceiling) | {m:.0} | {} | {:.2} |\n",
+                    "| {} | {c} | pgbench -S -M prepared (ceiling) | {m:.0} | {} | {:.2} | {:.2} |\n",
                     op.name(),
                     each.join(", "),
-                    m / base
+                    m / base,
+                    paired_ratio(v, raw_runs)
                 ));
             }
         }
