@@ -135,17 +135,10 @@ fn backup_config(info: &StackInfo, db: &str, work: &Path, level: Option<i32>) ->
 fn tls_env(cfg: &fwdb::Config) -> Res<Vec<(String, String)>> {
     let host = cfg.postgres.primary.first().ok_or("no primary in the configuration")?;
     let tls = &cfg.postgres.tls;
-    let mode = match tls.mode {
-        fwdb::SslMode::Disable => "disable",
-        fwdb::SslMode::Prefer => "prefer",
-        fwdb::SslMode::Require => "require",
-        fwdb::SslMode::VerifyCa => "verify-ca",
-        fwdb::SslMode::VerifyFull => "verify-full",
-    };
     let mut env = vec![
         ("PGHOST".to_string(), host.host.clone()),
         ("PGPORT".to_string(), host.port.to_string()),
-        ("PGSSLMODE".to_string(), mode.to_string()),
+        ("PGSSLMODE".to_string(), tls.mode.as_str().to_string()),
         // The app's client certificate is not the superuser's (as fwdb does).
         ("PGSSLCERT".to_string(), "/nonexistent".to_string()),
         ("PGSSLKEY".to_string(), "/nonexistent".to_string()),

@@ -2,7 +2,7 @@
 //! connection settings of the configuration, passed through libpq's
 //! environment variables (never on the command line, where `ps` shows them).
 
-use crate::config::{BackupConfig, PostgresConfig, SslMode};
+use crate::config::{BackupConfig, PostgresConfig};
 use crate::error::{Error, ErrorKind, Result};
 use std::path::PathBuf;
 use std::process::Command;
@@ -71,14 +71,7 @@ pub(crate) fn command(pg: &PostgresConfig, b: &BackupConfig, name: &str, databas
     }
     cmd.env("PGHOST", &host.host);
     let tls = &pg.tls;
-    let mode = match tls.mode {
-        SslMode::Disable => "disable",
-        SslMode::Prefer => "prefer",
-        SslMode::Require => "require",
-        SslMode::VerifyCa => "verify-ca",
-        SslMode::VerifyFull => "verify-full",
-    };
-    cmd.env("PGSSLMODE", mode);
+    cmd.env("PGSSLMODE", tls.mode.as_str());
     for (var, v) in [("PGSSLROOTCERT", &tls.ca_file), ("PGSSLCERT", &tls.cert_file), ("PGSSLKEY", &tls.key_file)] {
         match v {
             Some(p) => cmd.env(var, p),
@@ -175,6 +168,7 @@ impl Drop for ChildReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SslMode;
 
     fn env_of(cmd: &Command, key: &str) -> Option<String> {
         cmd.get_envs().find(|(k, _)| *k == key).and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
