@@ -354,7 +354,12 @@ impl PgCluster {
             let Some(i) = pick else {
                 inner.reads_primary.fetch_add(1, Ordering::Relaxed);
                 let conn = inner.primary_conn().await?;
-                let r = inner.observers.time(Route::Primary, super::observe::QueryKind::Read, sql, self.run_on(&conn, sql, params, false)).await;
+                let work = self.run_on(&conn, sql, params, false);
+                let r = if inner.observers.active() {
+                    inner.observers.time(Route::Primary, super::observe::QueryKind::Read, sql, work).await
+                } else {
+                    work.await
+                };
                 if let Err(e) = &r {
                     inner.check_primary_error(e);
                 }
@@ -364,7 +369,11 @@ impl PgCluster {
             r.outstanding.fetch_add(1, Ordering::AcqRel);
             let res = async {
                 let conn = r.pool.get().await?;
-                inner.observers.time(Route::Replica(i), super::observe::QueryKind::Read, sql, self.run_on(&conn, sql, params, false)).await
+                let work = self.run_on(&conn, sql, params, false);
+                if !inner.observers.active() {
+                    return work.await;
+                }
+                inner.observers.time(Route::Replica(i), super::observe::QueryKind::Read, sql, work).await
             }
             .await;
             r.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -387,7 +396,7 @@ impl PgCluster {
     async fn route_write(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let inner = &self.inner;
         let conn = inner.primary_conn().await?;
-        let res = inner.observers.time(Route::Primary, super::observe::QueryKind::Write, sql, async {
+        let work = async {
             let st = conn.prepare_cached(sql).await?;
             let Some(begin) = self.prelude(true) else { return Ok(conn.query(&st, params).await?) };
             // The actor must be visible to triggers (`current_setting('fwdb.actor', true)`)
@@ -400,8 +409,12 @@ impl PgCluster {
             let rows = rows?;
             commit?;
             Ok::<_, Error>(rows)
-        })
-        .await;
+        };
+        let res = if inner.observers.active() {
+            inner.observers.time(Route::Primary, super::observe::QueryKind::Write, sql, work).await
+        } else {
+            work.await
+        };
         self.note_write();
         if let Err(e) = &res {
             inner.check_primary_error(e);

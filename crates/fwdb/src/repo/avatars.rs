@@ -4,6 +4,7 @@ use super::{Record, SqlType};
 use crate::error::Result;
 use crate::query::{check, Column, Entity, Value};
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -168,6 +169,11 @@ impl Record for Avatar {
             n.measurements.clone().into(),
             n.model_ref.clone().into(),
         ]
+    }
+
+    type NewParams<'a> = [&'a (dyn ToSql + Sync); 7];
+    fn new_params<'a>(n: &'a NewAvatar, actor: &'a Option<Uuid>) -> Self::NewParams<'a> {
+        [&n.user_id, &n.name, &n.status, &n.measurements, &n.model_ref, actor, actor]
     }
 
     fn check_patch(p: &AvatarPatch) -> Result<()> {

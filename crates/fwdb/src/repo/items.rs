@@ -8,6 +8,7 @@ use crate::query::{check, col, val, Column, Entity, LabelPath, Statement, Value,
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_query::{Expr, ExprTrait, SelectStatement};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -214,6 +215,11 @@ impl Record for Item {
             n.currency.clone().into(),
             n.attributes.clone().into(),
         ]
+    }
+
+    type NewParams<'a> = [&'a (dyn ToSql + Sync); 9];
+    fn new_params<'a>(n: &'a NewItem, actor: &'a Option<Uuid>) -> Self::NewParams<'a> {
+        [&n.sku, &n.name, &n.description, &n.category_path.0, &n.price, &n.currency, &n.attributes, actor, actor]
     }
 
     fn check_patch(p: &ItemPatch) -> Result<()> {

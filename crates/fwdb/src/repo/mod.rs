@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock, RwLock};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// The PostgreSQL type of a written field: how `create_many` sends its column as an array.
@@ -63,6 +64,13 @@ pub trait Record: Entity {
     /// Every rule checkable without a server; errors name the field.
     fn check_new(new: &Self::New) -> Result<()>;
     fn new_values(new: &Self::New) -> Vec<Value>;
+    /// What [`Record::new_params`] gives: a fixed-size array, so binding a
+    /// row allocates nothing.
+    type NewParams<'a>: AsRef<[&'a (dyn ToSql + Sync)]> + Send;
+    /// `create`'s parameters, borrowed from `new` (nothing copied): the
+    /// fields of [`Record::INSERT`] in order, as [`Record::new_values`] has
+    /// them, then `actor` twice (created_by, updated_by).
+    fn new_params<'a>(new: &'a Self::New, actor: &'a Option<Uuid>) -> Self::NewParams<'a>;
     fn check_patch(patch: &Self::Patch) -> Result<()>;
     /// The fields the patch sets (`Value::Null` sets NULL).
     fn patch_values(patch: &Self::Patch) -> Vec<(&'static str, Value)>;
@@ -181,8 +189,8 @@ impl<T: Record> PgRepository<T> {
         Ok(Statement { sql: Self::create_sql().to_string(), params })
     }
 
-    /// The parameters of `create`, after validation. Values are moved into
-    /// their binds, not copied again.
+    /// The parameters of [`Self::create_statement`], after validation
+    /// (`create` itself binds [`Record::new_params`]).
     fn create_params(new: &T::New, actor: Option<Uuid>) -> Result<Vec<Bind>> {
         T::check_new(new)?;
         let values = T::new_values(new);
@@ -349,10 +357,11 @@ impl<T: Record, E: Executor> Repository<T, E> for PgRepository<T> {
     }
 
     async fn create(&self, exec: &E, new: &T::New) -> Result<T> {
-        let params = Self::create_params(new, exec.actor().map(|a| a.0))?;
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        T::check_new(new)?;
+        let actor = exec.actor().map(|a| a.0);
+        let params = T::new_params(new, &actor);
         let sql = self.hot.create.get_or_init(Self::create_sql);
-        let rows = exec.write(sql, &params).await.map_err(conflict::map::<T>)?;
+        let rows = exec.write(sql, params.as_ref()).await.map_err(conflict::map::<T>)?;
         let row = rows
             .first()
             .ok_or_else(|| crate::error::Error::new(crate::ErrorKind::Internal, "INSERT returned no row"))?;
@@ -436,5 +445,70 @@ impl<T: Record, E: Executor> Repository<T, E> for PgRepository<T> {
             return Ok(Vec::new());
         }
         self.query().filter(T::ID.in_(ids.iter().copied())).fetch(exec).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use rust_decimal::Decimal;
+    use tokio_postgres::types::{IsNull, Kind, Type};
+
+    fn encoded(p: &(dyn ToSql + Sync), ty: &Type) -> Option<Vec<u8>> {
+        let mut out = BytesMut::new();
+        match p.to_sql_checked(ty, &mut out) {
+            Ok(IsNull::No) => Some(out.to_vec()),
+            Ok(IsNull::Yes) => None,
+            Err(e) => panic!("{ty}: {e}"),
+        }
+    }
+
+    fn server_type(ty: SqlType) -> Type {
+        match ty {
+            SqlType::Text => Type::TEXT,
+            SqlType::Uuid => Type::UUID,
+            SqlType::Jsonb => Type::JSONB,
+            SqlType::Numeric => Type::NUMERIC,
+            // An extension's type: the driver knows it by name only.
+            SqlType::Ltree => Type::new("ltree".into(), 16_400, Kind::Simple, "public".into()),
+        }
+    }
+
+    /// `create` binds borrowed fields; `create_statement` and `create_many`
+    /// bind the owned values: the server must receive the same bytes.
+    fn binds_as_values<T: Record>(new: &T::New) {
+        let actor = Some(Uuid::new_v4());
+        let params = T::new_params(new, &actor);
+        let params = params.as_ref();
+        let values = T::new_values(new);
+        assert_eq!(params.len(), T::INSERT.len() + 2, "{}", T::qualified_name());
+        assert_eq!(values.len(), T::INSERT.len(), "{}", T::qualified_name());
+        for (((field, ty), p), v) in T::INSERT.iter().zip(params).zip(values) {
+            let ty = server_type(*ty);
+            assert_eq!(encoded(*p, &ty), encoded(&Bind::from_value(v), &ty), "{}.{field}", T::qualified_name());
+        }
+        for p in &params[T::INSERT.len()..] {
+            assert_eq!(encoded(*p, &Type::UUID), encoded(&actor, &Type::UUID));
+        }
+    }
+
+    #[test]
+    fn borrowed_insert_parameters_encode_like_the_owned_values() {
+        binds_as_values::<User>(&NewUser::new("zoë@example.com", "Zoë", "O'Brien"));
+        let item = NewItem::new("SKU-1", "Dress", "women.dresses", Decimal::new(1999, 2));
+        binds_as_values::<Item>(&item);
+        binds_as_values::<Item>(&NewItem {
+            description: Some("long".into()),
+            attributes: serde_json::json!({"size": ["S", "M"]}),
+            ..item
+        });
+        let avatar = NewAvatar::new(Uuid::new_v4(), "me");
+        binds_as_values::<Avatar>(&avatar);
+        binds_as_values::<Avatar>(&NewAvatar {
+            model_ref: Some("m/1".into()),
+            measurements: serde_json::json!({"height": 170}),
+            ..avatar
+        });
     }
 }

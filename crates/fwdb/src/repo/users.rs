@@ -5,6 +5,7 @@ use crate::error::Result;
 use crate::postgres::Executor;
 use crate::query::{check, Column, Entity, Value};
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -139,6 +140,11 @@ impl Record for User {
 
     fn new_values(n: &NewUser) -> Vec<Value> {
         vec![n.email.clone().into(), n.first_name.clone().into(), n.last_name.clone().into(), n.role.clone().into()]
+    }
+
+    type NewParams<'a> = [&'a (dyn ToSql + Sync); 6];
+    fn new_params<'a>(n: &'a NewUser, actor: &'a Option<Uuid>) -> Self::NewParams<'a> {
+        [&n.email, &n.first_name, &n.last_name, &n.role, actor, actor]
     }
 
     fn check_patch(p: &UserPatch) -> Result<()> {
