@@ -199,7 +199,9 @@ async fn a_killed_or_failed_backup_leaves_no_manifest() {
     let app = TestApp::spawn().await;
     let b = BackupEnv::new(app.stack);
     // Killed while streaming.
-    let bin = fake_pg_bin(b.dir.path(), "while true; do head -c 1000000 /dev/urandom; sleep 0.05; done");
+    // The loop ends when a write fails (SIGPIPE once fwdb is gone): `while true` outlived the test
+    // and burned CPU until the machine stopped.
+    let bin = fake_pg_bin(b.dir.path(), "while head -c 1000000 /dev/urandom; do sleep 0.05; done");
     let mut child = b
         .cmd(&app.env)
         .env("FWDB__BACKUP__PG_BIN_DIR", &bin)
