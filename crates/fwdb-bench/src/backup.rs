@@ -68,6 +68,7 @@ fn run(stack: &Stack, a: &Args) -> Res<()> {
     local.backup.pg_socket_dir = Some(info.socket_dir.clone());
     let rt = tokio::runtime::Runtime::new()?;
     println!("backup bench: {} rows, database {size} bytes, load {}", a.rows, crate::uptime());
+    let mut times: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     for round in 1..=a.rounds {
         let raw = work.path().join(format!("raw{round}"));
         let (raw_base, base_bytes) = timed_tool(&info, "pg_basebackup", |c| {
@@ -106,8 +107,47 @@ fn run(stack: &Stack, a: &Args) -> Res<()> {
             raw_dump / ours_dump,
             raw_dump / ours_dump_tls
         );
+        for (k, v) in [
+            ("1 pg_basebackup, socket", raw_base),
+            ("2 fwdb full, socket", ours_local),
+            ("3 pg_basebackup, TLS", raw_tls),
+            ("4 fwdb full, TLS", ours_base),
+            ("5 pg_dump, socket", raw_dump),
+            ("6 fwdb logical, socket", ours_dump),
+            ("7 fwdb logical, TLS", ours_dump_tls),
+        ] {
+            times.entry(k).or_default().push(v);
+        }
     }
+    summary(&times);
     Ok(())
+}
+
+/// Medians and minimums over the rounds, and the ratios of each. A base
+/// backup ends by waiting for its last WAL segment to be archived, and the
+/// server looks again only once a second: each run takes its copying time or
+/// about one second more, whichever side it is. The minimum is the copying
+/// time whenever one round of a contender did not wait.
+fn summary(t: &std::collections::BTreeMap<&str, Vec<f64>>) {
+    let stat = |k: &str| {
+        let mut v = t.get(k).cloned().unwrap_or_default();
+        v.sort_by(|a, b| a.total_cmp(b));
+        (v.get(v.len() / 2).copied().unwrap_or(f64::NAN), v.first().copied().unwrap_or(f64::NAN))
+    };
+    println!("\nover {} rounds: median s / min s", t.values().next().map_or(0, Vec::len));
+    for k in t.keys() {
+        let (m, lo) = stat(k);
+        println!("  {:<28} {m:.2} / {lo:.2}", &k[2..]);
+    }
+    for (what, raw, ours) in [
+        ("full, socket", "1 pg_basebackup, socket", "2 fwdb full, socket"),
+        ("full, TLS", "3 pg_basebackup, TLS", "4 fwdb full, TLS"),
+        ("logical, socket", "5 pg_dump, socket", "6 fwdb logical, socket"),
+        ("logical, TLS vs pg_dump on the socket", "5 pg_dump, socket", "7 fwdb logical, TLS"),
+    ] {
+        let ((rm, rl), (om, ol)) = (stat(raw), stat(ours));
+        println!("  ratio {what}: {:.2} of medians, {:.2} of minimums", rm / om, rl / ol);
+    }
 }
 
 /// fwdb's configuration for this stack, with backups to a folder under `work`.
