@@ -1,6 +1,6 @@
 //! Pools and read/write routing (issue 4): warm pools, acquire timeouts,
 //! reads spread over the replicas, a stopped replica left out without a
-//! failed read, a lagging replica skipped, read-your-writes. Tests that stop
+//! failed read (reads in flight on it moved elsewhere), a lagging replica skipped, read-your-writes. Tests that stop
 //! servers or pause replay start a private stack.
 
 use crate::helpers::TestApp;
@@ -344,6 +344,43 @@ async fn a_read_in_flight_on_a_replica_that_dies_is_retried_on_another_server() 
     assert!(served.iter().all(|p| *p == r0), "every read finished on the surviving replica (r1 {r1}): {served:?}");
     assert!(st.read_retries >= 1, "the reads on the dead replica were retried");
     assert!(st.replicas[1].ejected, "the router ejected the dead replica without waiting for a probe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_in_flight_on_a_stopped_replica_moves_to_another_server_once_the_probe_ejects_it() {
+    let (stack, _db, cfg) = tokio::task::block_in_place(private_stack);
+    let (_, r0, r1) = ports(&stack);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let c = cluster.clone();
+            tokio::spawn(async move {
+                c.read("select inet_server_port(), pg_sleep(1.5)", &[], Consistency::Eventual).await.map(|r| r[0].get::<_, i32>(0))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(cluster.status().replicas[1].outstanding > 0, "reads are in flight on replica 2");
+    // SIGSTOP: the connection stays open and the server never answers, nor
+    // runs out a statement_timeout; only the probe can tell.
+    tokio::task::block_in_place(|| stack.pause(Node::Replica(1))).expect("stop replica 2");
+    let mut served = Vec::new();
+    let mut hung = 0;
+    for r in reads {
+        // A guard against hanging, not a measurement: without the
+        // abandonment these reads wait until the replica is resumed.
+        match tokio::time::timeout(Duration::from_secs(30), r).await {
+            Ok(res) => served.push(res.expect("join").expect("no read fails")),
+            Err(_) => hung += 1,
+        }
+    }
+    tokio::task::block_in_place(|| stack.resume(Node::Replica(1))).expect("resume replica 2");
+    let st = cluster.status();
+    println!("served by {served:?}, {hung} still waiting; read retries {}", st.read_retries);
+    assert_eq!(hung, 0, "reads still waiting on the stopped replica");
+    assert!(served.iter().all(|p| *p == r0), "every read finished on the other replica (r1 {r1}): {served:?}");
+    assert!(st.read_retries >= 1, "the reads on the stopped replica were moved");
+    assert!(st.replicas[1].reason.as_deref().is_some_and(|r| r.starts_with("probe")), "ejected by the probe: {:?}", st.replicas[1].reason);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,6 +95,10 @@ pub(crate) struct Replica {
     pub(crate) outstanding: AtomicUsize,
     pub(crate) reads: AtomicU64,
     pub(crate) health: Mutex<ReplicaHealth>,
+    /// Woken when the replica is ejected, so reads in flight on it stop
+    /// waiting for a server that may never answer (a stopped or cut-off one
+    /// cannot even run out its statement_timeout) and go elsewhere.
+    pub(crate) ejected_signal: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -129,6 +133,7 @@ impl PgCluster {
                 outstanding: AtomicUsize::new(0),
                 reads: AtomicU64::new(0),
                 health: Mutex::new(ReplicaHealth { in_recovery: true, ..Default::default() }),
+                ejected_signal: tokio::sync::Notify::new(),
             });
         }
         let inner = Arc::new(Inner {
@@ -366,17 +371,30 @@ impl PgCluster {
                 return r;
             };
             let r = &inner.replicas[i];
+            // Registered before the read starts: an ejection from here on wakes it.
+            let ejected = r.ejected_signal.notified();
             r.outstanding.fetch_add(1, Ordering::AcqRel);
-            let res = async {
+            let read = async {
                 let conn = r.pool.get().await?;
                 let work = self.run_on(&conn, sql, params, false);
                 if !inner.observers.active() {
                     return work.await;
                 }
                 inner.observers.time(Route::Replica(i), super::observe::QueryKind::Read, sql, work).await
-            }
-            .await;
+            };
+            // A read is idempotent: abandoning it on an ejected replica and
+            // running it elsewhere is safe.
+            let res = tokio::select! {
+                res = read => Some(res),
+                () = ejected => None,
+            };
             r.outstanding.fetch_sub(1, Ordering::AcqRel);
+            let Some(res) = res else {
+                tracing::warn!(replica = %r.host, "replica ejected while a read was in flight on it; retrying elsewhere");
+                inner.read_retries.fetch_add(1, Ordering::Relaxed);
+                tried.push(i);
+                continue;
+            };
             match res {
                 Ok(rows) => {
                     r.reads.fetch_add(1, Ordering::Relaxed);
@@ -494,6 +512,7 @@ impl Inner {
             h.ejected = true;
             tracing::warn!(replica = %r.host, %reason, "replica ejected");
             r.pool.drain();
+            r.ejected_signal.notify_waiters();
         }
         h.reason = Some(reason);
     }
