@@ -316,14 +316,9 @@ fn resume(stack: &Stack, db: &str) {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_read_in_flight_on_a_replica_that_dies_is_retried_on_another_server() {
-    let (stack, _db, mut cfg) = tokio::task::block_in_place(private_stack);
-    // Probes far apart: the router itself must notice the death.
-    cfg.routing.probe_interval = Duration::from_secs(30);
-    let (_, r0, r1) = ports(&stack);
-    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
-    // Eight slow reads, spread over both replicas, half of them on replica 2.
+/// Eight slow reads (each answers its server's port), spread over both
+/// replicas; returns once some are running on replica 2.
+async fn slow_reads_in_flight_on_replica_2(cluster: &PgCluster) -> Vec<tokio::task::JoinHandle<fwdb::Result<i32>>> {
     let reads: Vec<_> = (0..8)
         .map(|_| {
             let c = cluster.clone();
@@ -334,6 +329,17 @@ async fn a_read_in_flight_on_a_replica_that_dies_is_retried_on_another_server() 
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(cluster.status().replicas[1].outstanding > 0, "reads are in flight on replica 2");
+    reads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_in_flight_on_a_replica_that_dies_is_retried_on_another_server() {
+    let (stack, _db, mut cfg) = tokio::task::block_in_place(private_stack);
+    // Probes far apart: the router itself must notice the death.
+    cfg.routing.probe_interval = Duration::from_secs(30);
+    let (_, r0, r1) = ports(&stack);
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let reads = slow_reads_in_flight_on_replica_2(&cluster).await;
     tokio::task::block_in_place(|| stack.kill_node(Node::Replica(1))).expect("kill replica 2");
     let mut served = Vec::new();
     for r in reads {
@@ -351,16 +357,7 @@ async fn a_read_in_flight_on_a_stopped_replica_moves_to_another_server_once_the_
     let (stack, _db, cfg) = tokio::task::block_in_place(private_stack);
     let (_, r0, r1) = ports(&stack);
     let cluster = PgCluster::connect(&cfg).await.expect("cluster");
-    let reads: Vec<_> = (0..8)
-        .map(|_| {
-            let c = cluster.clone();
-            tokio::spawn(async move {
-                c.read("select inet_server_port(), pg_sleep(1.5)", &[], Consistency::Eventual).await.map(|r| r[0].get::<_, i32>(0))
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(cluster.status().replicas[1].outstanding > 0, "reads are in flight on replica 2");
+    let reads = slow_reads_in_flight_on_replica_2(&cluster).await;
     // SIGSTOP: the connection stays open and the server never answers, nor
     // runs out a statement_timeout; only the probe can tell.
     tokio::task::block_in_place(|| stack.pause(Node::Replica(1))).expect("stop replica 2");
