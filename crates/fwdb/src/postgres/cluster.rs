@@ -5,11 +5,12 @@
 use super::connect::ConnectTarget;
 use super::executor::{Actor, Consistency, Executor, Lsn, Params};
 use super::pool::{query_cached, PgConn, PgPool};
+use super::replica_health::{HealthCell, ReplicaHealth};
 use super::status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
 use crate::config::{PgHost, PostgresConfig};
 use crate::error::{Error, ErrorKind, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::task::JoinHandle;
 use tokio_postgres::Row;
@@ -94,29 +95,14 @@ pub(crate) struct Replica {
     pub(crate) pool: PgPool,
     pub(crate) outstanding: AtomicUsize,
     pub(crate) reads: AtomicU64,
-    pub(crate) health: Mutex<ReplicaHealth>,
+    pub(crate) health: HealthCell,
     /// Woken when the replica is ejected, so reads in flight on it stop
     /// waiting for a server that may never answer (a stopped or cut-off one
     /// cannot even run out its statement_timeout) and go elsewhere.
     pub(crate) ejected_signal: tokio::sync::Notify,
 }
 
-#[derive(Default)]
-pub(crate) struct ReplicaHealth {
-    pub(crate) ejected: bool,
-    pub(crate) reason: Option<String>,
-    pub(crate) failures: u32,
-    pub(crate) successes: u32,
-    pub(crate) in_recovery: bool,
-    pub(crate) replay_lsn: Option<Lsn>,
-    pub(crate) lag_bytes: Option<u64>,
-    pub(crate) lag_seconds: Option<f64>,
-    pub(crate) last_caught_up: Option<Instant>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use super::replica_health::lock;
 
 impl PgCluster {
     /// Builds the pools, opens `min_size` connections to the primary (an
@@ -132,7 +118,7 @@ impl PgCluster {
                 pool: PgPool::new(cfg, ConnectTarget::Replica(i), format!("replica {i} ({host})"))?,
                 outstanding: AtomicUsize::new(0),
                 reads: AtomicU64::new(0),
-                health: Mutex::new(ReplicaHealth { in_recovery: true, ..Default::default() }),
+                health: HealthCell::new(ReplicaHealth { in_recovery: true, ..Default::default() }, (&cfg.routing).into()),
                 ejected_signal: tokio::sync::Notify::new(),
             });
         }
@@ -313,7 +299,7 @@ impl PgCluster {
             .map(|(n, r)| {
                 let why_not = i.eligible(n, Consistency::Eventual).err();
                 let eligible = why_not.is_none();
-                let h = lock(&r.health);
+                let h = r.health.read();
                 let reason = why_not;
                 ReplicaStatus {
                     host: r.host.to_string(),
@@ -462,7 +448,7 @@ impl Inner {
         let mut best: Option<(usize, usize)> = None;
         for k in 0..n {
             let i = (start + k) % n;
-            if exclude.contains(&i) || self.eligible(i, consistency).is_err() {
+            if exclude.contains(&i) || !self.replicas[i].health.serves(consistency) {
                 continue;
             }
             let load = self.replicas[i].outstanding.load(Ordering::Acquire);
@@ -475,38 +461,12 @@ impl Inner {
 
     /// Whether replica `i` may serve a read of `consistency`; if not, why.
     pub(crate) fn eligible(&self, i: usize, consistency: Consistency) -> std::result::Result<(), String> {
-        let h = lock(&self.replicas[i].health);
-        if h.ejected {
-            return Err(h.reason.clone().unwrap_or_else(|| "ejected".into()));
-        }
-        if !h.in_recovery {
-            return Err("not a standby (promoted?)".into());
-        }
-        match consistency {
-            Consistency::Strong => Err("strong reads go to the primary".into()),
-            // Turned into a position (`resolve`) before routing.
-            Consistency::ReadOwnWrites => Err("own writes not located yet".into()),
-            Consistency::ReadYourWrites(lsn) => match h.replay_lsn {
-                Some(r) if r >= lsn => Ok(()),
-                _ => Err(format!("has not replayed {lsn} yet")),
-            },
-            Consistency::Eventual => {
-                let r = &self.cfg.routing;
-                match (h.lag_bytes, h.lag_seconds) {
-                    (Some(b), _) if b > r.max_replica_lag_bytes => Err(format!("lags {b} bytes (max {})", r.max_replica_lag_bytes)),
-                    (_, Some(s)) if s > r.max_replica_lag.as_secs_f64() => {
-                        Err(format!("lags {s:.1} s (max {:?})", r.max_replica_lag))
-                    }
-                    (None, _) => Err("lag not measured yet".into()),
-                    _ => Ok(()),
-                }
-            }
-        }
+        self.replicas[i].health.why_not(consistency)
     }
 
     pub(crate) fn eject(&self, i: usize, reason: String) {
         let r = &self.replicas[i];
-        let mut h = lock(&r.health);
+        let mut h = r.health.write();
         h.successes = 0;
         if !h.ejected {
             h.ejected = true;

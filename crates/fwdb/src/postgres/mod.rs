@@ -7,6 +7,7 @@ mod observe;
 mod pool;
 mod pool_bench;
 mod probe;
+mod replica_health;
 mod status;
 mod tls;
 mod tx;

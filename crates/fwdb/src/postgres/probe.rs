@@ -87,7 +87,7 @@ impl Prober {
                 Err(reason) => {
                     self.replicas[i] = None;
                     let eject = {
-                        let mut h = lock(&replica.health);
+                        let mut h = replica.health.write();
                         h.successes = 0;
                         h.failures += 1;
                         h.lag_bytes = None;
@@ -99,7 +99,7 @@ impl Prober {
                     }
                 }
                 Ok(a) => {
-                    let mut h = lock(&replica.health);
+                    let mut h = replica.health.write();
                     h.failures = 0;
                     h.successes += 1;
                     h.in_recovery = a.in_recovery;
@@ -218,7 +218,7 @@ pub(crate) async fn maintenance(inner: Weak<Inner>) {
             tracing::debug!(error = %e, "primary pool refill failed");
         }
         for r in &i.replicas {
-            let ejected = lock(&r.health).ejected;
+            let ejected = r.health.read().ejected;
             if let Err(e) = r.pool.maintain(lifetime, !ejected).await {
                 tracing::debug!(replica = %r.host, error = %e, "replica pool refill failed");
             }
