@@ -9,9 +9,11 @@
 //! N=2000 valgrind --tool=callgrind --collect-atstart=no --toggle-collect='icount::m_*' \
 //!   --callgrind-out-file=out.fw_point target/release/examples/icount fw_point
 //! ```
-//! (or bare_point, fw_list, bare_list, fw_insert, bare_insert); divide
+//! (or bare_point, raw_point, fw_list, bare_list, fw_insert, bare_insert); divide
 //! "Collected" by N. The bare side builds its SQL with `format!` per call, as
 //! `fwdb-bench postgres` does (about 2,800 instructions fwdb does not pay).
+//! `raw_point` is the benchmark's baseline: one dedicated client, the
+//! statement prepared once, no pool.
 use fwdb::{Consistency, NewUser, PgCluster, Repository, User, UserRepo};
 use fwdb_testkit::{Stack, StackOptions};
 use uuid::Uuid;
@@ -25,6 +27,8 @@ struct Ctx {
     cluster: PgCluster,
     repo: UserRepo,
     dp: deadpool_postgres::Pool,
+    raw: tokio_postgres::Client,
+    raw_point: tokio_postgres::Statement,
     ids: Vec<Uuid>,
     n: usize,
 }
@@ -53,6 +57,13 @@ async fn bare_point(c: &Ctx, n: usize) -> Res<()> {
         let k = c.dp.get().await?;
         let st = k.prepare_cached(&sql_point()).await?;
         let rows = k.query(&st, &[&c.ids[i % c.ids.len()]]).await?;
+        std::hint::black_box(raw_user(rows.first().ok_or("no")?)?);
+    }
+    Ok(())
+}
+async fn raw_point(c: &Ctx, n: usize) -> Res<()> {
+    for i in 0..n {
+        let rows = c.raw.query(&c.raw_point, &[&c.ids[i % c.ids.len()]]).await?;
         std::hint::black_box(raw_user(rows.first().ok_or("no")?)?);
     }
     Ok(())
@@ -107,6 +118,10 @@ fn m_bare_point(rt: &tokio::runtime::Runtime, c: &Ctx) -> Res<()> {
     rt.block_on(bare_point(c, c.n))
 }
 #[inline(never)]
+fn m_raw_point(rt: &tokio::runtime::Runtime, c: &Ctx) -> Res<()> {
+    rt.block_on(raw_point(c, c.n))
+}
+#[inline(never)]
 fn m_fw_list(rt: &tokio::runtime::Runtime, c: &Ctx) -> Res<()> {
     rt.block_on(fw_list(c, c.n))
 }
@@ -156,6 +171,9 @@ fn main() -> Res<()> {
                 .password(&info.app_password)
                 .dbname(&db);
             pgc.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            let (raw, raw_conn) = pgc.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(raw_conn);
+            let raw_point = raw.prepare(&sql_point()).await?;
             use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
             let m = Manager::from_config(
                 pgc,
@@ -189,6 +207,8 @@ fn main() -> Res<()> {
                 cluster,
                 repo,
                 dp,
+                raw,
+                raw_point,
                 ids,
                 n,
             })
@@ -197,6 +217,7 @@ fn main() -> Res<()> {
         rt.block_on(async {
             fw_point(&ctx, 100).await?;
             bare_point(&ctx, 100).await?;
+            raw_point(&ctx, 100).await?;
             fw_list(&ctx, 100).await?;
             bare_list(&ctx, 100).await?;
             fw_insert(&ctx, 100).await?;
@@ -207,6 +228,7 @@ fn main() -> Res<()> {
             match w {
                 "fw_point" => m_fw_point(&rt, &ctx)?,
                 "bare_point" => m_bare_point(&rt, &ctx)?,
+                "raw_point" => m_raw_point(&rt, &ctx)?,
                 "fw_list" => m_fw_list(&rt, &ctx)?,
                 "bare_list" => m_bare_list(&rt, &ctx)?,
                 "fw_insert" => m_fw_insert(&rt, &ctx)?,

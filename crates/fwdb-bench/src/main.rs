@@ -16,6 +16,8 @@
 //!
 //! Every contender talks plain TCP with a SCRAM password to the same servers.
 //! Usage: `cargo run --release -p fwdb-bench -- postgres [--rounds N] [--secs S] [--replicas N]`;
+//! `--paired` (paired.rs) measures only the 0.95 target's contenders, in short
+//! back-to-back slices, with an interval for each cell; `--pin` (pin.rs);
 //! `mongo` (issue 5) and `backup` (issue 8) are in mongo.rs and backup.rs.
 
 use fwdb::{Consistency, NewUser, PgCluster, Repository, Route, User, UserRepo};
@@ -28,6 +30,8 @@ use uuid::Uuid;
 
 mod backup;
 mod mongo;
+mod paired;
+mod pin;
 mod pool;
 mod raw;
 
@@ -267,6 +271,17 @@ async fn once(ctx: &Ctx, who: Who, op: Op, task: usize, rng: &mut u64, list_q: &
                 ..Default::default()
             };
             std::hint::black_box(m.insert(&ctx.orm).await?);
+        }
+    }
+    Ok(())
+}
+
+/// Statement caches and pools, not counted.
+async fn warm_up(ctx: &Arc<Ctx>, who: &[Who]) -> Res<()> {
+    eprintln!("warm-up ...");
+    for op in [Op::Point, Op::List, Op::Insert] {
+        for &w in who {
+            measure(ctx, w, op, POOL, 0.3).await?;
         }
     }
     Ok(())
@@ -532,24 +547,39 @@ async fn checkout_cost(fwdb: Option<PgCluster>, dp: Option<deadpool_postgres::Po
 
 struct Args {
     rounds: usize,
-    secs: f64,
+    secs: Option<f64>,
     replicas: usize,
+    /// Only the 0.95 target's contenders, in short back-to-back slices (paired.rs).
+    paired: bool,
+    /// Servers on one CPU, the client on the other (pin.rs).
+    pin: bool,
+}
+
+impl Args {
+    /// Seconds per cell; with `--paired`, per slice (two slices per contender and round).
+    fn secs(&self) -> f64 {
+        self.secs.unwrap_or(if self.paired { 0.4 } else { 1.0 })
+    }
 }
 
 const USAGE: &str = "usage: fwdb-bench postgres [--rounds N (3)] [--secs S per cell (1.0)] [--replicas N (2)]
+                           [--paired: raw, bare LIFO pool and fwdb Strong only, slices of --secs (0.4) ordered ABCCBA]
+                           [--pin: the servers on CPU 1, this client on CPU 0]
        fwdb-bench mongo [--rounds N (11)] [--ops N (200)]
        fwdb-bench backup [--rows N (1000000)] [--level L] [--rounds N (1)]
        fwdb-bench pool [--checkouts N (64000)]   (bb8 too with --features fwdb/bb8,fwdb/bb8-postgres)
 (each subcommand takes --help)";
 
 fn args() -> Res<Args> {
-    let mut a = Args { rounds: 3, secs: 1.0, replicas: 2 };
+    let mut a = Args { rounds: 3, secs: None, replicas: 2, paired: false, pin: false };
     let mut it = std::env::args().skip(1);
     let mut what = None;
     while let Some(x) = it.next() {
         match x.as_str() {
             "--rounds" => a.rounds = it.next().ok_or("--rounds N")?.parse()?,
-            "--secs" => a.secs = it.next().ok_or("--secs S")?.parse()?,
+            "--secs" => a.secs = Some(it.next().ok_or("--secs S")?.parse()?),
+            "--paired" => a.paired = true,
+            "--pin" => a.pin = true,
             "--replicas" => a.replicas = it.next().ok_or("--replicas N")?.parse()?,
             "postgres" => what = Some(x),
             "-h" | "--help" => {
@@ -578,13 +608,24 @@ fn main() -> Res<()> {
     let a = args()?;
     eprintln!("load before start: {}", uptime());
     let t0 = Instant::now();
+    if a.pin {
+        // Children inherit the mask: every server started from here on.
+        pin::this_thread_to(pin::SERVER_CPU)?;
+    }
     let stack = Stack::start(StackOptions { replicas: a.replicas, mongo: false, ..Default::default() })?;
     eprintln!("stack up in {:.1} s: {}", t0.elapsed().as_secs_f64(), stack.summary());
     let res = (|| -> Res<()> {
         raise_max_connections(&stack, 800)?;
         let db = stack.create_database()?;
         let scratch = stack.create_database()?;
-        let rt = tokio::runtime::Runtime::new()?;
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        if a.pin {
+            // The servers (restarted above) stay on theirs; the runtime's
+            // threads inherit this one.
+            pin::this_thread_to(pin::CLIENT_CPU)?;
+            rt.worker_threads(1);
+        }
+        let rt = rt.enable_all().build()?;
         rt.block_on(run(&stack, &db, &scratch, &a))
     })();
     let _ = stack.stop();
@@ -699,6 +740,12 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
         who.push(Who::FwdbEventual);
     }
     who.extend([Who::Sqlx, Who::SeaOrm]);
+    if a.paired {
+        warm_up(&ctx, &[Who::Raw, Who::PoolLifo, Who::FwdbStrong]).await?;
+        println!("{}", paired::run(&ctx, a.rounds, a.secs()).await?);
+        cluster.close();
+        return Ok(());
+    }
 
     // pgbench's own database.
     let psql = PsqlCtx {
@@ -735,13 +782,7 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
         p
     };
 
-    // Warm-up (statement caches, pools), not counted.
-    eprintln!("warm-up ...");
-    for op in [Op::Point, Op::List, Op::Insert] {
-        for &w in &who {
-            measure(&ctx, w, op, POOL, 0.3).await?;
-        }
-    }
+    warm_up(&ctx, &who).await?;
 
     let mut results: BTreeMap<(Op, usize, Who), Vec<f64>> = BTreeMap::new();
     let mut pgb: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -760,11 +801,11 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
                     if w == Who::FwdbEventual && op == Op::Insert {
                         continue; // writes always go to the primary: same as Strong
                     }
-                    let r = measure(&ctx, w, op, c, a.secs).await?;
+                    let r = measure(&ctx, w, op, c, a.secs()).await?;
                     results.entry((op, c, w)).or_default().push(r);
                 }
             }
-            pgb.entry(c).or_default().push(pgbench(&psql, scratch, c, a.secs).await?);
+            pgb.entry(c).or_default().push(pgbench(&psql, scratch, c, a.secs()).await?);
         }
         for &b in &bulk_who {
             bulk_res.entry(b).or_default().push(bulk(&ctx, b, &psql).await?);
@@ -784,7 +825,7 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
     out.push_str(&format!(
         "\nfwdb-bench postgres: {} rounds x {:.1} s per cell, interleaved; PostgreSQL {} with {} replicas, plain TCP + SCRAM; load averages (1/5/15 min) at each round: {}\n\n",
         a.rounds,
-        a.secs,
+        a.secs(),
         info.pg_version,
         info.replicas.len(),
         loads.join(" | ")

@@ -1,0 +1,144 @@
+//! `fwdb-bench postgres --paired`: the 0.95 target of issue 4, measured so
+//! the machine's drift cancels out.
+//!
+//! The full run gives each contender one whole `--secs` cell per round, so on
+//! a two-core machine that also runs the servers a cell moves by ±30 %
+//! between rounds, and a ratio of two cells measured seconds apart carries
+//! that noise. Here only raw tokio-postgres, fwdb Strong and the bare LIFO
+//! pool (the control: raw's own prepared statements behind a pool) run, in
+//! short slices ordered A B C C B A, so each pair is measured back to back
+//! and a linear drift over the round weighs the same on every contender.
+//! Every round gives one ratio per cell; the report is the median of those
+//! ratios with a distribution-free 95 % interval for the median.
+
+use crate::{measure, median, uptime, Ctx, Op, Res, Who, CONCURRENCY};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const WHO: [Who; 3] = [Who::Raw, Who::PoolLifo, Who::FwdbStrong];
+const TARGET: f64 = 0.95;
+
+/// Runs `rounds` rounds of `slice`-second slices; returns the report.
+pub(crate) async fn run(ctx: &Arc<Ctx>, rounds: usize, slice: f64) -> Res<String> {
+    // (op, tasks, who) -> per-round throughput (mean of its two slices).
+    let mut rates: BTreeMap<(Op, usize, Who), Vec<f64>> = BTreeMap::new();
+    let mut loads = Vec::new();
+    for round in 0..rounds {
+        loads.push(uptime());
+        eprintln!("paired round {} of {rounds} (load {})", round + 1, uptime());
+        for &c in &CONCURRENCY {
+            for op in [Op::Point, Op::List, Op::Insert] {
+                let order = abccba(round);
+                let mut got: BTreeMap<Who, f64> = BTreeMap::new();
+                for w in order {
+                    *got.entry(w).or_default() += measure(ctx, w, op, c, slice).await? / 2.0;
+                }
+                for (w, r) in got {
+                    rates.entry((op, c, w)).or_default().push(r);
+                }
+            }
+        }
+    }
+    loads.push(uptime());
+    Ok(report(&rates, rounds, slice, &loads))
+}
+
+/// The slice order of `round`: the three contenders, turned by one each
+/// round, then the same backwards.
+fn abccba(round: usize) -> Vec<Who> {
+    let fwd: Vec<Who> = WHO.iter().cycle().skip(round % WHO.len()).take(WHO.len()).copied().collect();
+    fwd.iter().chain(fwd.iter().rev()).copied().collect()
+}
+
+fn report(rates: &BTreeMap<(Op, usize, Who), Vec<f64>>, rounds: usize, slice: f64, loads: &[String]) -> String {
+    let mut out = format!(
+        "\nfwdb-bench postgres --paired: {rounds} rounds, slices of {slice:.2} s ordered A B C C B A; \
+         ratio = round's ops/s against raw tokio-postgres in the same round; load averages at each round: {}\n\n\
+         | operation | tasks | contender | median ops/s | median ratio | 95 % interval | rounds at or above {TARGET} | per-round ratios |\n\
+         | --- | ---: | --- | ---: | ---: | --- | ---: | --- |\n",
+        loads.join(" | ")
+    );
+    let mut met = 0;
+    let mut cells = 0;
+    for op in [Op::Point, Op::List, Op::Insert] {
+        for &c in &CONCURRENCY {
+            let Some(base) = rates.get(&(op, c, Who::Raw)) else { continue };
+            for w in [Who::FwdbStrong, Who::PoolLifo] {
+                let Some(v) = rates.get(&(op, c, w)) else { continue };
+                let ratios: Vec<f64> = v.iter().zip(base).map(|(x, b)| x / b).collect();
+                let m = median(&ratios);
+                let (lo, hi) = median_interval(&ratios);
+                if w == Who::FwdbStrong {
+                    cells += 1;
+                    met += usize::from(m >= TARGET);
+                }
+                let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+                out.push_str(&format!(
+                    "| {} | {c} | {} | {:.0} | **{m:.3}** | {lo:.3} – {hi:.3} | {} of {} | {} |\n",
+                    op.name(),
+                    w.name(),
+                    median(v),
+                    ratios.iter().filter(|r| **r >= TARGET).count(),
+                    ratios.len(),
+                    each.join(", ")
+                ));
+            }
+        }
+    }
+    out.push_str(&format!("\nfwdb Strong: median ratio at or above {TARGET} in {met} of {cells} cells.\n"));
+    out
+}
+
+/// A distribution-free interval for the median of `v` with at least 95 %
+/// coverage: the k-th smallest and k-th largest values, k the largest with
+/// P(Binomial(n, ½) < k) ≤ 2.5 %. Fewer than 6 values cannot reach 95 %:
+/// then it is the full range.
+pub(crate) fn median_interval(v: &[f64]) -> (f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = s.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let k = order_statistic_rank(n);
+    (s[k - 1], s[n - k])
+}
+
+/// The rank k (1-based) of [`median_interval`]: the interval
+/// [x(k), x(n-k+1)] misses the median with probability 2 P(X <= k-1),
+/// X ~ Binomial(n, 1/2).
+fn order_statistic_rank(n: usize) -> usize {
+    let mut term = 0.5f64.powi(n as i32); // P(X = 0)
+    let mut cdf = 0.0;
+    let mut k = 1;
+    for j in 0..n {
+        cdf += term; // P(X <= j)
+        if cdf > 0.025 {
+            break;
+        }
+        k = j + 1;
+        term *= (n - j) as f64 / (j + 1) as f64; // P(X = j + 1)
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_interval_ranks_match_the_binomial_tables() {
+        // n: rank k of the ~95 % interval (Conover, Practical Nonparametric
+        // Statistics, table A3): 6 -> 1, 9 -> 2, 11 -> 2, 15 -> 4, 21 -> 6.
+        for (n, k) in [(5, 1), (6, 1), (9, 2), (11, 2), (15, 4), (21, 6), (25, 8)] {
+            assert_eq!(order_statistic_rank(n), k, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn the_slices_run_forward_then_backward_and_turn_each_round() {
+        assert_eq!(abccba(0), vec![Who::Raw, Who::PoolLifo, Who::FwdbStrong, Who::FwdbStrong, Who::PoolLifo, Who::Raw]);
+        assert_eq!(abccba(1)[0], Who::PoolLifo);
+        assert_eq!(abccba(3), abccba(0));
+    }
+}
