@@ -15,6 +15,7 @@ mod stack;
 mod routing;
 mod failover;
 mod tx;
+mod statements;
 mod repo;
 mod query;
 mod roles;

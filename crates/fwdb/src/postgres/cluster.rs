@@ -193,7 +193,7 @@ impl PgCluster {
     }
 
     /// Runs `sql` on `conn`, wrapped in this handle's prelude when it has one.
-    async fn run_on(&self, conn: &deadpool_postgres::ClientWrapper, sql: &str, params: Params<'_>, write: bool) -> Result<Vec<Row>> {
+    async fn run_on(&self, conn: &super::conn::Client, sql: &str, params: Params<'_>, write: bool) -> Result<Vec<Row>> {
         let Some(prelude) = self.prelude(write) else { return query_cached(conn, sql, params, true).await };
         let st = conn.prepare_cached(sql).await?;
         let (begin, rows, end) = futures::join!(conn.batch_execute(&prelude), conn.query(&st, params), conn.batch_execute("COMMIT"));
@@ -479,7 +479,7 @@ impl Inner {
 
     /// A primary connection; fails at once while the primary is known down
     /// and was tried less than `primary_retry_interval` ago.
-    pub(crate) async fn primary_conn(&self) -> Result<deadpool_postgres::Object> {
+    pub(crate) async fn primary_conn(&self) -> Result<super::pool::Object> {
         if !self.primary_up.load(Ordering::Acquire) {
             self.may_try_primary()?;
         }

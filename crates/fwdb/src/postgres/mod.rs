@@ -1,6 +1,7 @@
 //! PostgreSQL: connections (TLS per libpq's sslmode), and later pools and routing.
 
 mod cluster;
+mod conn;
 mod connect;
 mod executor;
 mod observe;

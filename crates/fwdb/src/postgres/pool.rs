@@ -8,13 +8,20 @@ use super::status::DurationHistogram;
 use super::tls;
 use crate::config::PostgresConfig;
 use crate::error::{Error, ErrorKind, Result};
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, TimeoutType, Timeouts};
+use super::conn::{Client, Manager};
+use deadpool::managed::{Hook, HookError, TimeoutType, Timeouts};
+use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
+
+type Pool = deadpool::managed::Pool<Manager>;
+type PoolError = deadpool::managed::PoolError<tokio_postgres::Error>;
+/// A checked-out connection; back in its pool when dropped.
+pub(crate) type Object = deadpool::managed::Object<Manager>;
 
 /// Numbers of one pool, for health and metrics.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -133,9 +140,10 @@ impl PgPool {
         let method = if cfg.routing.verify_on_checkout { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
         let mc = ManagerConfig { recycling_method: method };
         let manager = match tls::client_config(&cfg.tls)? {
-            None => Manager::from_config(driver, NoTls, mc),
-            Some(rustls) => Manager::from_config(driver, tokio_postgres_rustls::MakeRustlsConnect::new(rustls), mc),
+            None => deadpool_postgres::Manager::from_config(driver, NoTls, mc),
+            Some(rustls) => deadpool_postgres::Manager::from_config(driver, tokio_postgres_rustls::MakeRustlsConnect::new(rustls), mc),
         };
+        let manager = Manager::new(manager);
         let drained_at: Arc<AtomicU64> = Arc::default();
         let drained = drained_at.clone();
         let epoch = Instant::now();
@@ -295,7 +303,7 @@ fn since(epoch: Instant, t: Instant) -> u64 {
 /// Runs `sql` as a cached prepared statement. Outside a transaction
 /// (`may_retry`), a statement cached before a schema change is prepared again.
 pub(crate) async fn query_cached(
-    c: &deadpool_postgres::ClientWrapper,
+    c: &Client,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
     may_retry: bool,
@@ -303,7 +311,7 @@ pub(crate) async fn query_cached(
     let st = c.prepare_cached(sql).await?;
     match c.query(&st, params).await {
         Err(e) if may_retry && stale_statement(&e) => {
-            c.statement_cache.clear();
+            c.forget_statements();
             let st = c.prepare_cached(sql).await?;
             Ok(c.query(&st, params).await?)
         }

@@ -25,7 +25,7 @@ use super::executor::{Actor, Consistency, Executor, Params};
 use super::pool::query_cached;
 use crate::config::RoutingConfig;
 use crate::error::{Error, ErrorKind, Result};
-use deadpool_postgres::Object;
+use super::pool::Object;
 use futures::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -170,7 +170,7 @@ impl Tx {
         Ok(tx)
     }
 
-    fn conn(&self) -> &deadpool_postgres::ClientWrapper {
+    fn conn(&self) -> &super::conn::Client {
         self.inner.conn.as_ref().expect("a live transaction has its connection")
     }
 
