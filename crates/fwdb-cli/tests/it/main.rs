@@ -15,7 +15,7 @@ mod stack;
 mod routing;
 mod failover;
 mod tx;
-mod statements;
+mod pooled;
 mod repo;
 mod query;
 mod roles;

@@ -3,7 +3,9 @@
 //! replicas that the probe (probe.rs) finds healthy and close enough behind.
 
 use super::connect::ConnectTarget;
+use super::conn::Client;
 use super::executor::{Actor, Consistency, Executor, Lsn, Params};
+use super::observe::QueryKind;
 use super::pool::{query_cached, PgConn, PgPool};
 use super::replica_health::{HealthCell, ReplicaHealth};
 use super::status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
@@ -192,15 +194,14 @@ impl PgCluster {
         Some(sql)
     }
 
-    /// Runs `sql` on `conn`, wrapped in this handle's prelude when it has one.
-    async fn run_on(&self, conn: &super::conn::Client, sql: &str, params: Params<'_>, write: bool) -> Result<Vec<Row>> {
-        let Some(prelude) = self.prelude(write) else { return query_cached(conn, sql, params, true).await };
-        let st = conn.prepare_cached(sql).await?;
-        let (begin, rows, end) = futures::join!(conn.batch_execute(&prelude), conn.query(&st, params), conn.batch_execute("COMMIT"));
-        begin?;
-        let rows = rows?;
-        end?;
-        Ok(rows)
+    /// Runs a read on `conn`, wrapped in this handle's prelude when it has one.
+    async fn run_on(&self, conn: &Client, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        match self.prelude(false) {
+            None => query_cached(conn, sql, params, true).await,
+            // Boxed, as the other rare paths of a statement: a future is as
+            // large as its largest path and is copied whole on each await.
+            Some(prelude) => Box::pin(with_prelude(conn, &prelude, sql, params)).await,
+        }
     }
 
     /// A WAL position at or after the commit of every write and transaction
@@ -338,19 +339,19 @@ impl PgCluster {
 
     async fn route_read(&self, sql: &str, params: Params<'_>, consistency: Consistency) -> Result<Vec<Row>> {
         let inner = &self.inner;
-        let consistency = self.resolve(consistency).await?;
+        let consistency = match consistency {
+            Consistency::ReadOwnWrites => Box::pin(self.resolve(consistency)).await?,
+            c => c,
+        };
         let mut tried: Vec<usize> = Vec::new();
         loop {
             let pick = if tried.len() as u32 >= inner.cfg.routing.read_retries { None } else { inner.pick(consistency, &tried) };
             let Some(i) = pick else {
                 inner.reads_primary.fetch_add(1, Ordering::Relaxed);
                 let conn = inner.primary_conn().await?;
-                let work = self.run_on(&conn, sql, params, false);
-                let r = if inner.observers.active() {
-                    inner.observers.time(Route::Primary, super::observe::QueryKind::Read, sql, work).await
-                } else {
-                    work.await
-                };
+                let start = inner.observers.start();
+                let r = self.run_on(&conn, sql, params).await;
+                inner.observers.finish(start, Route::Primary, QueryKind::Read, sql, &r);
                 if let Err(e) = &r {
                     inner.check_primary_error(e);
                 }
@@ -362,11 +363,10 @@ impl PgCluster {
             r.outstanding.fetch_add(1, Ordering::AcqRel);
             let read = async {
                 let conn = r.pool.get().await?;
-                let work = self.run_on(&conn, sql, params, false);
-                if !inner.observers.active() {
-                    return work.await;
-                }
-                inner.observers.time(Route::Replica(i), super::observe::QueryKind::Read, sql, work).await
+                let start = inner.observers.start();
+                let res = self.run_on(&conn, sql, params).await;
+                inner.observers.finish(start, Route::Replica(i), QueryKind::Read, sql, &res);
+                res
             };
             // A read is idempotent: abandoning it on an ejected replica and
             // running it elsewhere is safe.
@@ -400,25 +400,16 @@ impl PgCluster {
     async fn route_write(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let inner = &self.inner;
         let conn = inner.primary_conn().await?;
-        let work = async {
-            let st = conn.prepare_cached(sql).await?;
-            let Some(begin) = self.prelude(true) else { return Ok(conn.query(&st, params).await?) };
-            // The actor must be visible to triggers (`current_setting('fwdb.actor', true)`)
-            // and a timeout must apply to this statement alone, without
-            // leaking to the next user of the connection: SET LOCAL in a
-            // transaction of its own. The three requests are sent together
-            // (tokio-postgres pipelines them in this order).
-            let (b, rows, commit) = futures::join!(conn.batch_execute(&begin), conn.query(&st, params), conn.batch_execute("COMMIT"));
-            b?;
-            let rows = rows?;
-            commit?;
-            Ok::<_, Error>(rows)
+        let start = inner.observers.start();
+        let res = match self.prelude(true) {
+            None => async {
+                let st = conn.prepare_cached(sql).await?;
+                Ok(conn.query(&st, params).await?)
+            }
+            .await,
+            Some(begin) => Box::pin(with_prelude(&conn, &begin, sql, params)).await,
         };
-        let res = if inner.observers.active() {
-            inner.observers.time(Route::Primary, super::observe::QueryKind::Write, sql, work).await
-        } else {
-            work.await
-        };
+        inner.observers.finish(start, Route::Primary, QueryKind::Write, sql, &res);
         self.note_write();
         if let Err(e) = &res {
             inner.check_primary_error(e);
@@ -605,4 +596,18 @@ impl Executor for PgCluster {
     fn actor(&self) -> Option<Actor> {
         self.actor
     }
+}
+
+/// `sql` in a transaction of its own after `prelude` (BEGIN and SET LOCALs):
+/// an actor must be visible to triggers (`current_setting('fwdb.actor',
+/// true)`) and a timeout must apply to this statement alone, without leaking
+/// to the connection's next user. The three requests are sent together
+/// (tokio-postgres pipelines them in this order): no extra round trip.
+async fn with_prelude(conn: &Client, prelude: &str, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    let st = conn.prepare_cached(sql).await?;
+    let (begin, rows, end) = futures::join!(conn.batch_execute(prelude), conn.query(&st, params), conn.batch_execute("COMMIT"));
+    begin?;
+    let rows = rows?;
+    end?;
+    Ok(rows)
 }

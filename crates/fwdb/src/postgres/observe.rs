@@ -9,7 +9,6 @@
 
 use super::cluster::{PgCluster, Route};
 use crate::error::{Error, Result};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -64,30 +63,22 @@ pub(crate) struct Observers {
 }
 
 impl Observers {
-    /// Whether anyone listens. Callers check this before wrapping their
-    /// work in [`Observers::time`]: moving a statement's future into the
-    /// wrapper copies it twice (about 350 instructions a statement), a cost
-    /// without observers for nothing.
-    pub(crate) fn active(&self) -> bool {
-        self.any.load(Ordering::Acquire)
+    /// The start of a statement, when anyone listens (else no clock is read).
+    /// Paired with [`Observers::finish`] rather than wrapping the statement's
+    /// future: a wrapper holds the future, so every call's future would grow
+    /// by the statement's and be copied once more (memcpy) on each await.
+    pub(crate) fn start(&self) -> Option<Instant> {
+        self.any.load(Ordering::Acquire).then(Instant::now)
     }
 
-    /// Runs `work`, then tells every observer (nothing is timed when there is none).
-    pub(crate) async fn time<T, F>(&self, route: Route, kind: QueryKind, sql: &str, work: F) -> Result<T>
-    where
-        F: Future<Output = Result<T>>,
-    {
-        if !self.any.load(Ordering::Acquire) {
-            return work.await;
-        }
-        let start = Instant::now();
-        let out = work.await;
+    /// Tells every observer how the statement begun at `start` went.
+    pub(crate) fn finish<T>(&self, start: Option<Instant>, route: Route, kind: QueryKind, sql: &str, out: &Result<T>) {
+        let Some(start) = start else { return };
         let event = QueryEvent { sql, kind, route, duration: start.elapsed(), error: out.as_ref().err() };
         let list = self.list.read().map(|v| v.clone()).unwrap_or_else(|p| p.into_inner().clone());
         for o in list.iter() {
             o.on_query(&event);
         }
-        out
     }
 
     fn add(&self, observer: Arc<dyn QueryObserver>) {

@@ -137,13 +137,13 @@ impl PgPool {
     /// A pool for `target`; opens nothing yet (see [`fill`](Self::fill)).
     pub(crate) fn new(cfg: &PostgresConfig, target: ConnectTarget, label: String) -> Result<PgPool> {
         let driver = driver_config(cfg, &target)?;
-        let method = if cfg.routing.verify_on_checkout { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
-        let mc = ManagerConfig { recycling_method: method };
+        // The checkout check is conn::Manager's own; deadpool-postgres' is unused.
+        let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = match tls::client_config(&cfg.tls)? {
             None => deadpool_postgres::Manager::from_config(driver, NoTls, mc),
             Some(rustls) => deadpool_postgres::Manager::from_config(driver, tokio_postgres_rustls::MakeRustlsConnect::new(rustls), mc),
         };
-        let manager = Manager::new(manager);
+        let manager = Manager::new(manager, cfg.routing.verify_on_checkout);
         let drained_at: Arc<AtomicU64> = Arc::default();
         let drained = drained_at.clone();
         let epoch = Instant::now();
@@ -205,10 +205,12 @@ impl PgPool {
         // First without waiting: when a connection is free (the common case)
         // this skips arming the `acquire_timeout` timer, a measurable part of
         // a checkout's CPU cost. Only when none is free do we wait, timed.
-        let res = match self.pool.timeout_get(&self.no_wait).await {
-            Err(PoolError::Timeout(TimeoutType::Wait)) => self.pool.get().await,
-            r => r,
-        };
+        let mut res = self.pool.timeout_get(&self.no_wait).await;
+        if matches!(res, Err(PoolError::Timeout(TimeoutType::Wait))) {
+            // Boxed: waiting dwarfs an allocation, and this future would
+            // otherwise double the size of every checkout's (moved by memcpy).
+            res = Box::pin(self.pool.get()).await;
+        }
         self.acquire.observe(start.elapsed());
         res.map_err(|e| self.pool_error(e))
     }

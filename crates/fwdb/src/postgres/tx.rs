@@ -216,7 +216,11 @@ impl Tx {
     /// Times `work` for the cluster's query observers (metrics, slow log):
     /// statements inside transactions are as visible as routed ones.
     async fn observed<T>(&self, kind: QueryKind, sql: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        self.inner.cluster.observers.time(Route::Primary, kind, sql, work).await
+        let observers = &self.inner.cluster.observers;
+        let start = observers.start();
+        let out = work.await;
+        observers.finish(start, Route::Primary, kind, sql, &out);
+        out
     }
 
     /// Runs a statement and returns the number of rows it affected.

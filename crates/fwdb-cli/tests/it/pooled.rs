@@ -1,7 +1,7 @@
-//! Prepared statements of a pooled connection (issue 4): prepared once per
-//! connection, prepared again after a schema change made them stale, and
-//! bounded per connection. What the server holds is read from
-//! `pg_prepared_statements`, the connection's own view.
+//! Pooled connections (issue 4): the check on checkout, and their prepared
+//! statements (prepared once per connection, prepared again after a schema
+//! change made them stale, bounded per connection). What the server holds is
+//! read from `pg_prepared_statements`, the connection's own view.
 
 use crate::helpers::TestApp;
 use fwdb::{PgCluster, PgConn, Route};
@@ -64,4 +64,52 @@ async fn a_connection_keeps_at_most_512_statements_and_closes_the_rest_on_the_se
     // The ones kept still run.
     let rows = conn.query_cached("SELECT 599 AS bound_marker", &[]).await.expect("a kept statement");
     assert_eq!(rows[0].get::<_, i32>(0), 599);
+}
+
+/// The last statement the backend behind `pid` ran, as another session sees it.
+async fn last_statement(app: &TestApp, pid: i32) -> String {
+    let rows = app.pg().await.query("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid]).await.expect("activity");
+    rows.first().map(|r| r.get(0)).expect("the backend is listed")
+}
+
+/// Checks out the only connection of a one-connection pool, runs a marked
+/// statement on it, gives it back, checks it out again; returns what its
+/// backend ran last.
+async fn statement_after_a_second_checkout(app: &TestApp, verify: bool) -> String {
+    let mut cfg = app.config.postgres.clone();
+    cfg.pool.min_size = 1;
+    cfg.pool.max_size = 1;
+    cfg.routing.verify_on_checkout = verify;
+    let cluster = PgCluster::connect(&cfg).await.expect("cluster");
+    let conn = cluster.checkout(Route::Primary).await.expect("first checkout");
+    let rows = conn.query("SELECT pg_backend_pid() AS checkout_marker", &[]).await.expect("marked statement");
+    let pid: i32 = rows[0].get(0);
+    drop(conn);
+    let again = cluster.checkout(Route::Primary).await.expect("second checkout");
+    let last = last_statement(app, pid).await;
+    drop(again);
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_asks_the_server_only_when_verify_on_checkout_is_set() {
+    let app = TestApp::spawn().await;
+    let plain = statement_after_a_second_checkout(&app, false).await;
+    assert!(plain.contains("checkout_marker"), "without verify_on_checkout a checkout sends nothing: {plain:?}");
+    let verified = statement_after_a_second_checkout(&app, true).await;
+    assert_eq!(verified, "", "with verify_on_checkout a checkout sends an empty query first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_backend_was_terminated_is_replaced_on_checkout() {
+    let (app, cluster, conn) = primary_conn().await;
+    let rows = conn.query("SELECT pg_backend_pid()", &[]).await.expect("pid");
+    let pid: i32 = rows[0].get(0);
+    drop(conn);
+    app.pg().await.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.expect("terminate");
+    // The connection's task sees the socket close shortly after.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let conn = cluster.checkout(Route::Primary).await.expect("a checkout after the termination");
+    let rows = conn.query("SELECT pg_backend_pid()", &[]).await.expect("a working connection");
+    assert_ne!(rows[0].get::<_, i32>(0), pid, "a new backend");
 }
