@@ -32,7 +32,7 @@ pub struct RoutingConfig {
     /// often; writes in between fail at once with `Unavailable`.
     #[serde(with = "duration_str")]
     pub primary_retry_interval: Duration,
-    /// Run an empty query on every checkout (deadpool's `Verified`) instead of
+    /// Run an empty query on every checkout (deadpool-postgres' `Verified`, done by postgres/conn.rs) instead of
     /// only checking that the socket is open (`Fast`).
     pub verify_on_checkout: bool,
     /// Attempts of a transaction that fails with 40001 or 40P01, the first included.
