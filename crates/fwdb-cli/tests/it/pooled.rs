@@ -105,10 +105,15 @@ async fn a_connection_whose_backend_was_terminated_is_replaced_on_checkout() {
     let (app, cluster, conn) = primary_conn().await;
     let rows = conn.query("SELECT pg_backend_pid()", &[]).await.expect("pid");
     let pid: i32 = rows[0].get(0);
-    drop(conn);
     app.pg().await.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.expect("terminate");
-    // The connection's task sees the socket close shortly after.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Given back only once its task has seen the socket close, so that the
+    // next checkout meets a closed connection for certain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !conn.is_closed() {
+        assert!(std::time::Instant::now() < deadline, "the client never saw its backend terminated");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(conn);
     let conn = cluster.checkout(Route::Primary).await.expect("a checkout after the termination");
     let rows = conn.query("SELECT pg_backend_pid()", &[]).await.expect("a working connection");
     assert_ne!(rows[0].get::<_, i32>(0), pid, "a new backend");

@@ -32,8 +32,9 @@ pub struct RoutingConfig {
     /// often; writes in between fail at once with `Unavailable`.
     #[serde(with = "duration_str")]
     pub primary_retry_interval: Duration,
-    /// Run an empty query on every checkout (deadpool-postgres' `Verified`, done by postgres/conn.rs) instead of
-    /// only checking that the socket is open (`Fast`).
+    /// Run an empty query on every checkout (what deadpool-postgres calls
+    /// `Verified`; postgres/conn.rs does it) instead of only checking that
+    /// the socket is open (`Fast`).
     pub verify_on_checkout: bool,
     /// Attempts of a transaction that fails with 40001 or 40P01, the first included.
     pub tx_max_attempts: u32,

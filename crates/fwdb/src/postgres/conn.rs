@@ -1,10 +1,10 @@
 //! A pooled connection: tokio-postgres' client and the statements prepared on
-//! it. deadpool-postgres connects, recycles and closes it (we wrap its
-//! `Manager`); the statements are ours. Its statement cache hashes the SQL
+//! it. deadpool-postgres connects it (we wrap its `Manager`); the check on
+//! checkout and the statements are ours. Its statement cache hashes the SQL
 //! text with SipHash under a RwLock and clones an `Arc<OnceCell>` per lookup:
-//! about 1,070 instructions, 5 % of a whole point read (docs/benchmarks.md).
+//! 986 instructions against this map's 280 (docs/benchmarks.md, session 5).
 //! A connection has one user at a time, so a map behind an uncontended mutex,
-//! hashed with foldhash, does the same for a fraction of that.
+//! hashed with foldhash, is enough.
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
