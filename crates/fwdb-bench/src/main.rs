@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 mod backup;
+mod cpu;
 mod mongo;
 mod paired;
 mod pin;

@@ -10,18 +10,27 @@
 //! and a linear drift over the round weighs the same on every contender.
 //! Every round gives one ratio per cell; the report is the median of those
 //! ratios with a distribution-free 95 % interval for the median.
+//!
+//! Each slice also records the CPU it cost, this client and the PostgreSQL
+//! servers apart (cpu.rs): a second table gives CPU per operation, which on
+//! a saturated machine bounds throughput and swings far less than it.
 
+use crate::cpu::{self, Cpu};
 use crate::{measure, median, uptime, Ctx, Op, Res, Who, CONCURRENCY};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
+
+type Cells<T> = BTreeMap<(Op, usize, Who), Vec<T>>;
 
 const WHO: [Who; 3] = [Who::Raw, Who::PoolLifo, Who::FwdbStrong];
 const TARGET: f64 = 0.95;
 
 /// Runs `rounds` rounds of `slice`-second slices; returns the report.
 pub(crate) async fn run(ctx: &Arc<Ctx>, rounds: usize, slice: f64) -> Res<String> {
-    // (op, tasks, who) -> per-round throughput (mean of its two slices).
-    let mut rates: BTreeMap<(Op, usize, Who), Vec<f64>> = BTreeMap::new();
+    // (op, tasks, who) -> per-round throughput (mean of its two slices), and CPU per operation.
+    let mut rates: Cells<f64> = BTreeMap::new();
+    let mut costs: Cells<Cpu> = BTreeMap::new();
     let mut loads = Vec::new();
     for round in 0..rounds {
         loads.push(uptime());
@@ -30,17 +39,60 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, rounds: usize, slice: f64) -> Res<String
             for op in [Op::Point, Op::List, Op::Insert] {
                 let order = abccba(round);
                 let mut got: BTreeMap<Who, f64> = BTreeMap::new();
+                let mut spent: BTreeMap<Who, (Cpu, f64)> = BTreeMap::new();
                 for w in order {
-                    *got.entry(w).or_default() += measure(ctx, w, op, c, slice).await? / 2.0;
+                    let before = cpu::start();
+                    let t = Instant::now();
+                    let rate = measure(ctx, w, op, c, slice).await?;
+                    let ops = rate * t.elapsed().as_secs_f64();
+                    let cost = cpu::end() - before;
+                    *got.entry(w).or_default() += rate / 2.0;
+                    let e = spent.entry(w).or_default();
+                    *e = (e.0 + cost, e.1 + ops);
                 }
                 for (w, r) in got {
                     rates.entry((op, c, w)).or_default().push(r);
+                }
+                for (w, (cost, ops)) in spent {
+                    costs.entry((op, c, w)).or_default().push(cost.per(ops));
                 }
             }
         }
     }
     loads.push(uptime());
-    Ok(report(&rates, rounds, slice, &loads))
+    Ok(report(&rates, rounds, slice, &loads) + &cpu_report(&costs))
+}
+
+/// CPU per operation in microseconds, and each contender's total against
+/// raw's in the same round (above 1: it costs more).
+fn cpu_report(costs: &Cells<Cpu>) -> String {
+    let mut out = String::from(
+        "\nCPU per operation (µs; the client is this process, the servers every PostgreSQL process), \
+         median over rounds; total against raw: median of per-round ratios, 95 % interval\n\n\
+         | operation | tasks | contender | client µs/op | servers µs/op | total µs/op | total vs raw | 95 % interval |\n\
+         | --- | ---: | --- | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for op in [Op::Point, Op::List, Op::Insert] {
+        for &c in &CONCURRENCY {
+            let Some(base) = costs.get(&(op, c, Who::Raw)) else { continue };
+            for w in WHO {
+                let Some(v) = costs.get(&(op, c, w)) else { continue };
+                let us = |f: fn(&Cpu) -> f64| median(&v.iter().map(|x| f(x) * 1e6).collect::<Vec<_>>());
+                let ratios: Vec<f64> = v.iter().zip(base).map(|(x, b)| x.total() / b.total()).collect();
+                let (lo, hi) = median_interval(&ratios);
+                out.push_str(&format!(
+                    "| {} | {c} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {lo:.3} – {hi:.3} |\n",
+                    op.name(),
+                    w.name(),
+                    us(|x| x.client),
+                    us(|x| x.servers),
+                    us(Cpu::total),
+                    median(&ratios),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The slice order of `round`: the three contenders, turned by one each
@@ -50,7 +102,7 @@ fn abccba(round: usize) -> Vec<Who> {
     fwd.iter().chain(fwd.iter().rev()).copied().collect()
 }
 
-fn report(rates: &BTreeMap<(Op, usize, Who), Vec<f64>>, rounds: usize, slice: f64, loads: &[String]) -> String {
+fn report(rates: &Cells<f64>, rounds: usize, slice: f64, loads: &[String]) -> String {
     let mut out = format!(
         "\nfwdb-bench postgres --paired: {rounds} rounds, slices of {slice:.2} s ordered A B C C B A; \
          ratio = round's ops/s against raw tokio-postgres in the same round; load averages at each round: {}\n\n\
