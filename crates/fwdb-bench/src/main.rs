@@ -45,6 +45,8 @@ const SEED_ROWS: usize = 10_000;
 const BULK_ROWS: usize = 10_000;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 const POOL: usize = 64;
+/// Clients the tasks of `Who::RawShared` share: fwdb's default `postgres.pool.multiplex`.
+const RAW_SHARED: usize = 8;
 
 mod users {
     //! shared.users as a SeaORM entity.
@@ -91,11 +93,15 @@ struct SqlxUser {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Who {
     Raw,
+    /// Raw tokio-postgres, the tasks sharing [`RAW_SHARED`] clients (pipelined).
+    RawShared,
     /// Raw tokio-postgres through a deadpool of 64 clients, deadpool's default FIFO queue (as fwdb's pools).
     PoolFifo,
     /// The same with a LIFO queue.
     PoolLifo,
     FwdbStrong,
+    /// fwdb Strong with `postgres.pool.multiplex = 0`: every read checks a connection out.
+    FwdbOwn,
     FwdbEventual,
     Sqlx,
     SeaOrm,
@@ -105,9 +111,11 @@ impl Who {
     fn name(self) -> &'static str {
         match self {
             Who::Raw => "raw tokio-postgres",
+            Who::RawShared => "raw tokio-postgres, tasks sharing 8 clients",
             Who::PoolFifo => "raw via deadpool (FIFO, default)",
             Who::PoolLifo => "raw via deadpool (LIFO)",
             Who::FwdbStrong => "fwdb repo (Strong)",
+            Who::FwdbOwn => "fwdb repo (Strong, multiplex 0)",
             Who::FwdbEventual => "fwdb repo (Eventual)",
             Who::Sqlx => "sqlx",
             Who::SeaOrm => "SeaORM",
@@ -142,6 +150,8 @@ struct RawClient {
 
 struct Ctx {
     cluster: PgCluster,
+    /// The same servers with `postgres.pool.multiplex = 0`.
+    own: PgCluster,
     strong: UserRepo,
     eventual: UserRepo,
     raw: Vec<RawClient>,
@@ -169,20 +179,22 @@ async fn once(ctx: &Ctx, who: Who, op: Op, task: usize, rng: &mut u64, list_q: &
     *rng ^= *rng >> 7;
     *rng ^= *rng << 17;
     let id = ctx.ids[(*rng % ctx.ids.len() as u64) as usize];
+    // Raw's statements, pipelined by tasks that share clients as fwdb's reads share connections.
+    let task = if who == Who::RawShared { task % RAW_SHARED } else { task };
     match (who, op) {
-        (Who::Raw, Op::Point) => {
+        (Who::Raw | Who::RawShared, Op::Point) => {
             let r = &ctx.raw[task];
             let rows = r.c.query(&r.point, &[&id]).await?;
             let u = raw_user(rows.first().ok_or("no row")?)?;
             std::hint::black_box(u);
         }
-        (Who::Raw, Op::List) => {
+        (Who::Raw | Who::RawShared, Op::List) => {
             let r = &ctx.raw[task];
             let rows = r.c.query(&r.list, &[&"user"]).await?;
             let v = rows.iter().map(raw_user).collect::<Res<Vec<_>>>()?;
             assert_eq!(v.len(), 20);
         }
-        (Who::Raw, Op::Insert) => {
+        (Who::Raw | Who::RawShared, Op::Insert) => {
             let r = &ctx.raw[task];
             let none: Option<Uuid> = None;
             let rows = r.c.query(&r.insert, &[&ctx.email(), &"Ada", &"Lovelace", &"user", &none, &none]).await?;
@@ -209,6 +221,18 @@ async fn once(ctx: &Ctx, who: Who, op: Op, task: usize, rng: &mut u64, list_q: &
                     std::hint::black_box(raw_user(rows.first().ok_or("no row")?)?);
                 }
             }
+        }
+        (Who::FwdbOwn, Op::Point) => {
+            let u = ctx.strong.find_by_id(&ctx.own, id).await?.ok_or("no row")?;
+            std::hint::black_box(u);
+        }
+        (Who::FwdbOwn, Op::List) => {
+            let v = ctx.strong.find_all(&ctx.own, list_q).await?;
+            assert_eq!(v.len(), 20);
+        }
+        (Who::FwdbOwn, Op::Insert) => {
+            let u = ctx.strong.create(&ctx.own, &NewUser::new(ctx.email(), "Ada", "Lovelace")).await?;
+            std::hint::black_box(u);
         }
         (Who::FwdbStrong | Who::FwdbEventual, Op::Point) => {
             let repo = if who == Who::FwdbStrong { &ctx.strong } else { &ctx.eventual };
@@ -554,6 +578,8 @@ struct Args {
     paired: bool,
     /// Servers on one CPU, the client on the other (pin.rs).
     pin: bool,
+    /// `postgres.pool.multiplex` of fwdb's cluster (the other fwdb contender has 0).
+    multiplex: u32,
 }
 
 impl Args {
@@ -564,15 +590,16 @@ impl Args {
 }
 
 const USAGE: &str = "usage: fwdb-bench postgres [--rounds N (3)] [--secs S per cell (1.0)] [--replicas N (2)]
-                           [--paired: raw, bare LIFO pool and fwdb Strong only, slices of --secs (0.4) ordered ABCCBA]
+                           [--paired: raw, bare LIFO pool and fwdb Strong (plain, multiplexed) only, slices of --secs (0.4) ordered ABCDDCBA]
                            [--pin: the servers on CPU 1, this client on CPU 0]
+                           [--multiplex N (8, the default): postgres.pool.multiplex of fwdb's cluster; \"multiplex 0\" has 0]
        fwdb-bench mongo [--rounds N (11)] [--ops N (200)]
        fwdb-bench backup [--rows N (1000000)] [--level L] [--rounds N (1)]
        fwdb-bench pool [--checkouts N (64000)]   (bb8 too with --features fwdb/bb8,fwdb/bb8-postgres)
 (each subcommand takes --help)";
 
 fn args() -> Res<Args> {
-    let mut a = Args { rounds: 3, secs: None, replicas: 2, paired: false, pin: false };
+    let mut a = Args { rounds: 3, secs: None, replicas: 2, paired: false, pin: false, multiplex: 8 };
     let mut it = std::env::args().skip(1);
     let mut what = None;
     while let Some(x) = it.next() {
@@ -581,6 +608,7 @@ fn args() -> Res<Args> {
             "--secs" => a.secs = Some(it.next().ok_or("--secs S")?.parse()?),
             "--paired" => a.paired = true,
             "--pin" => a.pin = true,
+            "--multiplex" => a.multiplex = it.next().ok_or("--multiplex N")?.parse()?,
             "--replicas" => a.replicas = it.next().ok_or("--replicas N")?.parse()?,
             "postgres" => what = Some(x),
             "-h" | "--help" => {
@@ -681,7 +709,11 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
     raw[0].c.batch_execute("ANALYZE shared.users").await?;
     stack.wait_for_replicas()?;
 
+    cfg.postgres.pool.multiplex = a.multiplex;
     let cluster = PgCluster::connect(&cfg.postgres).await?;
+    let mut own_cfg = cfg.postgres.clone();
+    own_cfg.pool.multiplex = 0;
+    let own = PgCluster::connect(&own_cfg).await?;
     let sqlx = sqlx::postgres::PgPoolOptions::new()
         .max_connections(POOL as u32)
         .min_connections(POOL as u32)
@@ -718,6 +750,7 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
         dp_fifo,
         dp_lifo,
         cluster: cluster.clone(),
+        own: own.clone(),
         strong: UserRepo::new().with_consistency(Consistency::Strong),
         eventual: UserRepo::new().with_consistency(Consistency::Eventual),
         raw,
@@ -736,15 +769,16 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
     let eligible = status.replicas.iter().filter(|r| r.eligible).count();
     eprintln!("replicas eligible for Eventual reads: {eligible} of {}", status.replicas.len());
 
-    let mut who = vec![Who::Raw, Who::PoolFifo, Who::PoolLifo, Who::FwdbStrong];
+    let mut who = vec![Who::Raw, Who::RawShared, Who::PoolFifo, Who::PoolLifo, Who::FwdbStrong, Who::FwdbOwn];
     if !info.replicas.is_empty() {
         who.push(Who::FwdbEventual);
     }
     who.extend([Who::Sqlx, Who::SeaOrm]);
     if a.paired {
-        warm_up(&ctx, &[Who::Raw, Who::PoolLifo, Who::FwdbStrong]).await?;
+        warm_up(&ctx, &paired::WHO).await?;
         println!("{}", paired::run(&ctx, a.rounds, a.secs()).await?);
         cluster.close();
+        own.close();
         return Ok(());
     }
 
@@ -887,6 +921,7 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
     }
     println!("{out}");
     cluster.close();
+    own.close();
     small_cluster.close();
     Ok(())
 }

@@ -4,9 +4,10 @@
 //! The full run gives each contender one whole `--secs` cell per round, so on
 //! a two-core machine that also runs the servers a cell moves by ±30 %
 //! between rounds, and a ratio of two cells measured seconds apart carries
-//! that noise. Here only raw tokio-postgres, fwdb Strong and the bare LIFO
-//! pool (the control: raw's own prepared statements behind a pool) run, in
-//! short slices ordered A B C C B A, so each pair is measured back to back
+//! that noise. Here only raw tokio-postgres, fwdb Strong (reads multiplexed,
+//! the default, and with `postgres.pool.multiplex = 0`) and the bare LIFO pool (the control: raw's own
+//! prepared statements behind a pool) run, in
+//! short slices ordered A B C D D C B A, so each pair is measured back to back
 //! and a linear drift over the round weighs the same on every contender.
 //! Every round gives one ratio per cell; the report is the median of those
 //! ratios with a distribution-free 95 % interval for the median.
@@ -23,7 +24,9 @@ use std::time::Instant;
 
 type Cells<T> = BTreeMap<(Op, usize, Who), Vec<T>>;
 
-const WHO: [Who; 3] = [Who::Raw, Who::PoolLifo, Who::FwdbStrong];
+pub(crate) const WHO: [Who; 4] = [Who::Raw, Who::PoolLifo, Who::FwdbStrong, Who::FwdbOwn];
+/// The contenders held to the target.
+const HELD: [Who; 2] = [Who::FwdbStrong, Who::FwdbOwn];
 const TARGET: f64 = 0.95;
 
 /// Runs `rounds` rounds of `slice`-second slices; returns the report.
@@ -104,25 +107,25 @@ fn abccba(round: usize) -> Vec<Who> {
 
 fn report(rates: &Cells<f64>, rounds: usize, slice: f64, loads: &[String]) -> String {
     let mut out = format!(
-        "\nfwdb-bench postgres --paired: {rounds} rounds, slices of {slice:.2} s ordered A B C C B A; \
+        "\nfwdb-bench postgres --paired: {rounds} rounds, slices of {slice:.2} s ordered A B C D D C B A; \
          ratio = round's ops/s against raw tokio-postgres in the same round; load averages at each round: {}\n\n\
          | operation | tasks | contender | median ops/s | median ratio | 95 % interval | rounds at or above {TARGET} | per-round ratios |\n\
          | --- | ---: | --- | ---: | ---: | --- | ---: | --- |\n",
         loads.join(" | ")
     );
-    let mut met = 0;
+    let mut met: BTreeMap<Who, usize> = BTreeMap::new();
     let mut cells = 0;
     for op in [Op::Point, Op::List, Op::Insert] {
         for &c in &CONCURRENCY {
             let Some(base) = rates.get(&(op, c, Who::Raw)) else { continue };
-            for w in [Who::FwdbStrong, Who::PoolLifo] {
+            cells += 1;
+            for w in [Who::FwdbStrong, Who::FwdbOwn, Who::PoolLifo] {
                 let Some(v) = rates.get(&(op, c, w)) else { continue };
                 let ratios: Vec<f64> = v.iter().zip(base).map(|(x, b)| x / b).collect();
                 let m = median(&ratios);
                 let (lo, hi) = median_interval(&ratios);
-                if w == Who::FwdbStrong {
-                    cells += 1;
-                    met += usize::from(m >= TARGET);
+                if HELD.contains(&w) {
+                    *met.entry(w).or_default() += usize::from(m >= TARGET);
                 }
                 let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
                 out.push_str(&format!(
@@ -137,7 +140,10 @@ fn report(rates: &Cells<f64>, rounds: usize, slice: f64, loads: &[String]) -> St
             }
         }
     }
-    out.push_str(&format!("\nfwdb Strong: median ratio at or above {TARGET} in {met} of {cells} cells.\n"));
+    for w in HELD {
+        let n = met.get(&w).copied().unwrap_or(0);
+        out.push_str(&format!("\n{}: median ratio at or above {TARGET} in {n} of {cells} cells.\n", w.name()));
+    }
     out
 }
 
@@ -189,8 +195,11 @@ mod tests {
 
     #[test]
     fn the_slices_run_forward_then_backward_and_turn_each_round() {
-        assert_eq!(abccba(0), vec![Who::Raw, Who::PoolLifo, Who::FwdbStrong, Who::FwdbStrong, Who::PoolLifo, Who::Raw]);
+        assert_eq!(
+            abccba(0),
+            vec![Who::Raw, Who::PoolLifo, Who::FwdbStrong, Who::FwdbOwn, Who::FwdbOwn, Who::FwdbStrong, Who::PoolLifo, Who::Raw]
+        );
         assert_eq!(abccba(1)[0], Who::PoolLifo);
-        assert_eq!(abccba(3), abccba(0));
+        assert_eq!(abccba(4), abccba(0));
     }
 }

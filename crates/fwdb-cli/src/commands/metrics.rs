@@ -73,7 +73,12 @@ fn print_snapshot(s: &fwdb::MetricsSnapshot) {
     }
     let c = &s.cluster;
     add("primary", if c.primary.up { "up".into() } else { format!("DOWN: {}", c.primary.down_reason.clone().unwrap_or_default()) });
-    let pool = |p: &fwdb::PoolStatus| format!("{} in use, {} idle, {} waiting, {} max, {} timeouts", p.in_use, p.idle, p.waiting, p.max_size, p.timeouts);
+    let pool = |p: &fwdb::PoolStatus| {
+        format!(
+            "{} in use ({} shared by {} reads), {} idle, {} waiting, {} max, {} timeouts",
+            p.in_use, p.shared, p.shared_reads, p.idle, p.waiting, p.max_size, p.timeouts
+        )
+    };
     add("pool.primary", pool(&c.primary.pool));
     for (i, r) in c.replicas.iter().enumerate() {
         add(&format!("pool.replica{i}"), pool(&r.pool));

@@ -49,15 +49,15 @@ code{{font-size:12px}} .gauge{{width:160px;height:12px;background:#e5e7eb;displa
     h.push_str("</table>");
 
     // Pools.
-    h.push_str(r#"<h2>Connection pools</h2><table id="pools"><tr><th>Pool</th><th>In use / max</th><th></th><th>Idle</th><th>Waiting</th><th>Timeouts</th></tr>"#);
+    h.push_str(r#"<h2>Connection pools</h2><table id="pools"><tr><th>Pool</th><th>In use / max</th><th></th><th>Idle</th><th>Waiting</th><th>Timeouts</th><th>Shared (reads on them)</th></tr>"#);
     let c = &m.cluster;
     let pools = std::iter::once(("primary".to_string(), &c.primary.pool)).chain(c.replicas.iter().enumerate().map(|(i, r)| (format!("replica{i}"), &r.pool)));
     for (name, p) in pools {
         let pct = if p.max_size == 0 { 0.0 } else { 100.0 * p.in_use as f64 / p.max_size as f64 };
         let _ = write!(
             h,
-            r#"<tr class="pool" data-pool="{name}"><td>{name}</td><td>{} / {}</td><td><div class="gauge"><span style="width:{pct:.0}%"></span></div></td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            p.in_use, p.max_size, p.idle, p.waiting, p.timeouts
+            r#"<tr class="pool" data-pool="{name}"><td>{name}</td><td>{} / {}</td><td><div class="gauge"><span style="width:{pct:.0}%"></span></div></td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td></tr>"#,
+            p.in_use, p.max_size, p.idle, p.waiting, p.timeouts, p.shared, p.shared_reads
         );
     }
     h.push_str("</table>");

@@ -16,6 +16,7 @@ mod routing;
 mod failover;
 mod tx;
 mod pooled;
+mod multiplex;
 mod repo;
 mod query;
 mod roles;

@@ -111,6 +111,22 @@ fn min_above_max_is_refused_naming_both() {
 }
 
 #[test]
+fn sharing_more_than_half_of_a_pool_is_refused_when_asked_and_cut_when_defaulted() {
+    let err = Fixture::new("[postgres.pool]\nmin_size = 1\nmax_size = 8\nmultiplex = 5\n").load(None, &[]).unwrap_err();
+    let p = &err.config_problems()[0];
+    assert_eq!(p.key, "postgres.pool.multiplex");
+    assert!(p.origin.ends_with("fwdb.toml:4"), "{}", p.origin);
+    assert!(p.message.contains("multiplex (5) is above half of max_size (8)"), "{}", p.message);
+    let ok = Fixture::new("[postgres.pool]\nmin_size = 1\nmax_size = 8\nmultiplex = 4\n").load(None, &[]).expect("half is allowed");
+    assert_eq!(ok.postgres.pool.shared_connections(), 4);
+    let small = Fixture::new("[postgres.pool]\nmin_size = 1\nmax_size = 5\n").load(None, &[]).expect("the default fits any pool");
+    assert_eq!(small.postgres.pool.multiplex, 8);
+    assert_eq!(small.postgres.pool.shared_connections(), 2);
+    let off = Fixture::new("").load(None, &[("FWDB__POSTGRES__POOL__MULTIPLEX", "0")]).expect("0 turns it off");
+    assert_eq!(off.postgres.pool.shared_connections(), 0);
+}
+
+#[test]
 fn a_wrong_type_names_the_key_and_what_was_expected() {
     let err = Fixture::new("").load(None, &[("FWDB__POSTGRES__POOL__MAX_SIZE", "lots")]).unwrap_err();
     let p = &err.config_problems()[0];

@@ -89,6 +89,17 @@ fn postgres(config: &Config, p: &mut Problems) {
         }
     }
     pool_sizes(p, "postgres.pool", pg.pool.min_size, pg.pool.max_size);
+    // The default is cut to half of a small pool (PoolConfig::shared_connections); a value given is checked.
+    let set = !matches!(p.layered.origin_of("postgres.pool.multiplex"), Origin::Default);
+    if set && pg.pool.multiplex > pg.pool.max_size / 2 {
+        p.add(
+            "postgres.pool.multiplex",
+            format!(
+                "multiplex ({}) is above half of max_size ({}): writes and transactions need connections of their own",
+                pg.pool.multiplex, pg.pool.max_size
+            ),
+        );
+    }
     for (key, d) in [
         ("postgres.pool.acquire_timeout", pg.pool.acquire_timeout),
         ("postgres.connect_timeout", pg.connect_timeout),

@@ -145,6 +145,10 @@ pub fn render(s: &MetricsSnapshot) -> String {
         o.sample("fwdb_pool_connections", &[("pool", p), ("state", "idle")], st.idle as f64);
         o.sample("fwdb_pool_connections", &[("pool", p), ("state", "in_use")], st.in_use as f64);
     }
+    o.family("fwdb_pool_shared_connections", "gauge", "Connections of a pool that reads share, pipelined (postgres.pool.multiplex); counted in in_use.");
+    pools.iter().for_each(|(p, st)| o.sample("fwdb_pool_shared_connections", &[("pool", p)], st.shared as f64));
+    o.family("fwdb_pool_shared_reads", "gauge", "Reads running on a pool's shared connections.");
+    pools.iter().for_each(|(p, st)| o.sample("fwdb_pool_shared_reads", &[("pool", p)], st.shared_reads as f64));
     o.family("fwdb_pool_size", "gauge", "Open connections of a pool.");
     pools.iter().for_each(|(p, st)| o.sample("fwdb_pool_size", &[("pool", p)], st.size as f64));
     o.family("fwdb_pool_max_size", "gauge", "Maximum connections of a pool.");

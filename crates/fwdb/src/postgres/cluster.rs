@@ -6,7 +6,7 @@ use super::connect::ConnectTarget;
 use super::conn::Client;
 use super::executor::{Actor, Consistency, Executor, Lsn, Params};
 use super::observe::QueryKind;
-use super::pool::{query_cached, PgConn, PgPool};
+use super::pool::{query_cached, PgConn, PgPool, ReadConn};
 use super::replica_health::{HealthCell, ReplicaHealth};
 use super::status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
 use crate::config::{PgHost, PostgresConfig};
@@ -194,6 +194,12 @@ impl PgCluster {
         Some(sql)
     }
 
+    /// Whether this handle's reads run without a prelude, so that they may
+    /// share a connection (`postgres.pool.multiplex`).
+    fn reads_may_share(&self) -> bool {
+        self.statement_timeout.is_none()
+    }
+
     /// Runs a read on `conn`, wrapped in this handle's prelude when it has one.
     async fn run_on(&self, conn: &Client, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         match self.prelude(false) {
@@ -343,12 +349,13 @@ impl PgCluster {
             Consistency::ReadOwnWrites => Box::pin(self.resolve(consistency)).await?,
             c => c,
         };
+        let share = self.reads_may_share();
         let mut tried: Vec<usize> = Vec::new();
         loop {
             let pick = if tried.len() as u32 >= inner.cfg.routing.read_retries { None } else { inner.pick(consistency, &tried) };
             let Some(i) = pick else {
                 inner.reads_primary.fetch_add(1, Ordering::Relaxed);
-                let conn = inner.primary_conn().await?;
+                let conn = inner.primary_read_conn(share).await?;
                 let start = inner.observers.start();
                 let r = self.run_on(&conn, sql, params).await;
                 inner.observers.finish(start, Route::Primary, QueryKind::Read, sql, &r);
@@ -362,7 +369,7 @@ impl PgCluster {
             let ejected = r.ejected_signal.notified();
             r.outstanding.fetch_add(1, Ordering::AcqRel);
             let read = async {
-                let conn = r.pool.get().await?;
+                let conn = r.pool.read_conn(share).await?;
                 let start = inner.observers.start();
                 let res = self.run_on(&conn, sql, params).await;
                 inner.observers.finish(start, Route::Replica(i), QueryKind::Read, sql, &res);
@@ -471,10 +478,21 @@ impl Inner {
     /// A primary connection; fails at once while the primary is known down
     /// and was tried less than `primary_retry_interval` ago.
     pub(crate) async fn primary_conn(&self) -> Result<super::pool::Object> {
+        self.on_primary(self.primary.get()).await
+    }
+
+    /// [`primary_conn`](Self::primary_conn) for a read, shared when it `may_share`.
+    async fn primary_read_conn(&self, may_share: bool) -> Result<ReadConn> {
+        self.on_primary(self.primary.read_conn(may_share)).await
+    }
+
+    /// Runs `get`, a checkout of the primary pool, with the primary's state:
+    /// refused while it is down and was tried lately, marked up or down by the outcome.
+    async fn on_primary<T>(&self, get: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         if !self.primary_up.load(Ordering::Acquire) {
             self.may_try_primary()?;
         }
-        match self.primary.get().await {
+        match get.await {
             Ok(c) => {
                 if !self.primary_up.load(Ordering::Acquire) {
                     let mut st = lock(&self.primary_state);

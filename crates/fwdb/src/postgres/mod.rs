@@ -4,6 +4,7 @@ mod cluster;
 mod conn;
 mod connect;
 mod executor;
+mod mux;
 mod observe;
 mod pool;
 mod pool_bench;

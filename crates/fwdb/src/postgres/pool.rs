@@ -9,6 +9,7 @@ use super::tls;
 use crate::config::PostgresConfig;
 use crate::error::{Error, ErrorKind, Result};
 use super::conn::{Client, Manager};
+use super::mux::{Choice, Shared, SharedConn};
 use deadpool::managed::{Hook, HookError, TimeoutType, Timeouts};
 use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use serde::Serialize;
@@ -38,6 +39,11 @@ pub struct PoolStatus {
     /// Time spent in checkouts (waiting, connecting, recycling), since start,
     /// failed ones included.
     pub acquire: DurationHistogram,
+    /// Connections (counted in `in_use`) that reads share, pipelined
+    /// (`postgres.pool.multiplex`).
+    pub shared: usize,
+    /// Reads running on those now.
+    pub shared_reads: usize,
 }
 
 /// Upper bounds of the checkout-time buckets, in nanoseconds: a checkout of
@@ -97,6 +103,28 @@ impl AcquireTimes {
 /// Derefs to [`tokio_postgres::Client`].
 pub struct PgConn(pub(crate) Object);
 
+impl super::mux::Conn for Object {
+    fn is_closed(&self) -> bool {
+        tokio_postgres::Client::is_closed(self)
+    }
+}
+
+/// The connection a read runs on: its own, or one it shares (mux.rs).
+pub(crate) enum ReadConn {
+    Own(Object),
+    Shared(SharedConn<Object>),
+}
+
+impl std::ops::Deref for ReadConn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        match self {
+            ReadConn::Own(o) => o,
+            ReadConn::Shared(s) => s,
+        }
+    }
+}
+
 impl std::ops::Deref for PgConn {
     type Target = tokio_postgres::Client;
     fn deref(&self) -> &tokio_postgres::Client {
@@ -131,6 +159,7 @@ pub(crate) struct PgPool {
     /// pre_recycle hook reads it on every return to the pool.
     drained_at: Arc<AtomicU64>,
     epoch: Instant,
+    shared: Shared<Object>,
 }
 
 impl PgPool {
@@ -195,6 +224,7 @@ impl PgPool {
             acquire: AcquireTimes::default(),
             drained_at,
             epoch,
+            shared: Shared::new(cfg.pool.shared_connections() as usize),
         })
     }
 
@@ -213,6 +243,27 @@ impl PgPool {
         }
         self.acquire.observe(start.elapsed());
         res.map_err(|e| self.pool_error(e))
+    }
+
+    /// A connection for a read: when it `may_share` (it needs no session
+    /// state of its own) and `postgres.pool.multiplex` is set, a shared one
+    /// (mux.rs); else its own.
+    pub(crate) async fn read_conn(&self, may_share: bool) -> Result<ReadConn> {
+        if !may_share || !self.shared.enabled() {
+            return Ok(ReadConn::Own(self.get().await?));
+        }
+        // The rare paths boxed: this future is copied whole on every await.
+        match self.shared.choose() {
+            Choice::Use(c) => Ok(ReadConn::Shared(c)),
+            Choice::Fill(i, generation) => match Box::pin(self.get()).await {
+                Ok(conn) => Ok(ReadConn::Shared(self.shared.put(i, generation, conn))),
+                Err(e) => {
+                    self.shared.unfill(i);
+                    Err(e)
+                }
+            },
+            Choice::Checkout => Ok(ReadConn::Own(Box::pin(self.get()).await?)),
+        }
     }
 
     fn pool_error(&self, e: PoolError) -> Error {
@@ -262,6 +313,7 @@ impl PgPool {
         let st = self.pool.status();
         let mut removable = st.size.saturating_sub(self.min_size);
         let idle_timeout = self.idle_timeout;
+        self.shared.retire(max_lifetime);
         self.pool.retain(|c, m| {
             if c.is_closed() || m.age() > max_lifetime {
                 return false;
@@ -280,11 +332,13 @@ impl PgPool {
     pub(crate) fn drain(&self) {
         // +1: a connection created in the very nanosecond of the drain is drained too.
         self.drained_at.store(since(self.epoch, Instant::now()) + 1, Ordering::Release);
+        self.shared.drain();
         self.pool.retain(|_, _| false);
     }
 
     pub(crate) fn status(&self) -> PoolStatus {
         let s = self.pool.status();
+        let shared = self.shared.status();
         PoolStatus {
             max_size: s.max_size,
             size: s.size,
@@ -293,6 +347,8 @@ impl PgPool {
             waiting: s.waiting,
             timeouts: self.timeouts.load(Ordering::Relaxed),
             acquire: self.acquire.snapshot(),
+            shared: shared.connections,
+            shared_reads: shared.reads,
         }
     }
 }

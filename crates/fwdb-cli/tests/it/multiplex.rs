@@ -1,0 +1,127 @@
+//! Reads that share connections (`postgres.pool.multiplex`, issue 4):
+//! concurrent reads are pipelined on at most that many connections per
+//! server; a failing read does not fail the reads pipelined with it; a read
+//! with a prelude (a statement timeout of its own) runs on a connection of
+//! its own and leaves nothing behind on the shared ones.
+
+use crate::helpers::TestApp;
+use fwdb::{Consistency, Executor, PgCluster};
+use std::collections::{BTreeMap, BTreeSet};
+
+async fn cluster(app: &TestApp, multiplex: u32) -> PgCluster {
+    let mut cfg = app.config.postgres.clone();
+    cfg.pool.min_size = 1;
+    cfg.pool.max_size = 20;
+    cfg.pool.multiplex = multiplex;
+    PgCluster::connect(&cfg).await.expect("cluster")
+}
+
+const WHO: &str = "SELECT inet_server_port(), pg_backend_pid()";
+
+/// (server port, backend pid) of each of `n` concurrent reads lasting `ms`.
+async fn concurrent_reads(c: &PgCluster, n: usize, ms: u32, consistency: Consistency) -> Vec<(i32, i32)> {
+    let sql = format!("{WHO}, pg_sleep({})::text", f64::from(ms) / 1000.0);
+    let reads = (0..n).map(|_| c.read(&sql, &[], consistency));
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .map(|r| {
+            let rows = r.expect("a read");
+            (rows[0].get(0), rows[0].get(1))
+        })
+        .collect()
+}
+
+async fn backend(c: &PgCluster) -> i32 {
+    c.read(WHO, &[], Consistency::Strong).await.expect("a read")[0].get(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_are_pipelined_on_at_most_multiplex_connections() {
+    let app = TestApp::spawn().await;
+    let shared = cluster(&app, 2).await;
+    let pids: BTreeSet<(i32, i32)> = concurrent_reads(&shared, 16, 50, Consistency::Strong).await.into_iter().collect();
+    assert!(pids.len() <= 2, "16 concurrent reads on {} backends, multiplex 2: {pids:?}", pids.len());
+    let pool = shared.status().primary.pool;
+    assert!(pool.shared >= 1 && pool.shared <= 2, "{pool:?}");
+    assert_eq!(pool.shared_reads, 0, "no read in flight any more: {pool:?}");
+
+    let own = cluster(&app, 0).await;
+    let pids: BTreeSet<(i32, i32)> = concurrent_reads(&own, 16, 50, Consistency::Strong).await.into_iter().collect();
+    assert!(pids.len() > 2, "multiplex 0: each concurrent read has a connection of its own: {pids:?}");
+    assert_eq!(own.status().primary.pool.shared, 0);
+    shared.close();
+    own.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_caller_keeps_to_one_connection() {
+    let app = TestApp::spawn().await;
+    let c = cluster(&app, 4).await;
+    let first = backend(&c).await;
+    for _ in 0..20 {
+        assert_eq!(backend(&c).await, first, "sequential reads stay on the warm connection");
+    }
+    assert_eq!(c.status().primary.pool.shared, 1);
+    c.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventual_reads_share_connections_on_each_replica() {
+    let app = TestApp::spawn().await;
+    let c = cluster(&app, 1).await;
+    let served = concurrent_reads(&c, 24, 20, Consistency::Eventual).await;
+    let mut per_server: BTreeMap<i32, BTreeSet<i32>> = BTreeMap::new();
+    for (port, pid) in served {
+        per_server.entry(port).or_default().insert(pid);
+    }
+    let primary_port = i32::from(app.config.postgres.primary[0].port);
+    assert!(per_server.keys().any(|p| *p != primary_port), "some reads reach a replica: {per_server:?}");
+    for (port, pids) in &per_server {
+        assert_eq!(pids.len(), 1, "server {port}: reads shared one connection (multiplex 1): {per_server:?}");
+    }
+    c.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_read_does_not_fail_the_reads_pipelined_with_it() {
+    let app = TestApp::spawn().await;
+    let c = cluster(&app, 1).await;
+    let pid = backend(&c).await;
+    let sql = |i: i32| format!("SELECT pg_backend_pid(), 10 / ({i} - 5), pg_sleep(0.01)::text");
+    let texts: Vec<String> = (0..10).map(sql).collect();
+    let reads = texts.iter().map(|s| c.read(s, &[], Consistency::Strong));
+    let results = futures::future::join_all(reads).await;
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Err(e) => {
+                assert_eq!(i, 5, "only the read dividing by zero fails: {e}");
+                assert_eq!(e.code().map(|c| c.code()), Some("22012"), "{e}");
+            }
+            Ok(rows) => assert_eq!(rows[0].get::<_, i32>(0), pid, "read {i} ran on the shared connection"),
+        }
+    }
+    assert!(results[5].is_err(), "10 / 0 must fail");
+    assert_eq!(backend(&c).await, pid, "the shared connection is still in use after the error");
+    c.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_with_its_own_statement_timeout_runs_on_a_connection_of_its_own() {
+    let app = TestApp::spawn().await;
+    let c = cluster(&app, 1).await;
+    let shared_pid = backend(&c).await;
+    let setting = "SELECT pg_backend_pid(), current_setting('statement_timeout')";
+    let timed = c.with_statement_timeout(std::time::Duration::from_millis(4321));
+    let rows = timed.read(setting, &[], Consistency::Strong).await.expect("a read with a timeout");
+    assert_ne!(rows[0].get::<_, i32>(0), shared_pid, "a read with a prelude does not share");
+    assert_eq!(rows[0].get::<_, String>(1), "4321ms");
+    let rows = c.read(setting, &[], Consistency::Strong).await.expect("a shared read");
+    assert_eq!(rows[0].get::<_, i32>(0), shared_pid);
+    assert_ne!(rows[0].get::<_, String>(1), "4321ms", "the timeout did not leak to the shared connection");
+
+    let err = timed.with_statement_timeout(std::time::Duration::from_millis(50)).read("SELECT pg_sleep(2)", &[], Consistency::Strong).await;
+    let err = err.expect_err("the statement outlives its timeout");
+    assert!(err.is_timeout(), "{err}");
+    c.close();
+}
