@@ -10,7 +10,7 @@
 //!   --callgrind-out-file=out.fw_point target/release/examples/icount fw_point
 //! ```
 //! (or bare_point, raw_point, fw_list, bare_list, fw_insert, bare_insert); divide
-//! "Collected" by N. The bare side builds its SQL with `format!` per call, as
+//! "Collected" by N; `MULTIPLEX=0` turns fwdb's shared reads off. The bare side builds its SQL with `format!` per call, as
 //! `fwdb-bench postgres` does (about 2,800 instructions fwdb does not pay).
 //! `raw_point` is the benchmark's baseline: one dedicated client, the
 //! statement prepared once, no pool.
@@ -151,6 +151,10 @@ fn main() -> Res<()> {
             .build()?;
         let info = stack.info();
         let mut cfg = info.config(&db, &db, &[("FWDB__POSTGRES__POOL__MIN_SIZE", "2")])?;
+        // MULTIPLEX=0: fwdb's reads check a connection out instead of sharing one.
+        if let Ok(m) = std::env::var("MULTIPLEX") {
+            cfg.postgres.pool.multiplex = m.parse()?;
+        }
         cfg.postgres.tls.mode = fwdb::SslMode::Disable;
         cfg.postgres.tls.ca_file = None;
         cfg.postgres.tls.cert_file = None;

@@ -580,6 +580,8 @@ struct Args {
     pin: bool,
     /// `postgres.pool.multiplex` of fwdb's cluster (the other fwdb contender has 0).
     multiplex: u32,
+    /// The task counts of `--paired` (all of [`CONCURRENCY`] unless `--tasks`).
+    tasks: Vec<usize>,
 }
 
 impl Args {
@@ -592,6 +594,7 @@ impl Args {
 const USAGE: &str = "usage: fwdb-bench postgres [--rounds N (3)] [--secs S per cell (1.0)] [--replicas N (2)]
                            [--paired: raw, bare LIFO pool and fwdb Strong (plain, multiplexed) only, slices of --secs (0.4) ordered ABCDDCBA]
                            [--pin: the servers on CPU 1, this client on CPU 0]
+                           [--tasks 1,16,64: the task counts of --paired]
                            [--multiplex N (8, the default): postgres.pool.multiplex of fwdb's cluster; \"multiplex 0\" has 0]
        fwdb-bench mongo [--rounds N (11)] [--ops N (200)]
        fwdb-bench backup [--rows N (1000000)] [--level L] [--rounds N (1)]
@@ -599,7 +602,7 @@ const USAGE: &str = "usage: fwdb-bench postgres [--rounds N (3)] [--secs S per c
 (each subcommand takes --help)";
 
 fn args() -> Res<Args> {
-    let mut a = Args { rounds: 3, secs: None, replicas: 2, paired: false, pin: false, multiplex: 8 };
+    let mut a = Args { rounds: 3, secs: None, replicas: 2, paired: false, pin: false, multiplex: 8, tasks: CONCURRENCY.to_vec() };
     let mut it = std::env::args().skip(1);
     let mut what = None;
     while let Some(x) = it.next() {
@@ -609,6 +612,10 @@ fn args() -> Res<Args> {
             "--paired" => a.paired = true,
             "--pin" => a.pin = true,
             "--multiplex" => a.multiplex = it.next().ok_or("--multiplex N")?.parse()?,
+            "--tasks" => {
+                let list = it.next().ok_or("--tasks N[,N...]")?;
+                a.tasks = list.split(',').map(|t| t.trim().parse()).collect::<Result<_, _>>().map_err(|e| format!("--tasks {list}: {e}"))?;
+            }
             "--replicas" => a.replicas = it.next().ok_or("--replicas N")?.parse()?,
             "postgres" => what = Some(x),
             "-h" | "--help" => {
@@ -776,7 +783,7 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
     who.extend([Who::Sqlx, Who::SeaOrm]);
     if a.paired {
         warm_up(&ctx, &paired::WHO).await?;
-        println!("{}", paired::run(&ctx, a.rounds, a.secs()).await?);
+        println!("{}", paired::run(&ctx, a.rounds, a.secs(), &a.tasks).await?);
         cluster.close();
         own.close();
         return Ok(());

@@ -17,7 +17,7 @@
 //! a saturated machine bounds throughput and swings far less than it.
 
 use crate::cpu::{self, Cpu};
-use crate::{measure, median, uptime, Ctx, Op, Res, Who, CONCURRENCY};
+use crate::{measure, median, uptime, Ctx, Op, Res, Who};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +30,7 @@ const HELD: [Who; 2] = [Who::FwdbStrong, Who::FwdbOwn];
 const TARGET: f64 = 0.95;
 
 /// Runs `rounds` rounds of `slice`-second slices; returns the report.
-pub(crate) async fn run(ctx: &Arc<Ctx>, rounds: usize, slice: f64) -> Res<String> {
+pub(crate) async fn run(ctx: &Arc<Ctx>, rounds: usize, slice: f64, tasks: &[usize]) -> Res<String> {
     // (op, tasks, who) -> per-round throughput (mean of its two slices), and CPU per operation.
     let mut rates: Cells<f64> = BTreeMap::new();
     let mut costs: Cells<Cpu> = BTreeMap::new();
@@ -38,7 +38,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, rounds: usize, slice: f64) -> Res<String
     for round in 0..rounds {
         loads.push(uptime());
         eprintln!("paired round {} of {rounds} (load {})", round + 1, uptime());
-        for &c in &CONCURRENCY {
+        for &c in tasks {
             for op in [Op::Point, Op::List, Op::Insert] {
                 let order = abccba(round);
                 let mut got: BTreeMap<Who, f64> = BTreeMap::new();
@@ -63,12 +63,12 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, rounds: usize, slice: f64) -> Res<String
         }
     }
     loads.push(uptime());
-    Ok(report(&rates, rounds, slice, &loads) + &cpu_report(&costs))
+    Ok(report(&rates, rounds, slice, &loads, tasks) + &cpu_report(&costs, tasks))
 }
 
 /// CPU per operation in microseconds, and each contender's total against
 /// raw's in the same round (above 1: it costs more).
-fn cpu_report(costs: &Cells<Cpu>) -> String {
+fn cpu_report(costs: &Cells<Cpu>, tasks: &[usize]) -> String {
     let mut out = String::from(
         "\nCPU per operation (µs; the client is this process, the servers every PostgreSQL process), \
          median over rounds; total against raw: median of per-round ratios, 95 % interval\n\n\
@@ -76,7 +76,7 @@ fn cpu_report(costs: &Cells<Cpu>) -> String {
          | --- | ---: | --- | ---: | ---: | ---: | ---: | --- |\n",
     );
     for op in [Op::Point, Op::List, Op::Insert] {
-        for &c in &CONCURRENCY {
+        for &c in tasks {
             let Some(base) = costs.get(&(op, c, Who::Raw)) else { continue };
             for w in WHO {
                 let Some(v) = costs.get(&(op, c, w)) else { continue };
@@ -105,7 +105,7 @@ fn abccba(round: usize) -> Vec<Who> {
     fwd.iter().chain(fwd.iter().rev()).copied().collect()
 }
 
-fn report(rates: &Cells<f64>, rounds: usize, slice: f64, loads: &[String]) -> String {
+fn report(rates: &Cells<f64>, rounds: usize, slice: f64, loads: &[String], tasks: &[usize]) -> String {
     let mut out = format!(
         "\nfwdb-bench postgres --paired: {rounds} rounds, slices of {slice:.2} s ordered A B C D D C B A; \
          ratio = round's ops/s against raw tokio-postgres in the same round; load averages at each round: {}\n\n\
@@ -116,7 +116,7 @@ fn report(rates: &Cells<f64>, rounds: usize, slice: f64, loads: &[String]) -> St
     let mut met: BTreeMap<Who, usize> = BTreeMap::new();
     let mut cells = 0;
     for op in [Op::Point, Op::List, Op::Insert] {
-        for &c in &CONCURRENCY {
+        for &c in tasks {
             let Some(base) = rates.get(&(op, c, Who::Raw)) else { continue };
             cells += 1;
             for w in [Who::FwdbStrong, Who::FwdbOwn, Who::PoolLifo] {

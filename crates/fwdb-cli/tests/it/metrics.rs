@@ -192,7 +192,12 @@ async fn the_pool_acquire_histogram_counts_every_checkout_and_is_rendered_per_po
     assert!(h.buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "cumulative, bounds ascending: {h:?}");
     assert!(h.buckets.last().is_some_and(|b| b.1 <= h.count) && h.sum_seconds > 0.0, "{h:?}");
 
-    cluster.read("select 1", &[], fwdb::Consistency::Strong).await.expect("a read on the primary");
+    // Two reads at once: the second shares a connection (a lone read would not).
+    let (slow, fast) = futures::join!(
+        cluster.read("select pg_sleep(0.2)", &[], fwdb::Consistency::Strong),
+        cluster.read("select 1", &[], fwdb::Consistency::Strong)
+    );
+    slow.and(fast).expect("two reads on the primary");
     let mongo = fwdb::mongo_client(&app.config.mongo).await.expect("mongo");
     let snap = fwdb::MetricsCollector::new(app.config.clone(), cluster.clone(), mongo, None).collect().await;
     let text = fwdb::render_metrics(&snap);

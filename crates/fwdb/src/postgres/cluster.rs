@@ -482,7 +482,7 @@ impl Inner {
     }
 
     /// [`primary_conn`](Self::primary_conn) for a read, shared when it `may_share`.
-    async fn primary_read_conn(&self, may_share: bool) -> Result<ReadConn> {
+    async fn primary_read_conn(&self, may_share: bool) -> Result<ReadConn<'_>> {
         self.on_primary(self.primary.read_conn(may_share)).await
     }
 

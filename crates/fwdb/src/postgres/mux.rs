@@ -10,12 +10,14 @@
 //! transactions and reads with a prelude still check a connection out for
 //! themselves.
 //!
-//! A read takes the filled slot with the fewest reads in flight, the lowest
-//! first, so a lone caller always lands on the same warm connection. A slot
-//! is filled (a checkout from the pool, kept) only when every filled one is
-//! busy, so a quiet service holds one. The price is head-of-line blocking: a
-//! slow read delays the reads queued behind it on its connection. Picks
-//! prefer an idle connection for that reason, and the number is bounded.
+//! A read shares only while another read is in flight on the same pool
+//! (pool.rs): alone, it gains nothing and checks a connection out as before.
+//! It takes the idle filled slot of lowest index, so sequential bursts land
+//! on the same warm connections. A slot is filled (a checkout from the pool,
+//! kept) only when every filled one is busy. The price is head-of-line
+//! blocking: a slow read delays the reads queued behind it on its
+//! connection. Picks prefer an idle connection for that reason, and the
+//! number is bounded.
 
 use arc_swap::ArcSwapOption;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -216,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_caller_always_gets_the_first_connection() {
+    fn sequential_reads_keep_to_the_first_connection() {
         let s = Shared::new(4);
         for _ in 0..5 {
             let c = take(&s, 7).map(|c| c.id);

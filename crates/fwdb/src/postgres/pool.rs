@@ -13,7 +13,7 @@ use super::mux::{Choice, Shared, SharedConn};
 use deadpool::managed::{Hook, HookError, TimeoutType, Timeouts};
 use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
@@ -110,18 +110,33 @@ impl super::mux::Conn for Object {
 }
 
 /// The connection a read runs on: its own, or one it shares (mux.rs).
-pub(crate) enum ReadConn {
+/// Counted in its pool's reads in flight while it lives.
+pub(crate) struct ReadConn<'a> {
+    conn: Held,
+    _running: Running<'a>,
+}
+
+enum Held {
     Own(Object),
     Shared(SharedConn<Object>),
 }
 
-impl std::ops::Deref for ReadConn {
+impl std::ops::Deref for ReadConn<'_> {
     type Target = Client;
     fn deref(&self) -> &Client {
-        match self {
-            ReadConn::Own(o) => o,
-            ReadConn::Shared(s) => s,
+        match &self.conn {
+            Held::Own(o) => o,
+            Held::Shared(s) => s,
         }
+    }
+}
+
+/// One read in flight on a pool, until dropped.
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -160,6 +175,8 @@ pub(crate) struct PgPool {
     drained_at: Arc<AtomicU64>,
     epoch: Instant,
     shared: Shared<Object>,
+    /// Reads in flight through [`read_conn`](Self::read_conn), shared or not.
+    reads: AtomicUsize,
 }
 
 impl PgPool {
@@ -225,6 +242,7 @@ impl PgPool {
             drained_at,
             epoch,
             shared: Shared::new(cfg.pool.shared_connections() as usize),
+            reads: AtomicUsize::new(0),
         })
     }
 
@@ -245,25 +263,31 @@ impl PgPool {
         res.map_err(|e| self.pool_error(e))
     }
 
-    /// A connection for a read: when it `may_share` (it needs no session
-    /// state of its own) and `postgres.pool.multiplex` is set, a shared one
-    /// (mux.rs); else its own.
-    pub(crate) async fn read_conn(&self, may_share: bool) -> Result<ReadConn> {
-        if !may_share || !self.shared.enabled() {
-            return Ok(ReadConn::Own(self.get().await?));
-        }
-        // The rare paths boxed: this future is copied whole on every await.
-        match self.shared.choose() {
-            Choice::Use(c) => Ok(ReadConn::Shared(c)),
-            Choice::Fill(i, generation) => match Box::pin(self.get()).await {
-                Ok(conn) => Ok(ReadConn::Shared(self.shared.put(i, generation, conn))),
-                Err(e) => {
-                    self.shared.unfill(i);
-                    Err(e)
-                }
-            },
-            Choice::Checkout => Ok(ReadConn::Own(Box::pin(self.get()).await?)),
-        }
+    /// A connection for a read: a shared one (mux.rs) when it `may_share`
+    /// (it needs no session state of its own), `postgres.pool.multiplex` is
+    /// set and another read is in flight on this pool; else its own. A lone
+    /// read gains nothing from pipelining, and on its own connection it ran
+    /// about 5 % faster at one task (docs/benchmarks.md, session 6).
+    pub(crate) async fn read_conn(&self, may_share: bool) -> Result<ReadConn<'_>> {
+        let others = self.reads.fetch_add(1, Ordering::AcqRel);
+        let running = Running(&self.reads);
+        let conn = if !may_share || others == 0 || !self.shared.enabled() {
+            Held::Own(self.get().await?)
+        } else {
+            // The rare paths boxed: this future is copied whole on every await.
+            match self.shared.choose() {
+                Choice::Use(c) => Held::Shared(c),
+                Choice::Fill(i, generation) => match Box::pin(self.get()).await {
+                    Ok(conn) => Held::Shared(self.shared.put(i, generation, conn)),
+                    Err(e) => {
+                        self.shared.unfill(i);
+                        return Err(e);
+                    }
+                },
+                Choice::Checkout => Held::Own(Box::pin(self.get()).await?),
+            }
+        };
+        Ok(ReadConn { conn, _running: running })
     }
 
     fn pool_error(&self, e: PoolError) -> Error {
