@@ -3,7 +3,8 @@
 //! server; a lone read checks a connection out as a pool would; a failing
 //! read does not fail the reads pipelined with it; a read with a prelude (a
 //! statement timeout of its own) runs on a connection of its own and leaves
-//! nothing behind on the shared ones.
+//! nothing behind on the shared ones; losing a shared connection fails the
+//! reads on it, and only those.
 
 use crate::helpers::TestApp;
 use fwdb::{Consistency, Executor, PgCluster};
@@ -148,5 +149,48 @@ async fn a_read_with_its_own_statement_timeout_runs_on_a_connection_of_its_own()
     let err = err.expect_err("the statement outlives its timeout");
     assert!(err.is_timeout(), "{err}");
     running.await.expect("the read in flight");
+    c.close();
+}
+
+/// A fault test: the price of sharing, counted. Every read pipelined on a
+/// shared connection fails when its backend is lost; reads after it get a
+/// new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_a_shared_connection_fails_the_reads_pipelined_on_it_and_later_reads_get_another() {
+    let app = TestApp::spawn().await;
+    let c = cluster(&app, 1).await;
+    let running = a_read_in_flight(&c, 3.0).await;
+    let shared_pid = backend(&c).await;
+    let reads: Vec<_> = (0..5)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.read("SELECT pg_backend_pid(), pg_sleep(1)::text", &[], Consistency::Strong).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.pg().await.execute("SELECT pg_terminate_backend($1)", &[&shared_pid]).await.expect("terminate the shared backend");
+    let mut lost = 0;
+    for r in futures::future::join_all(reads).await {
+        match r.expect("the read's task") {
+            Ok(rows) => panic!("a read survived the loss of its connection, on backend {}", rows[0].get::<_, i32>(0)),
+            Err(e) => {
+                lost += 1;
+                eprintln!("read lost with its shared connection: {e}");
+            }
+        }
+    }
+    assert_eq!(lost, 5, "the five reads pipelined on the terminated backend");
+    running.await.expect("the read on its own connection is not affected");
+
+    // The loss marks the primary down until the next try (routing.primary_retry_interval).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid = loop {
+        match c.read(WHO, &[], Consistency::Strong).await {
+            Ok(rows) => break rows[0].get::<_, i32>(1),
+            Err(e) => assert!(std::time::Instant::now() < deadline, "reads did not recover: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_ne!(pid, shared_pid, "a new backend");
     c.close();
 }
