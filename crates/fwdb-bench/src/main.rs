@@ -6,8 +6,9 @@
 //! - point read by primary key, a filtered list of 20 rows, a single insert
 //!   (shared.users) at 1, 16 and 64 concurrent tasks, through fwdb's
 //!   repository (`UserRepo` on a `PgCluster`, Strong and, with replicas,
-//!   Eventual reads), raw tokio-postgres with prepared statements (one client
-//!   per task), sqlx (`PgPool`) and SeaORM;
+//!   Eventual reads; Strong again with `postgres.pool.multiplex = 0`), raw
+//!   tokio-postgres with prepared statements (one client per task, and the
+//!   tasks sharing 8 clients), sqlx (`PgPool`) and SeaORM;
 //! - a bulk insert of 10,000 rows through each, and through COPY FROM STDIN
 //!   (tokio-postgres) and `psql \copy`;
 //! - pgbench -S -M prepared at the same client counts (the server's ceiling);
