@@ -52,6 +52,16 @@ async fn a_read_in_flight(c: &PgCluster, secs: f64) -> tokio::task::JoinHandle<(
     running
 }
 
+/// A cluster sharing one connection per server, a read kept in flight for
+/// `secs` (so that others share), and the backend of the shared connection.
+async fn sharing_one_connection(secs: f64) -> (TestApp, PgCluster, tokio::task::JoinHandle<()>, i32) {
+    let app = TestApp::spawn().await;
+    let c = cluster(&app, 1).await;
+    let running = a_read_in_flight(&c, secs).await;
+    let shared_pid = backend(&c).await;
+    (app, c, running, shared_pid)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_are_pipelined_on_at_most_multiplex_connections() {
     let app = TestApp::spawn().await;
@@ -107,10 +117,7 @@ async fn eventual_reads_share_connections_on_each_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_read_does_not_fail_the_reads_pipelined_with_it() {
-    let app = TestApp::spawn().await;
-    let c = cluster(&app, 1).await;
-    let running = a_read_in_flight(&c, 2.0).await;
-    let pid = backend(&c).await;
+    let (_app, c, running, pid) = sharing_one_connection(2.0).await;
     let sql = |i: i32| format!("SELECT pg_backend_pid(), 10 / ({i} - 5), pg_sleep(0.01)::text");
     let texts: Vec<String> = (0..10).map(sql).collect();
     let reads = texts.iter().map(|s| c.read(s, &[], Consistency::Strong));
@@ -132,10 +139,7 @@ async fn a_failing_read_does_not_fail_the_reads_pipelined_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_with_its_own_statement_timeout_runs_on_a_connection_of_its_own() {
-    let app = TestApp::spawn().await;
-    let c = cluster(&app, 1).await;
-    let running = a_read_in_flight(&c, 2.0).await;
-    let shared_pid = backend(&c).await;
+    let (_app, c, running, shared_pid) = sharing_one_connection(2.0).await;
     let setting = "SELECT pg_backend_pid(), current_setting('statement_timeout')";
     let timed = c.with_statement_timeout(std::time::Duration::from_millis(4321));
     let rows = timed.read(setting, &[], Consistency::Strong).await.expect("a read with a timeout");
@@ -157,10 +161,7 @@ async fn a_read_with_its_own_statement_timeout_runs_on_a_connection_of_its_own()
 /// new connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_a_shared_connection_fails_the_reads_pipelined_on_it_and_later_reads_get_another() {
-    let app = TestApp::spawn().await;
-    let c = cluster(&app, 1).await;
-    let running = a_read_in_flight(&c, 3.0).await;
-    let shared_pid = backend(&c).await;
+    let (app, c, running, shared_pid) = sharing_one_connection(3.0).await;
     let reads: Vec<_> = (0..5)
         .map(|_| {
             let c = c.clone();
