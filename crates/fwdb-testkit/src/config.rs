@@ -6,7 +6,7 @@ use crate::info::StackInfo;
 
 impl StackInfo {
     /// The `FWDB__...` settings for `pg_database` and `mongo_database` on this
-    /// stack: the app role with SCRAM, TLS verify-full with the stack's CA and
+    /// stack: the runtime login and the admin login with SCRAM, TLS verify-full with the stack's CA and
     /// the app's client certificate.
     pub fn env_vars(&self, pg_database: &str, mongo_database: &str) -> Vec<(String, String)> {
         let host = |port: u16| format!("{}:{port}", self.host);
@@ -18,6 +18,8 @@ impl StackInfo {
             ("FWDB__POSTGRES__DATABASE", pg_database.to_string()),
             ("FWDB__POSTGRES__USER", self.app_user.clone()),
             ("FWDB__POSTGRES__PASSWORD", self.app_password.clone()),
+            ("FWDB__POSTGRES__ADMIN__USER", self.admin_user.clone()),
+            ("FWDB__POSTGRES__ADMIN__PASSWORD", self.admin_password.clone()),
             ("FWDB__POSTGRES__TLS__MODE", "verify-full".into()),
             ("FWDB__POSTGRES__TLS__CA_FILE", path(&self.tls.ca_cert)),
             ("FWDB__POSTGRES__TLS__CERT_FILE", path(&self.tls.client_cert)),

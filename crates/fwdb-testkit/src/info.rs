@@ -105,8 +105,13 @@ pub struct StackInfo {
     pub socket_dir: PathBuf,
     pub superuser: String,
     pub superuser_password: String,
+    /// The login services run as: a member of app_readwrite only.
     pub app_user: String,
     pub app_password: String,
+    /// The login migrations and maintenance run as: a member of app_admin,
+    /// owner of the stack's databases.
+    pub admin_user: String,
+    pub admin_password: String,
     pub replication_user: String,
     pub replication_password: String,
     pub primary: PgNode,
@@ -133,6 +138,8 @@ impl fmt::Debug for StackInfo {
             .field("superuser_password", &HIDDEN)
             .field("app_user", &self.app_user)
             .field("app_password", &HIDDEN)
+            .field("admin_user", &self.admin_user)
+            .field("admin_password", &HIDDEN)
             .field("replication_user", &self.replication_user)
             .field("replication_password", &HIDDEN)
             .field("primary", &self.primary)
@@ -221,6 +228,8 @@ mod tests {
             superuser_password: "supersecret-1".into(),
             app_user: "fwdb_app".into(),
             app_password: "appsecret-2".into(),
+            admin_user: "fwdb_admin".into(),
+            admin_password: "adminsecret-4".into(),
             replication_user: "replicator".into(),
             replication_password: "replsecret-3".into(),
             primary: node("primary", 5001),
@@ -243,7 +252,7 @@ mod tests {
     fn debug_output_never_shows_passwords() {
         let info = sample(Path::new("/tmp/x"));
         let shown = format!("{info:?} {info:#?}");
-        for secret in ["supersecret-1", "appsecret-2", "replsecret-3"] {
+        for secret in ["supersecret-1", "appsecret-2", "replsecret-3", "adminsecret-4"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
         assert!(shown.contains("<redacted>"));

@@ -295,21 +295,31 @@ host     replication  all   ::1/128        scram-sha-256
 /// Roles and extensions, once the primary is up.
 pub(crate) fn bootstrap_primary(bins: &PgBinaries, info: &StackInfo) -> Result<()> {
     // Passwords are random hex: no quoting issue. Sent on stdin, not argv.
+    // The group roles of fwdb's privilege matrix (architecture 9.1), so the
+    // two logins start least-privileged; `fwdb roles apply` adds the rest.
+    let groups: String = fwdb::GROUP_ROLES.iter().map(|g| format!("CREATE ROLE {g} NOLOGIN;\n")).collect();
     let sql = format!(
         "CREATE ROLE {repl} WITH REPLICATION LOGIN PASSWORD '{repl_pw}';\n\
-         CREATE ROLE {app} WITH LOGIN CREATEDB PASSWORD '{app_pw}';\n\
+         {groups}\
+         CREATE ROLE {app} WITH LOGIN PASSWORD '{app_pw}' IN ROLE app_readwrite;\n\
+         CREATE ROLE {admin} WITH LOGIN CREATEDB PASSWORD '{admin_pw}' IN ROLE app_admin;\n\
          CREATE EXTENSION IF NOT EXISTS pg_stat_statements;\n",
         repl = info.replication_user,
         repl_pw = info.replication_password,
         app = info.app_user,
         app_pw = info.app_password,
+        admin = info.admin_user,
+        admin_pw = info.admin_password,
     );
     psql(bins, info, info.primary.port, "postgres", &sql).map(|_| ()).map_err(|e| match e {
         // psql quotes the failing statement on syntax errors: keep the
         // passwords out of the error.
         TestkitError::CommandFailed { what, detail } => TestkitError::CommandFailed {
             what,
-            detail: detail.replace(&info.app_password, "<redacted>").replace(&info.replication_password, "<redacted>"),
+            detail: detail
+                .replace(&info.app_password, "<redacted>")
+                .replace(&info.admin_password, "<redacted>")
+                .replace(&info.replication_password, "<redacted>"),
         },
         other => other,
     })

@@ -183,18 +183,18 @@ impl Stack {
         }
     }
 
-    /// A new empty database on the primary, owned by the app user, with a
+    /// A new empty database on the primary, owned by the admin login, with a
     /// unique name (`t_<16 hex>`): each test gets its own.
     /// It exists on the running replicas too when this returns, so reads
     /// routed to a replica find it.
     pub fn create_database(&self) -> Result<String> {
         let name = format!("t_{}", random_hex(8));
-        self.psql(Node::Primary, "postgres", &format!("CREATE DATABASE {name} OWNER {}", self.info.app_user))?;
+        self.psql(Node::Primary, "postgres", &format!("CREATE DATABASE {name} OWNER {}", self.info.admin_user))?;
         self.wait_for_replicas()?;
         Ok(name)
     }
 
-    /// Creates database `name` (owned by the app role) unless it exists, and
+    /// Creates database `name` (owned by the admin login) unless it exists, and
     /// waits for the replicas to have it. `name` is a fixed identifier of
     /// ours (`fashion_wallet`), checked here because it is interpolated.
     pub fn ensure_database(&self, name: &str) -> Result<()> {
@@ -203,7 +203,7 @@ impl Stack {
         }
         let exists = self.psql(Node::Primary, "postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"))?;
         if exists.trim().is_empty() {
-            self.psql(Node::Primary, "postgres", &format!("CREATE DATABASE {name} OWNER {}", self.info.app_user))?;
+            self.psql(Node::Primary, "postgres", &format!("CREATE DATABASE {name} OWNER {}", self.info.admin_user))?;
         }
         self.wait_for_replicas()
     }

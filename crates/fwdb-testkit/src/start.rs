@@ -164,6 +164,8 @@ impl Stack {
             superuser_password: random_hex(16),
             app_user: "fwdb_app".into(),
             app_password: random_hex(16),
+            admin_user: "fwdb_admin".into(),
+            admin_password: random_hex(16),
             replication_user: "replicator".into(),
             replication_password: random_hex(16),
             primary,

@@ -26,7 +26,7 @@ pub use config::{
 pub use config::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
 pub use config::ServerConfig;
 pub use config::RoutingConfig;
-pub use config::SecurityConfig;
+pub use config::{AdminLogin, SecurityConfig};
 pub use error::{ConfigProblem, Error, ErrorKind, Result};
 
 // PostgreSQL: connections, the routed cluster, transactions.
@@ -86,7 +86,7 @@ pub use backup::{
 
 // Roles, privileges, audit.
 pub use security::{
-    apply_roles, check_roles, connect_admin, privilege_matrix, query_audit, quote_ident, quote_literal, scram_sha_256_verifier,
-    validate_identifier, Access, ApplyReport, AuditEntry, AuditQuery, RoleDifference, RoleSpec, GROUP_ROLES, LOGIN_ROLES,
-    SECURED_SCHEMAS,
+    apply_grants, apply_roles, check_roles, connect_admin, privilege_matrix, query_audit, quote_ident, quote_literal, scram_sha_256_verifier,
+    validate_identifier, Access, ApplyReport, AuditEntry, AuditQuery, ColumnGrant, RoleDifference, RoleSpec, GROUP_ROLES, LOGIN_ROLES,
+    SECURED_SCHEMAS, USER_DIRECTORY,
 };

@@ -35,7 +35,8 @@ pub struct TailArgs {
 
 pub async fn run(cmd: AuditCommand, config: &fwdb::Config, json: bool) -> Result<ExitCode, fwdb::Error> {
     let AuditCommand::Tail(args) = cmd;
-    let client = fwdb::connect(&config.postgres, fwdb::ConnectTarget::Primary).await?;
+    // Only app_admin reads the audit schema (architecture 9.1): as the admin login.
+    let client = fwdb::connect(&config.postgres.as_admin(), fwdb::ConnectTarget::Primary).await?;
     let mut q = fwdb::AuditQuery { limit: args.limit, actor: args.actor.clone(), row_id: args.row_id.clone(), ..Default::default() };
     if let Some(t) = &args.table {
         q = q.table(t);

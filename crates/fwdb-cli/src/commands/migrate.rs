@@ -175,9 +175,11 @@ async fn targets(args: &CommonArgs, config: &fwdb::Config) -> Result<Vec<Target>
     let mut out = Vec::new();
     if args.db != DbChoice::Mongodb {
         let set = source.load(Store::Postgres)?;
+        // As the admin login: the runtime login cannot change the schema.
         // The lock's connection stays idle outside any transaction; see fwdb's migrate::pg.
-        let lock = fwdb::connect(&config.postgres, fwdb::ConnectTarget::Primary).await?;
-        let run = fwdb::connect(&config.postgres, fwdb::ConnectTarget::Primary).await?;
+        let admin = config.postgres.as_admin();
+        let lock = fwdb::connect(&admin, fwdb::ConnectTarget::Primary).await?;
+        let run = fwdb::connect(&admin, fwdb::ConnectTarget::Primary).await?;
         out.push(Target { set, conn: Conn::Postgres { lock, run } });
     }
     if args.db != DbChoice::Postgres {
@@ -341,8 +343,30 @@ async fn up(args: &UpArgs, config: &fwdb::Config, json: bool, production: bool) 
     for t in targets(&args.common, config).await? {
         reports.push(t.migrator(&args.common, json)?.up(&opts).await?);
     }
+    if args.common.db != DbChoice::Mongodb {
+        grants_follow(config).await?;
+    }
     print_reports(&reports, json, "applied");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Migrations create schemas and tables: the role matrix's grants follow
+/// them, so the runtime login can use what was just created. Where the
+/// roles were never provisioned (or one login does both jobs, in
+/// development) that is a warning: `roles check` tells the rest.
+async fn grants_follow(config: &fwdb::Config) -> Result<(), fwdb::Error> {
+    let client = fwdb::connect(&config.postgres.as_admin(), fwdb::ConnectTarget::Primary).await?;
+    match fwdb::apply_grants(&client, config).await {
+        Ok(r) => {
+            eprintln!("grants of the role matrix applied ({} in app_readwrite, {} in app_admin)", r.runtime, r.migrator);
+            Ok(())
+        }
+        Err(e) if e.is_not_found() || e.kind() == fwdb::ErrorKind::Validation => {
+            eprintln!("warning: grants of the role matrix not applied: {e}");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn down(args: &DownArgs, config: &fwdb::Config, json: bool, production: bool) -> Result<ExitCode, fwdb::Error> {

@@ -28,6 +28,7 @@ fn with_database(config: &fwdb::Config, args: &RolesArgs) -> Result<fwdb::Config
     }
     fwdb::validate_identifier(&config.postgres.database)?;
     fwdb::validate_identifier(&config.postgres.user)?;
+    fwdb::validate_identifier(&config.postgres.admin.user)?;
     Ok(config)
 }
 
@@ -60,11 +61,15 @@ pub async fn run(cmd: RolesCommand, config: &fwdb::Config, json: bool) -> Result
                 print_json(&report);
             } else {
                 println!(
-                    "roles applied to database {} (schemas: {}; migrator {} is a member of app_admin)",
+                    "roles applied to database {} (schemas: {}; runtime login {} is a member of app_readwrite, migrator {} of app_admin)",
                     report.database,
                     report.schemas.join(", "),
+                    report.runtime,
                     report.migrator
                 );
+                for m in &report.memberships_revoked {
+                    println!("revoked membership the matrix does not declare: {m}");
+                }
                 if !report.roles_created.is_empty() {
                     println!("created roles: {}", report.roles_created.join(", "));
                 }

@@ -33,14 +33,17 @@ impl TestApp {
         TestApp { stack, pg_database: db.clone(), mongo_database: db, env, config }
     }
 
-    /// A fresh app whose databases have the whole Fashion Wallet schema (all migrations applied).
+    /// A fresh app whose databases have the whole Fashion Wallet schema (all
+    /// migrations applied, as the admin login, and the role matrix's grants
+    /// after them, as `fwdb migrate up` does).
     pub async fn migrated() -> TestApp {
         let app = TestApp::spawn().await;
-        let lock = fwdb::connect(&app.config.postgres, fwdb::ConnectTarget::Primary).await.expect("lock connection");
-        let conn = fwdb::connect(&app.config.postgres, fwdb::ConnectTarget::Primary).await.expect("connection");
+        let lock = app.admin().await;
+        let conn = app.admin().await;
         let pg = fwdb::MigrationSource::Embedded.load(fwdb::Store::Postgres).expect("embedded postgres migrations");
         let opts = fwdb::UpOptions::default();
         fwdb::Migrator::postgres(&lock, &conn, &pg).expect("migrator").up(&opts).await.expect("postgres migrations apply");
+        fwdb::apply_grants(&conn, &app.config).await.expect("the role matrix's grants apply after the migrations");
         let db = app.mongo().await;
         let mg = fwdb::MigrationSource::Embedded.load(fwdb::Store::Mongo).expect("embedded mongodb migrations");
         fwdb::Migrator::mongo(&db, &mg).expect("migrator").up(&opts).await.expect("mongodb migrations apply");
@@ -52,6 +55,16 @@ impl TestApp {
         let mut cmd = fwdb_command();
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
+    }
+
+    /// A connection as the admin login (app_admin: migrations, DDL), over TLS and SCRAM.
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        fwdb::connect(&self.config.postgres.as_admin(), fwdb::ConnectTarget::Primary).await.expect("an admin-login connection")
+    }
+
+    /// A connection as the runtime login (app_readwrite), over TLS and SCRAM.
+    pub async fn runtime(&self) -> tokio_postgres::Client {
+        fwdb::connect(&self.config.postgres, fwdb::ConnectTarget::Primary).await.expect("a runtime-login connection")
     }
 
     /// A superuser connection to this app's PostgreSQL database (unix socket, trust).

@@ -114,8 +114,8 @@ async fn tables_created_later_inherit_the_grants() {
     let app = TestApp::migrated().await;
     apply(&app).await;
     let pg = app.pg().await;
-    let user = &app.stack.info().app_user;
-    // As the migrator (the app user) and as app_admin, like a later migration would.
+    let user = &app.stack.info().admin_user;
+    // As the migrator (the admin login) and as app_admin, like a later migration would.
     pg.batch_execute(&format!(
         "SET ROLE {user}; CREATE TABLE design.later_by_migrator (id int); RESET ROLE;
          SET ROLE app_admin; CREATE TABLE catalog.later_by_admin (id int); RESET ROLE;"
@@ -163,7 +163,8 @@ const TABLES: [(&str, &str, &str); 5] = [
 fn statement(op: Op, schema: &str, table: &str, column: &str) -> String {
     let t = format!("{schema}.{table}");
     match op {
-        Op::Select => format!("SELECT count(*) FROM {t}"),
+        // A column outside the user directory (column grants would admit count(*)).
+        Op::Select => format!("SELECT {column} FROM {t}"),
         // Privileges are checked before constraints: a NOT NULL failure means INSERT was allowed.
         Op::Insert => format!("INSERT INTO {t} DEFAULT VALUES"),
         Op::Update => format!("UPDATE {t} SET {column} = {column}"),
@@ -228,6 +229,11 @@ async fn every_role_can_do_exactly_what_the_matrix_allows_over_tls_and_scram() {
             logins.push((name, pw, spec));
         }
     }
+    // The stack's own two logins, as services and migrations use them.
+    let info = app.stack.info();
+    let spec_of = |name: &str| fwdb::privilege_matrix().into_iter().find(|r| r.name == name).expect("a role of the matrix");
+    logins.push((info.app_user.clone(), info.app_password.clone(), spec_of("app_readwrite")));
+    logins.push((info.admin_user.clone(), info.admin_password.clone(), spec_of("app_admin")));
     let mut failures = Vec::new();
     for (login, pw, spec) in &logins {
         let mut cfg = app.config.postgres.clone();
@@ -236,6 +242,12 @@ async fn every_role_can_do_exactly_what_the_matrix_allows_over_tls_and_scram() {
         let client = fwdb::connect(&cfg, fwdb::ConnectTarget::Primary).await.unwrap_or_else(|e| panic!("{login} connects: {e}"));
         let ssl: bool = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
         assert!(ssl, "{login}: not over TLS");
+        // What a service may know of users: their id, email and deletion, nothing else.
+        let directory = spec.access_to("shared") != Access::None || !spec.columns.is_empty();
+        let got = attempt(&client, "SELECT id, email, deleted_at FROM shared.users").await;
+        if got.is_ok() != directory {
+            failures.push(format!("{} ({login}) reading the user directory: expected {directory}, got {got:?}", spec.name));
+        }
         for (schema, table, column) in TABLES {
             for op in OPS {
                 let want = expected(spec.access_to(schema), op, schema);
@@ -280,4 +292,81 @@ async fn the_production_profile_refuses_weak_sslmodes_and_non_scram_authenticati
     let (code, out, err) = run(app.fwdb().args(["--profile", "production", "config", "check"]).env("FWDB__MONGO__AUTH_MECHANISM", "SCRAM-SHA-1"));
     assert_ne!(code, 0);
     assert!(format!("{out}{err}").contains("requires SCRAM-SHA-256"), "{out}{err}");
+}
+
+#[tokio::test]
+async fn roles_check_names_column_and_routine_grants_added_by_hand_and_apply_removes_them() {
+    let app = TestApp::migrated().await;
+    apply(&app).await;
+    let pg = app.pg().await;
+    pg.batch_execute(
+        "GRANT SELECT (first_name) ON shared.users TO avatar_service; GRANT UPDATE (email) ON shared.users TO app_readonly;
+         GRANT EXECUTE ON FUNCTION shared.set_updated_at() TO PUBLIC; REVOKE SELECT (email) ON shared.users FROM design_service",
+    )
+    .await
+    .expect("grants by hand");
+    let (code, out, err) = roles_cmd(&app, &["roles", "check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in [
+        "column shared.users.first_name: avatar_service has SELECT",
+        "column shared.users.email: app_readonly has UPDATE",
+        "column shared.users.email: design_service lacks SELECT",
+        "routine shared.set_updated_at(): PUBLIC has EXECUTE",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    let (code, out, err) = roles_cmd(&app, &["roles", "apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = roles_cmd(&app, &["roles", "check"]);
+    assert_eq!(code, 0, "apply must converge: {out}{err}");
+}
+
+#[tokio::test]
+async fn a_runtime_login_left_in_app_admin_is_moved_to_app_readwrite_by_apply() {
+    let app = TestApp::migrated().await;
+    // A login of this test's own, made as older fwdb versions made the runtime login: an admin that may create databases.
+    let login = format!("t_rt_{:x}", fastrand_u32());
+    let pg = app.pg().await;
+    pg.batch_execute(&format!("CREATE ROLE {login} LOGIN CREATEDB PASSWORD 'pw-{login}' IN ROLE app_admin")).await.expect("old-style login");
+    let mut cfg = security_config(&app);
+    cfg.postgres.user = login.clone();
+    cfg.postgres.password = Some(fwdb::Secret::new(format!("pw-{login}")));
+    let admin = fwdb::connect_admin(&cfg).await.expect("admin connection");
+    let before = fwdb::check_roles(&admin, &cfg).await.expect("check");
+    let text: Vec<String> = before.iter().map(|d| d.to_string()).collect();
+    assert!(text.contains(&format!("role {login}: is a member of app_admin, which the matrix does not declare")), "{text:#?}");
+    assert!(text.contains(&format!("role {login}: has CREATEDB")), "{text:#?}");
+    let report = fwdb::apply_roles(&admin, &cfg).await.expect("apply");
+    assert_eq!(report.memberships_revoked, vec![format!("{login} in app_admin")]);
+    let after = fwdb::check_roles(&admin, &cfg).await.expect("check");
+    assert!(after.is_empty(), "{after:#?}");
+    // And as that login: reads and writes, no DDL, no audit.
+    let mut rt = cfg.postgres.clone();
+    rt.tls.cert_file = None;
+    rt.tls.key_file = None;
+    let client = fwdb::connect(&rt, fwdb::ConnectTarget::Primary).await.expect("the runtime login connects");
+    assert!(attempt(&client, "INSERT INTO shared.users (email, first_name, last_name) VALUES ('rt@example.com', 'R', 'T')").await.is_ok());
+    assert!(attempt(&client, "TRUNCATE shared.users").await.is_err());
+    assert!(attempt(&client, "CREATE TABLE catalog.nope (x int)").await.is_err());
+    assert!(attempt(&client, "SELECT count(*) FROM audit.log").await.is_err());
+    drop(client);
+    let _ = pg.batch_execute(&format!("DROP ROLE IF EXISTS {login}")).await;
+}
+
+#[tokio::test]
+async fn roles_apply_refuses_one_login_for_both_services_and_migrations() {
+    let app = TestApp::migrated().await;
+    let mut cfg = security_config(&app);
+    cfg.postgres.admin.user = cfg.postgres.user.clone();
+    let admin = fwdb::connect_admin(&cfg).await.expect("admin connection");
+    let err = fwdb::apply_roles(&admin, &cfg).await.expect_err("one login for both jobs");
+    assert!(err.to_string().contains("postgres.user and postgres.admin.user are both `fwdb_app`"), "{err}");
+}
+
+#[tokio::test]
+async fn roles_apply_as_a_login_without_createrole_says_what_to_configure() {
+    let app = TestApp::migrated().await;
+    let (code, out, err) = run(app.fwdb().args(["roles", "apply"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("roles apply connects as `fwdb_admin`, which cannot create roles: set security.admin_user"), "{err}");
 }

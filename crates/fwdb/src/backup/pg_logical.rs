@@ -14,18 +14,22 @@ pub(crate) fn quote_ident(s: &str) -> String {
 }
 
 impl Backups {
-    /// The PostgreSQL settings of the backup role (`backup.pg_user`), on `database`.
+    /// The PostgreSQL settings of the backup role (`backup.pg_user`, else
+    /// the admin login), on `database`.
     pub(crate) fn backup_pg_config(&self, database: &str) -> PostgresConfig {
-        let mut pg = self.cfg.postgres.clone();
-        pg.database = database.to_string();
-        if let Some(u) = &self.cfg.backup.pg_user {
-            if *u != pg.user {
+        let mut pg = match &self.cfg.backup.pg_user {
+            Some(u) if *u == self.cfg.postgres.user => self.cfg.postgres.clone(),
+            Some(u) => {
+                let mut pg = self.cfg.postgres.clone();
                 pg.user = u.clone();
                 pg.password = self.cfg.backup.pg_password.clone();
                 pg.tls.cert_file = None;
                 pg.tls.key_file = None;
+                pg
             }
-        }
+            None => self.cfg.postgres.as_admin(),
+        };
+        pg.database = database.to_string();
         pg
     }
 

@@ -40,11 +40,13 @@ pub(crate) fn tool(cfg: &BackupConfig, name: &str) -> Result<PathBuf> {
     ))
 }
 
-/// Who connects: the backup role when configured (base backups need REPLICATION), else the app's.
+/// Who connects: the backup role when configured (base backups need
+/// REPLICATION), else the admin login (a logical backup reads every schema,
+/// audit included, which the runtime login cannot).
 pub(crate) fn user_and_password(pg: &PostgresConfig, b: &BackupConfig) -> (String, Option<String>) {
     match &b.pg_user {
         Some(u) => (u.clone(), b.pg_password.as_ref().map(|s| s.expose().to_string())),
-        None => (pg.user.clone(), pg.password.as_ref().map(|s| s.expose().to_string())),
+        None => (pg.admin.user.clone(), pg.admin.password.as_ref().map(|s| s.expose().to_string())),
     }
 }
 
@@ -78,10 +80,16 @@ pub(crate) fn command(pg: &PostgresConfig, b: &BackupConfig, name: &str, databas
             None => cmd.env_remove(var),
         };
     }
-    // A client certificate set for the app user must not be offered for another role.
-    if b.pg_user.is_some() && b.pg_user.as_deref() != Some(pg.user.as_str()) {
-        cmd.env("PGSSLCERT", "/nonexistent").env("PGSSLKEY", "/nonexistent");
-    }
+    // The runtime login's client certificate is not offered for another role.
+    let (cert, key) = match &b.pg_user {
+        Some(u) if *u == pg.user => (tls.cert_file.clone(), tls.key_file.clone()),
+        Some(_) => (None, None),
+        None => (pg.admin.cert_file.clone(), pg.admin.key_file.clone()),
+    };
+    match (cert, key) {
+        (Some(c), Some(k)) => cmd.env("PGSSLCERT", c).env("PGSSLKEY", k),
+        _ => cmd.env("PGSSLCERT", "/nonexistent").env("PGSSLKEY", "/nonexistent"),
+    };
     Ok(cmd)
 }
 

@@ -20,7 +20,7 @@ pub struct BackupConfig {
     /// Unset: the `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pg_bin_dir: Option<PathBuf>,
-    /// The role base backups connect as (it needs REPLICATION). Unset: `postgres.user`.
+    /// The role base backups connect as (it needs REPLICATION). Unset: `postgres.admin.user`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pg_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

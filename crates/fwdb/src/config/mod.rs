@@ -15,7 +15,7 @@ mod validate;
 pub use backup::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
 pub use layers::Origin;
 pub use model::{
-    Config, MongoConfig, MongoPoolConfig, MongoTlsConfig, PgHost, PoolConfig, PostgresConfig, Profile, ReadPreference,
+    AdminLogin, Config, MongoConfig, MongoPoolConfig, MongoTlsConfig, PgHost, PoolConfig, PostgresConfig, Profile, ReadPreference,
     SslMode, TlsConfig,
 };
 pub use routing::RoutingConfig;

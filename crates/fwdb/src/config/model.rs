@@ -88,6 +88,7 @@ pub struct PostgresConfig {
     pub pool: PoolConfig,
     pub tls: TlsConfig,
     pub routing: super::routing::RoutingConfig,
+    pub admin: AdminLogin,
 }
 
 impl Default for PostgresConfig {
@@ -112,7 +113,50 @@ impl Default for PostgresConfig {
             pool: PoolConfig::default(),
             tls: TlsConfig::default(),
             routing: super::routing::RoutingConfig::default(),
+            admin: AdminLogin::default(),
         }
+    }
+}
+
+/// `[postgres.admin]`: the login that migrations and maintenance run as
+/// (`fwdb migrate`, the migration step of `fwdb up`, `fwdb audit`, backups
+/// unless `backup.pg_user` is set). It is a member of app_admin; `user`
+/// above, which services run as, is only a member of app_readwrite
+/// (architecture 9.1), so a compromised service cannot drop or truncate.
+/// Services never need these credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminLogin {
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// A client certificate of this login, for servers that require one
+    /// (`postgres.tls.cert_file` is the runtime login's and is not offered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for AdminLogin {
+    fn default() -> Self {
+        // The migrator that `fwdb roles apply` makes a member of app_admin.
+        AdminLogin { user: "fwdb_admin".into(), password: None, password_file: None, cert_file: None, key_file: None }
+    }
+}
+
+impl PostgresConfig {
+    /// The same servers and TLS, as the admin login of `[postgres.admin]`.
+    pub fn as_admin(&self) -> PostgresConfig {
+        let mut pg = self.clone();
+        pg.user = self.admin.user.clone();
+        pg.password = self.admin.password.clone();
+        pg.password_file = None;
+        pg.tls.cert_file = self.admin.cert_file.clone();
+        pg.tls.key_file = self.admin.key_file.clone();
+        pg
     }
 }
 

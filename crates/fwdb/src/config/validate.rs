@@ -31,6 +31,8 @@ impl Problems<'_> {
 pub(super) fn resolve_secrets(config: &mut Config, layered: &mut Layered, problems: &mut Vec<ConfigProblem>) {
     let pg = &mut config.postgres;
     resolve_one("postgres", &mut pg.password, pg.password_file.as_deref(), layered, problems);
+    let admin = &mut pg.admin;
+    resolve_one("postgres.admin", &mut admin.password, admin.password_file.as_deref(), layered, problems);
     let mg = &mut config.mongo;
     resolve_one("mongo", &mut mg.password, mg.password_file.as_deref(), layered, problems);
 }
@@ -83,11 +85,12 @@ fn postgres(config: &Config, p: &mut Problems) {
     if pg.primary.is_empty() {
         p.add("postgres.primary", "at least one host is needed");
     }
-    for (key, value) in [("postgres.database", &pg.database), ("postgres.user", &pg.user)] {
+    for (key, value) in [("postgres.database", &pg.database), ("postgres.user", &pg.user), ("postgres.admin.user", &pg.admin.user)] {
         if value.trim().is_empty() {
             p.add(key, "must not be empty");
         }
     }
+    admin_login(config, p);
     pool_sizes(p, "postgres.pool", pg.pool.min_size, pg.pool.max_size);
     // The default is cut to half of a small pool (PoolConfig::shared_connections); a value given is checked.
     let set = !matches!(p.layered.origin_of("postgres.pool.multiplex"), Origin::Default);
@@ -122,6 +125,29 @@ fn postgres(config: &Config, p: &mut Problems) {
     }
     if tls.mode == SslMode::Disable && tls.cert_file.is_some() {
         p.add("postgres.tls.mode", "a client certificate is configured but TLS is disabled");
+    }
+}
+
+/// The admin login is a login of its own, outside development: the runtime
+/// login must not be able to change the schema (architecture 9.1).
+fn admin_login(config: &Config, p: &mut Problems) {
+    let pg = &config.postgres;
+    if let Err(e) = crate::security::validate_identifier(&pg.admin.user) {
+        p.add("postgres.admin.user", e.to_string());
+    }
+    if pg.admin.user == pg.user && config.profile != Profile::Development {
+        p.add(
+            "postgres.admin.user",
+            format!(
+                "is the same login as postgres.user (`{}`): services would run with app_admin's privileges; give migrations a login of their own",
+                pg.user
+            ),
+        );
+    }
+    p.file_exists("postgres.admin.cert_file", pg.admin.cert_file.as_ref());
+    p.file_exists("postgres.admin.key_file", pg.admin.key_file.as_ref());
+    if pg.admin.cert_file.is_some() != pg.admin.key_file.is_some() {
+        p.add("postgres.admin.cert_file", "a client certificate needs both cert_file and key_file");
     }
 }
 
@@ -214,6 +240,7 @@ fn production(config: &Config, p: &mut Problems) {
         p.add("postgres.password", "the production profile requires SCRAM password authentication: set FWDB__POSTGRES__PASSWORD or postgres.password_file (trust authentication is refused)");
     }
     plaintext_in_file(p, "postgres.password");
+    plaintext_in_file(p, "postgres.admin.password");
     let m = &config.mongo;
     let uri = m.uri.as_deref().unwrap_or_default();
     let uri_tls = uri.contains("tls=true") || uri.contains("ssl=true");
@@ -235,8 +262,9 @@ fn production(config: &Config, p: &mut Problems) {
 
 fn plaintext_in_file(p: &mut Problems, key: &str) {
     if let Origin::File { .. } = layered_origin(p, key) {
-        let section = key.split('.').next().unwrap_or_default();
-        p.add(key, format!("a password written in a config file is refused in production; use {section}.password_file or FWDB__{}__PASSWORD", section.to_uppercase()));
+        let section = key.strip_suffix(".password").unwrap_or(key);
+        let var = section.replace('.', "__").to_uppercase();
+        p.add(key, format!("a password written in a config file is refused in production; use {section}.password_file or FWDB__{var}__PASSWORD"));
     }
 }
 
