@@ -16,7 +16,7 @@ pub enum BackupCommand {
     Create(CreateArgs),
     /// Complete backups (those with a manifest): age, size, kind, what each restores to
     List,
-    /// Check every object (SHA-256, decryption), then restore it into scratch and compare counts with the manifest
+    /// Check every object (SHA-256, decryption), then restore it into scratch (full: pg_verifybackup on it first) and compare counts with the manifest
     Verify {
         /// A backup id from `fwdb backup list`
         id: String,
