@@ -16,7 +16,7 @@ pub enum BackupCommand {
     Create(CreateArgs),
     /// Complete backups (those with a manifest): age, size, kind, what each restores to
     List,
-    /// Check every object (SHA-256, decryption), then restore it into scratch and compare counts with the manifest
+    /// Check every object (SHA-256, decryption), then restore it into scratch (full: pg_verifybackup on it first) and compare counts with the manifest
     Verify {
         /// A backup id from `fwdb backup list`
         id: String,
@@ -374,7 +374,7 @@ pub async fn run_with_file(
             match outcome {
                 Ok(r) => {
                     if json {
-                        print_json(&serde_json::json!({ "id": r.id, "ok": true, "checks": r.checks }));
+                        print_json(&serde_json::json!({ "id": r.id, "ok": true, "checks": r.checks, "pg_verifybackup": r.pg_verifybackup }));
                     } else {
                         for c in &r.checks {
                             println!("ok  {c}");
@@ -533,6 +533,7 @@ async fn run_restore_with(args: RestoreArgs, b: &Backups, json: bool, config_fil
                 check_user: p.check_user,
                 start: !p.no_start,
                 prefetch_wal: None,
+                verify_manifest: false,
             };
             let r = b.restore_pitr(&opts).await?;
             if json {

@@ -386,6 +386,74 @@ async fn mongo_dump_restores_every_document_and_is_in_mongodump_layout() {
     assert_eq!(code, 1, "{err}");
 }
 
+/// Waits for `cmd` at most `secs` seconds (killing it then): (exit code, stdout, stderr), code -1 when killed.
+fn run_within(cmd: &mut Command, secs: u64) -> (i32, String, String) {
+    use std::io::Read;
+    let mut child = crate::helpers::KillOnDrop(
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let code = loop {
+        if let Some(st) = child.0.try_wait().expect("wait") {
+            break st.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child.0.stdout.take().expect("stdout").read_to_string(&mut out).expect("stdout");
+    child.0.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
+    (code, out, err)
+}
+
+/// A MongoDB dump taken while a migration runner holds the lock keeps the
+/// migration history but not the lock: the restored database migrates at once.
+#[tokio::test]
+async fn a_mongo_dump_keeps_the_migration_history_and_leaves_the_lock_out() {
+    use mongodb::bson::{doc, Document};
+    let app = TestApp::migrated().await;
+    let db = app.mongo().await;
+    let in_an_hour = mongodb::bson::DateTime::from_millis(mongodb::bson::DateTime::now().timestamp_millis() + 3_600_000);
+    db.collection::<Document>("fwdb_migrations_lock")
+        .update_one(
+            doc! { "_id": "migrate" },
+            doc! { "$set": { "owner": "busy-owner", "runner": "runner busy during the backup", "expires_at": in_an_hour } },
+        )
+        .upsert(true)
+        .await
+        .expect("hold the lock");
+    let history = db.collection::<Document>("fwdb_migrations").count_documents(doc! {}).await.expect("history");
+    assert!(history > 0);
+
+    let b = BackupEnv::new(app.stack);
+    let m = json(b.cmd(&app.env).args(["backup", "create", "--kind", "mongo"]));
+    let id = m["id"].as_str().unwrap().to_string();
+    assert_eq!(m["counts"][format!("{}.fwdb_migrations", app.mongo_database)], history, "{m}");
+    let names: Vec<&str> = m["objects"].as_array().expect("objects").iter().filter_map(|o| o["name"].as_str()).collect();
+    assert!(names.iter().any(|n| n.ends_with("/fwdb_migrations.bson")), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("fwdb_migrations_lock")), "{names:?}");
+
+    let target = format!("{}_r", app.mongo_database);
+    ok(b.cmd(&app.env).args(["restore", "mongo", &id, "--database", &target]));
+    let restored_env = [("FWDB__MONGO__DATABASE", target.as_str())];
+    let (code, out, err) = run(app.fwdb().envs(restored_env).args(["migrate", "status", "--db", "mongodb", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status is JSON");
+    let states: Vec<&str> = status[0]["migrations"].as_array().expect("migrations").iter().filter_map(|m| m["state"].as_str()).collect();
+    let embedded = fwdb::MigrationSource::Embedded.load(fwdb::Store::Mongo).expect("embedded mongodb migrations").migrations().len();
+    assert_eq!(states.len(), embedded, "{status}");
+    assert!(states.iter().all(|s| *s == "applied"), "{states:?}");
+    // No lock came back with the data: up takes it at once (a restored lock would hold it for an hour).
+    let (code, out, err) = run_within(app.fwdb().envs(restored_env).args(["migrate", "up", "--db", "mongodb"]), 30);
+    assert_eq!(code, 0, "migrate up on the restored database: {out}{err}");
+    assert!(!err.contains("waiting for the migration lock"), "{err}");
+    assert!(out.contains("nothing applied"), "{out}");
+}
+
 /// Reads a mongodump archive and checks it against the `users.bson` of the directory form.
 fn check_mongo_archive(a: &[u8], db: &str, users_bson: &[u8]) {
     use mongodb::bson::Document;

@@ -334,3 +334,71 @@ async fn point_in_time_recovery_through_s3() {
     let (marks, r, _restored) = a.restore_to(&t, "restored").await;
     assert_eq!(marks, vec!["A".to_string()], "restored to {t} from S3: {r}");
 }
+
+/// A folder where `pg_verifybackup` is a wrapper that first changes one byte of
+/// `PG_VERSION` in the folder it checks (a restore damaged on its way to disk),
+/// then runs the real one; the other tools are the real ones.
+fn pg_bin_damaging_pg_version(info: &fwdb_testkit::StackInfo, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("damaging-bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    for e in std::fs::read_dir(&info.pg_bin_dir).expect("pg bin dir").flatten() {
+        if e.file_name() != "pg_verifybackup" {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).expect("symlink");
+        }
+    }
+    let real = info.pg_bin_dir.join("pg_verifybackup");
+    let script = format!(
+        "#!/bin/sh\nfor d; do :; done\nprintf 9 | dd of=\"$d/PG_VERSION\" bs=1 count=1 conv=notrunc 2>/dev/null\nexec '{}' \"$@\"\n",
+        real.display()
+    );
+    let p = bin.join("pg_verifybackup");
+    std::fs::write(&p, script).expect("script");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    bin
+}
+
+/// A restored base backup keeps its backup_manifest, so pg_verifybackup can check
+/// it; the full verify runs pg_verifybackup, WAL included, on its scratch restore
+/// before starting it, and fails naming the file that differs.
+#[tokio::test]
+async fn pg_verifybackup_checks_a_restore_and_the_verify_drill_runs_it() {
+    let a = ArchivingStack::start(|b| format!("storage = \"file://{}\"", b.storage.display()), true).await;
+    a.sql("CREATE TABLE marks (v text); INSERT INTO marks SELECT 'seed' FROM generate_series(1, 100)");
+    let m = json(&mut a.fwdb(&["backup", "create", "--kind", "full"]));
+    let id = m["id"].as_str().unwrap().to_string();
+
+    // `fwdb restore --no-start`: the folder as restored, checked by PostgreSQL's own tool.
+    let target = a.b.dir.path().join("laid-out");
+    let r = json(&mut a.fwdb(&["restore", "--latest", "--no-start", "--backup", &id, "--target-dir", target.to_str().unwrap()]));
+    assert_eq!(r["started"], false, "{r}");
+    assert!(target.join("backup_manifest").is_file(), "the restore removed backup_manifest");
+    let verifybackup = a.info.pg_bin_dir.join("pg_verifybackup");
+    // Its WAL is still in the archive (restore_command fetches it): files only.
+    let (code, out, err) = run(Command::new(&verifybackup).arg("--no-parse-wal").arg(&target));
+    assert_eq!(code, 0, "pg_verifybackup on the restored folder: {out}{err}");
+    assert!(out.contains("backup successfully verified"), "{out}");
+    std::fs::write(target.join("PG_VERSION"), "99\n").expect("change a file");
+    let (code, _, err) = run(Command::new(&verifybackup).arg("--no-parse-wal").arg(&target));
+    assert_ne!(code, 0);
+    assert!(err.contains("PG_VERSION"), "{err}");
+
+    // The drill: pg_verifybackup's verdict, with the WAL parsed, in text and JSON.
+    let verified = ok(&mut a.fwdb(&["backup", "verify", &id]));
+    assert!(verified.contains("ok  pg_verifybackup on the scratch restore: backup successfully verified"), "{verified}");
+    assert!(verified.contains("WAL parsed from pg_wal") && verified.contains("equal the manifest's"), "{verified}");
+    let v = json(&mut a.fwdb(&["backup", "verify", &id]));
+    assert!(v["pg_verifybackup"].as_str().is_some_and(|s| s.contains("successfully verified")), "{v}");
+
+    // A scratch restore that differs from its manifest: exit 1 naming the file, no server started, nothing left.
+    let bin = pg_bin_damaging_pg_version(&a.info, a.b.dir.path());
+    let (code, out, err) = run(a.fwdb(&["backup", "verify", &id, "--format", "json"]).env("FWDB__BACKUP__PG_BIN_DIR", &bin));
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["ok"], false, "{v}");
+    let e = v["error"].as_str().unwrap_or_default();
+    assert!(e.contains("pg_verifybackup") && e.contains("checksum mismatch for file \"PG_VERSION\""), "{v}");
+    assert!(err.contains("failed verification") && err.contains("PG_VERSION"), "{err}");
+    let scratch: Vec<_> = std::fs::read_dir(a.info.dir.join("tmp")).expect("tmp").flatten().map(|e| e.path()).collect();
+    assert!(scratch.iter().all(|p| !p.file_name().unwrap().to_string_lossy().starts_with("fwdb-verify-")), "{scratch:?}");
+}

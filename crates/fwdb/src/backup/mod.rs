@@ -17,6 +17,7 @@ mod pg_counts;
 mod pg_logical;
 mod pg_physical;
 mod pg_scratch;
+mod pg_verify;
 mod pgtools;
 mod pipe;
 mod retention;
@@ -52,9 +53,9 @@ pub enum VerifyDepth {
     /// Every object's SHA-256, decryption and decompression only.
     Quick,
     /// Also a restore into scratch, checked with row or document counts
-    /// against the manifest: a scratch server for full backups (after
-    /// pg_verifybackup and the WAL check), a scratch database for logical
-    /// and MongoDB dumps.
+    /// against the manifest: a scratch server for full backups (after the
+    /// WAL check, and pg_verifybackup on the restored folder before it
+    /// starts), a scratch database for logical and MongoDB dumps.
     Full,
 }
 
@@ -65,6 +66,8 @@ pub struct VerifyReport {
     pub kind: BackupKind,
     /// One line per check passed.
     pub checks: Vec<String>,
+    /// pg_verifybackup's verdict on the scratch restore (full backups, full depth).
+    pub pg_verifybackup: Option<String>,
 }
 
 impl Backups {
@@ -193,6 +196,7 @@ impl Backups {
     pub async fn verify_with(&self, id: &str, depth: VerifyDepth) -> Result<VerifyReport> {
         let m = self.manifest(id).await?;
         let mut checks = Vec::new();
+        let mut pg_verifybackup = None;
         for o in &m.objects {
             self.get_object(o, std::io::sink()).await?;
             checks.push(format!("{}: {} bytes stored, SHA-256 and decryption ok, {} bytes plain", o.name, o.size, o.raw_size));
@@ -200,14 +204,17 @@ impl Backups {
         if depth == VerifyDepth::Full {
             match m.kind {
                 BackupKind::Full => {
-                    checks.extend(self.verify_full(&m).await?);
-                    checks.extend(self.restore_and_count(&m).await?);
+                    checks.push(self.check_wal_archived(&m).await?);
+                    let (verdict, counted) = self.restore_and_count(&m).await?;
+                    checks.push(verdict.clone());
+                    checks.push(counted);
+                    pg_verifybackup = Some(verdict);
                 }
                 BackupKind::Logical => checks.extend(self.verify_logical(&m).await?),
                 BackupKind::Mongo => checks.extend(self.verify_mongo(&m).await?),
             }
         }
-        Ok(VerifyReport { id: m.id, kind: m.kind, checks })
+        Ok(VerifyReport { id: m.id, kind: m.kind, checks, pg_verifybackup })
     }
 
     async fn delete_backup(&self, id: &str) -> Result<()> {

@@ -3,10 +3,16 @@
 //! `<db>/<coll>.metadata.json` in canonical Extended JSON v2), each file an
 //! object of the backup; `fwdb backup export` decrypts them into a folder
 //! that mongorestore reads. `restore_mongo` reads them back through the driver.
+//!
+//! The migration lock's collection is left out of dumps and restores: a lock
+//! held while the dump ran would otherwise come back in the restored
+//! database, held by a runner that is not there. The history
+//! (`fwdb_migrations`) is kept: it says which migrations the data has.
 
 use super::manifest::{BackupKind, Manifest};
 use super::Backups;
 use crate::error::{Error, ErrorKind, Result};
+use crate::migrate::LOCK_COLLECTION;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use std::collections::BTreeMap;
@@ -138,7 +144,7 @@ impl Backups {
         for c in colls {
             let name = c.get_str("name").unwrap_or_default().to_string();
             let kind = c.get_str("type").unwrap_or("collection");
-            if name.is_empty() || name.starts_with("system.") || kind != "collection" {
+            if name.is_empty() || name.starts_with("system.") || name == LOCK_COLLECTION || kind != "collection" {
                 continue;
             }
             let options = c.get_document("options").cloned().unwrap_or_default();
@@ -230,6 +236,10 @@ impl Backups {
         let mut counts = BTreeMap::new();
         for meta_obj in m.objects.iter().filter(|o| o.name.starts_with(&prefix) && o.name.ends_with(".metadata.json")) {
             let coll_name = meta_obj.name[prefix.len()..].trim_end_matches(".metadata.json").to_string();
+            // Dumps taken before the lock was left out still hold it.
+            if coll_name == LOCK_COLLECTION {
+                continue;
+            }
             let meta_bytes = self.get_object(meta_obj, Vec::new()).await?;
             let meta: serde_json::Value = serde_json::from_slice(&meta_bytes)
                 .map_err(|e| Error::new(ErrorKind::Validation, format!("{} is not JSON", meta_obj.name)).with_source(e))?;

@@ -40,6 +40,9 @@ pub struct PitrOptions {
     /// holding this LSN into `pg_wal` before starting (then `restore_command`
     /// is not needed: scratch restores use this).
     pub prefetch_wal: Option<String>,
+    /// Run pg_verifybackup on the folder before anything in it is changed
+    /// (with the prefetched WAL when there is some); a mismatch fails the restore.
+    pub verify_manifest: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,6 +55,9 @@ pub struct PitrReport {
     pub timeline: Option<u32>,
     pub databases: Vec<String>,
     pub log_file: PathBuf,
+    /// pg_verifybackup's verdict, when [`PitrOptions::verify_manifest`] asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_check: Option<String>,
 }
 
 fn field<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
@@ -160,41 +166,28 @@ impl Backups {
         Ok(())
     }
 
-    pub(crate) async fn verify_full(&self, m: &Manifest) -> Result<Vec<String>> {
-        let scratch = std::env::temp_dir().join(format!("fwdb-verify-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&scratch).map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
-        let result = async {
-            self.extract_base(m, &scratch).await?;
-            let mut cmd = Command::new(pgtools::tool(&self.cfg.backup, "pg_verifybackup")?);
-            // -n: the WAL is checked separately (it lives in the archive, not in the backup).
-            cmd.arg("-n").arg(&scratch);
-            run_checked(cmd, "pg_verifybackup")?;
-            let mut missing = Vec::new();
-            if let (Some(start), Some(stop), Some(tl)) = (&m.start_lsn, &m.stop_lsn, m.timeline) {
-                let seg = m.wal_segment_size.unwrap_or(16 << 20);
-                let (a, b) = (wal::parse_lsn(start).unwrap_or(0) / seg, wal::parse_lsn(stop).unwrap_or(0) / seg);
-                let have: std::collections::HashSet<String> = self.wal_list().await?.into_iter().map(|(n, _)| n).collect();
-                for s in a..=b {
-                    let name = wal::segment_name(tl, &format!("{:X}/{:X}", (s * seg) >> 32, (s * seg) & 0xffff_ffff), seg).unwrap_or_default();
-                    if !have.contains(&name) {
-                        missing.push(name);
-                    }
+    /// The WAL from the start to the end of full backup `m` is in the archive
+    /// (what every restore of it needs; the drill's pg_verifybackup parses it).
+    pub(crate) async fn check_wal_archived(&self, m: &Manifest) -> Result<String> {
+        let mut missing = Vec::new();
+        if let (Some(start), Some(stop), Some(tl)) = (&m.start_lsn, &m.stop_lsn, m.timeline) {
+            let seg = m.wal_segment_size.unwrap_or(16 << 20);
+            let (a, b) = (wal::parse_lsn(start).unwrap_or(0) / seg, wal::parse_lsn(stop).unwrap_or(0) / seg);
+            let have: std::collections::HashSet<String> = self.wal_list().await?.into_iter().map(|(n, _)| n).collect();
+            for s in a..=b {
+                let name = wal::segment_name(tl, &format!("{:X}/{:X}", (s * seg) >> 32, (s * seg) & 0xffff_ffff), seg).unwrap_or_default();
+                if !have.contains(&name) {
+                    missing.push(name);
                 }
             }
-            if !missing.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Validation,
-                    format!("backup {} is not restorable: WAL {} missing from the archive", m.id, missing.join(", ")),
-                ));
-            }
-            Ok(vec![
-                "base.tar: pg_verifybackup found every file of the backup manifest intact".to_string(),
-                "WAL from the start to the end of the backup is archived".to_string(),
-            ])
         }
-        .await;
-        let _ = std::fs::remove_dir_all(&scratch);
-        result
+        if !missing.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Validation,
+                format!("backup {} is not restorable: WAL {} missing from the archive", m.id, missing.join(", ")),
+            ));
+        }
+        Ok("WAL from the start to the end of the backup is archived".to_string())
     }
 
     fn choose_full(&self, all: &[Manifest], target: &RecoveryTarget) -> Result<Manifest> {
@@ -249,14 +242,20 @@ impl Backups {
     async fn restore_pitr_into(&self, m: &Manifest, opts: &PitrOptions) -> Result<PitrReport> {
         use std::os::unix::fs::PermissionsExt;
         let dir = opts.target_dir.canonicalize().map_err(|e| Error::io(format!("resolving {}", opts.target_dir.display()), e))?;
+        // backup_manifest stays: PostgreSQL ignores it, and pg_verifybackup needs it.
         self.extract_base(m, &dir).await?;
-        let _ = std::fs::remove_file(dir.join("backup_manifest"));
         std::fs::create_dir_all(dir.join("pg_wal")).map_err(|e| Error::io("creating pg_wal", e))?;
         if let Some(upto) = &opts.prefetch_wal {
             // Recovery to an LSN stops at the first record at or past it, which may start in the next segment.
             let next = matches!(opts.target, RecoveryTarget::Lsn(_) | RecoveryTarget::Immediate);
             self.prefetch_wal(m, upto, next, &dir.join("pg_wal")).await?;
         }
+        // Before any file of the backup is changed (see pg_verify).
+        let manifest_check = if opts.verify_manifest {
+            Some(super::pg_verify::verify_restore(&self.cfg.backup, &m.id, &dir, opts.prefetch_wal.is_some()).await?)
+        } else {
+            None
+        };
         let port = match opts.port {
             Some(p) => p,
             None => free_port()?,
@@ -273,12 +272,16 @@ impl Backups {
              restore_command = '{rc}'\n{target}\
              recovery_target_action = 'promote'\n\
              recovery_target_timeline = 'current'\n\
+             # The original server's replication and TLS settings do not apply to the\n\
+             # copy: overridden here (read last), so postgresql.conf stays as backed up.\n\
+             primary_conninfo = ''\n\
+             primary_slot_name = ''\n\
+             ssl = off\n\
              port = {port}\n\
              listen_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{sock}'\n\
              # A restored copy must never archive into the production archive.\n\
              archive_mode = off\n\
-             ssl = off\n\
              hot_standby = on\n\
              cluster_name = 'fwdb-restore-{id}'\n",
             id = m.id,
@@ -290,22 +293,7 @@ impl Backups {
         conf.push_str(&extra);
         std::fs::write(&auto, conf).map_err(|e| Error::io(format!("writing {}", auto.display()), e))?;
         std::fs::write(dir.join("recovery.signal"), b"").map_err(|e| Error::io("writing recovery.signal", e))?;
-        // Settings that point into the original server's folders would stop the copy from starting.
-        let main_conf = dir.join("postgresql.conf");
-        if let Ok(text) = std::fs::read_to_string(&main_conf) {
-            let kept: String = text
-                .lines()
-                .map(|l| {
-                    let k = l.trim_start();
-                    if ["primary_conninfo", "primary_slot_name", "include", "ssl_"].iter().any(|p| k.starts_with(p)) {
-                        format!("# (fwdb restore) {l}\n")
-                    } else {
-                        format!("{l}\n")
-                    }
-                })
-                .collect();
-            std::fs::write(&main_conf, kept).map_err(|e| Error::io(format!("writing {}", main_conf.display()), e))?;
-        }
+        comment_out_includes(&dir.join("postgresql.conf"))?;
         let _ = std::fs::remove_file(dir.join("standby.signal"));
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod 700", e))?;
         let ids = match &opts.run_as {
@@ -328,6 +316,7 @@ impl Backups {
             timeline: None,
             databases: Vec::new(),
             log_file: log_file.clone(),
+            manifest_check,
         };
         if !opts.start {
             return Ok(report);
@@ -393,6 +382,22 @@ impl Backups {
             }
         }
     }
+}
+
+/// `include` lines may name files of the original server's host that the
+/// copy cannot read, and no later setting can undo an include: they are
+/// commented out. Only then is postgresql.conf rewritten (pg_verifybackup
+/// reports it as changed: `--ignore postgresql.conf`).
+fn comment_out_includes(conf: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(conf) else {
+        return Ok(());
+    };
+    let is_include = |l: &str| l.trim_start().starts_with("include");
+    if !text.lines().any(is_include) {
+        return Ok(());
+    }
+    let kept: String = text.lines().map(|l| if is_include(l) { format!("# (fwdb restore) {l}\n") } else { format!("{l}\n") }).collect();
+    std::fs::write(conf, kept).map_err(|e| Error::io(format!("writing {}", conf.display()), e))
 }
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -515,5 +520,27 @@ impl Backups {
         tokio::task::spawn_blocking(move || run_checked(cmd, "pg_ctl stop"))
             .await
             .map_err(|e| Error::new(ErrorKind::Internal, "pg_ctl waiter").with_source(e))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgresql_conf_is_left_byte_for_byte_unless_it_has_includes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("postgresql.conf");
+        let plain = "ssl = on\r\nssl_cert_file = '/etc/ssl/server.pem'\nprimary_conninfo = 'host=a'\n#include 'x.conf'";
+        std::fs::write(&conf, plain).unwrap();
+        comment_out_includes(&conf).unwrap();
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), plain);
+        std::fs::write(&conf, "port = 5432\n  include '/etc/other/host.conf'\ninclude_dir 'conf.d'\n").unwrap();
+        comment_out_includes(&conf).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&conf).unwrap(),
+            "port = 5432\n# (fwdb restore)   include '/etc/other/host.conf'\n# (fwdb restore) include_dir 'conf.d'\n"
+        );
+        comment_out_includes(&dir.path().join("absent.conf")).unwrap();
     }
 }

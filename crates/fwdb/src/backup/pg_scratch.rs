@@ -1,7 +1,8 @@
 //! The full check of a full backup (`backup verify`, and the drill after each
 //! scheduled full backup): a restore into a scratch data folder on a free
-//! port, with the WAL it needs copied from the archive, started, row counts
-//! per table compared with the manifest, then stopped and removed.
+//! port, with the WAL it needs copied from the archive, checked by
+//! pg_verifybackup before it starts, started, row counts per table compared
+//! with the manifest, then stopped and removed.
 
 use super::manifest::Manifest;
 use super::pg_counts::compare_counts;
@@ -19,8 +20,9 @@ const WAL_WAIT: Duration = Duration::from_secs(60);
 const CHECK_USER: &str = "postgres";
 
 impl Backups {
-    /// Restores full backup `m` into a scratch folder, checks it, removes it.
-    pub(crate) async fn restore_and_count(&self, m: &Manifest) -> Result<Vec<String>> {
+    /// Restores full backup `m` into a scratch folder, checks it, removes it:
+    /// pg_verifybackup's verdict and the line on the counts.
+    pub(crate) async fn restore_and_count(&self, m: &Manifest) -> Result<(String, String)> {
         let (target, upto) = scratch_target(m)?;
         let dir = std::env::temp_dir().join(format!("fwdb-verify-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
         let opts = PitrOptions {
@@ -34,9 +36,10 @@ impl Backups {
             check_user: CHECK_USER.into(),
             start: true,
             prefetch_wal: Some(upto),
+            verify_manifest: true,
         };
         let result = match self.restore_pitr(&opts).await {
-            Ok(r) => self.count_restored(m, &r).await,
+            Ok(r) => self.count_restored(m, &r).await.map(|line| (r.manifest_check.unwrap_or_default(), line)),
             Err(e) => Err(e),
         };
         if dir.join("postmaster.pid").exists() {
@@ -45,7 +48,7 @@ impl Backups {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
-        result.map(|line| vec![format!("{line}; stopped and removed")])
+        result.map(|(verdict, line)| (verdict, format!("{line}; stopped and removed")))
     }
 
     /// Sanity queries on the restored server: every database of the backup

@@ -32,6 +32,9 @@ mod plan;
 mod source;
 mod sql;
 
+/// Backups leave the lock's collection out (its state is the running migrator's).
+pub(crate) use mongo_lock::LOCK_COLLECTION;
+
 use std::time::Duration;
 
 pub use engine::{DownOptions, Event, Plan, PlanStep, Ran, Report, UpOptions};
