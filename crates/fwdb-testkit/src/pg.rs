@@ -295,9 +295,13 @@ host     replication  all   ::1/128        scram-sha-256
 /// Roles and extensions, once the primary is up.
 pub(crate) fn bootstrap_primary(bins: &PgBinaries, info: &StackInfo) -> Result<()> {
     // Passwords are random hex: no quoting issue. Sent on stdin, not argv.
-    // The group roles of fwdb's privilege matrix (architecture 9.1), so the
-    // two logins start least-privileged; `fwdb roles apply` adds the rest.
-    let groups: String = fwdb::GROUP_ROLES.iter().map(|g| format!("CREATE ROLE {g} NOLOGIN;\n")).collect();
+    // The roles of fwdb's privilege matrix (architecture 9.1), so the two
+    // logins start least-privileged and `fwdb migrate up` can grant; the
+    // service roles get passwords from `fwdb roles apply`.
+    let groups: String = fwdb::privilege_matrix()
+        .iter()
+        .map(|r| format!("CREATE ROLE {} {};\n", r.name, if r.login { "LOGIN" } else { "NOLOGIN" }))
+        .collect();
     let sql = format!(
         "CREATE ROLE {repl} WITH REPLICATION LOGIN PASSWORD '{repl_pw}';\n\
          {groups}\

@@ -7,8 +7,9 @@ use crate::roles::{apply, role_password};
 use fwdb::{with_actor, Actor, AuditQuery, NewUser, Repository, UserPatch, UserRepo};
 use std::io::Read;
 
+/// The runtime login: it writes the audited tables and cannot read the audit log.
 async fn client(app: &TestApp) -> tokio_postgres::Client {
-    fwdb::connect(&app.config.postgres, fwdb::ConnectTarget::Primary).await.expect("connection")
+    app.runtime().await
 }
 
 #[tokio::test]
@@ -33,6 +34,8 @@ async fn audit_rows_record_who_changed_what_and_when() {
     .await
     .unwrap();
 
+    // Only app_admin reads the audit log: the admin login does.
+    let db = app.admin().await;
     let rows = fwdb::query_audit(&db, &AuditQuery { row_id: Some(ann.id.to_string()), ..Default::default() }).await.unwrap();
     let ops: Vec<&str> = rows.iter().rev().map(|r| r.op.as_str()).collect();
     assert_eq!(ops, ["INSERT", "UPDATE", "UPDATE", "DELETE"], "{rows:#?}");
@@ -77,6 +80,7 @@ async fn changes_to_avatars_and_items_are_audited_too() {
     )
     .await
     .unwrap();
+    let db = app.admin().await;
     let tables: Vec<(String, String)> = fwdb::query_audit(&db, &AuditQuery::default())
         .await
         .unwrap()
@@ -91,11 +95,17 @@ async fn changes_to_avatars_and_items_are_audited_too() {
 async fn application_roles_cannot_update_or_delete_audit_rows() {
     let app = TestApp::migrated().await;
     apply(&app).await;
-    let owner = client(&app).await;
+    let owner = app.admin().await;
     owner.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('x@example.com', 'X', 'Y')").await.unwrap();
     let before = audit_count(&owner).await;
     assert!(before >= 1);
 
+    // The runtime login cannot even read it.
+    let runtime = client(&app).await;
+    for sql in ["SELECT count(*) FROM audit.log", "DELETE FROM audit.log", "UPDATE audit.log SET actor = 'nobody'", "TRUNCATE audit.log", "DROP TABLE audit.log"] {
+        let err = runtime.batch_execute(sql).await.expect_err(&format!("the runtime login: `{sql}` must fail"));
+        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "runtime {sql}: {err:?}");
+    }
     // Every login role of the matrix, over TLS + SCRAM.
     for role in fwdb::LOGIN_ROLES {
         let mut cfg = app.config.postgres.clone();
@@ -107,7 +117,7 @@ async fn application_roles_cannot_update_or_delete_audit_rows() {
             assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{role} {sql}: {err:?}");
         }
     }
-    // Even the app user that ran the migrations (a member of app_admin, which owns audit.log).
+    // Even the admin login that ran the migrations (a member of app_admin, which owns audit.log).
     for sql in ["DELETE FROM audit.log", "UPDATE audit.log SET actor = 'nobody'", "TRUNCATE audit.log"] {
         let err = owner.batch_execute(sql).await.expect_err(sql);
         let msg = err.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();

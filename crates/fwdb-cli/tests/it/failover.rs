@@ -37,7 +37,7 @@ async fn failover(crash: bool) {
     cfg.primary = vec![PgHost::new(&info.host, info.primary.port), PgHost::new(&info.host, info.replicas[0].port)];
     let cluster = PgCluster::connect(&cfg).await.expect("cluster");
     assert_eq!(cluster.status().primary.server.as_deref(), Some(format!("{}:{}", info.host, info.primary.port).as_str()));
-    cluster.write("create table w (id bigint primary key)", &[]).await.expect("create table");
+    crate::helpers::scratch_tables(&cfg, "create table w (id bigint primary key)").await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {

@@ -78,6 +78,20 @@ impl TestApp {
     }
 }
 
+/// Creates a test's own tables (in `public`) as the admin login, as a
+/// migration would, and lets the runtime login read and write them: the
+/// role matrix's grants cover only the Fashion Wallet schemas.
+pub async fn scratch_tables(pg: &fwdb::PostgresConfig, ddl: &str) {
+    let admin = fwdb::connect(&pg.as_admin(), fwdb::ConnectTarget::Primary).await.expect("an admin-login connection");
+    admin
+        .batch_execute(&format!(
+            "{ddl};\nGRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_readwrite;\n\
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO app_readwrite;"
+        ))
+        .await
+        .expect("the test's tables");
+}
+
 pub async fn shared_stack() -> &'static Stack {
     tokio::task::spawn_blocking(fwdb_testkit::shared)
         .await

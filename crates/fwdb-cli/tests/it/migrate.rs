@@ -194,8 +194,8 @@ async fn eight_concurrent_library_runners_apply_each_migration_once() {
         let config = app.config.clone();
         tasks.push(tokio::spawn(async move {
             let set = MigrationSource::Embedded.load(Store::Postgres)?;
-            let lock = fwdb::connect(&config.postgres, fwdb::ConnectTarget::Primary).await?;
-            let conn = fwdb::connect(&config.postgres, fwdb::ConnectTarget::Primary).await?;
+            let lock = fwdb::connect(&config.postgres.as_admin(), fwdb::ConnectTarget::Primary).await?;
+            let conn = fwdb::connect(&config.postgres.as_admin(), fwdb::ConnectTarget::Primary).await?;
             let pg = Migrator::postgres(&lock, &conn, &set)?.up(&UpOptions::default()).await?.ran.len();
             let set = MigrationSource::Embedded.load(Store::Mongo)?;
             let db = fwdb::mongo_database(&config.mongo).await?;

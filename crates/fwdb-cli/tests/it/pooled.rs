@@ -8,7 +8,8 @@ use fwdb::{PgCluster, PgConn, Route};
 
 async fn primary_conn() -> (TestApp, PgCluster, PgConn) {
     let app = TestApp::spawn().await;
-    let mut cfg = app.config.postgres.clone();
+    // As the admin login: the stale-statement test changes a table it created.
+    let mut cfg = app.config.postgres.as_admin();
     cfg.pool.min_size = 1;
     cfg.pool.max_size = 2;
     let cluster = PgCluster::connect(&cfg).await.expect("cluster");

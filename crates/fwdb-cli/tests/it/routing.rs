@@ -233,7 +233,7 @@ async fn a_lagging_replica_is_skipped_and_read_your_writes_sees_its_own_write() 
     cfg.routing.max_replica_lag = Duration::from_secs(30);
     let (p, r0, r1) = ports(&stack);
     let cluster = PgCluster::connect(&cfg).await.expect("cluster");
-    cluster.write("create table t (id bigint primary key, pad text)", &[]).await.expect("create table");
+    crate::helpers::scratch_tables(&cfg, "create table t (id bigint primary key, pad text)").await;
     assert!(eventually(Duration::from_secs(5), || cluster.status().replicas.iter().all(|r| r.eligible)).await);
 
     // Replica 1 stops replaying; about 2 MB of WAL follows on the primary.

@@ -15,7 +15,7 @@ async fn setup(max_size: u32) -> (TestApp, PgCluster) {
     cfg.pool.min_size = 1;
     cfg.pool.max_size = max_size;
     let cluster = PgCluster::connect(&cfg).await.expect("cluster");
-    cluster.write("create table t (id int primary key, v int not null default 0)", &[]).await.expect("table");
+    crate::helpers::scratch_tables(&cfg, "create table t (id int primary key, v int not null default 0)").await;
     (app, cluster)
 }
 

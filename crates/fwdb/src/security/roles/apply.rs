@@ -241,7 +241,9 @@ pub async fn apply_grants(client: &Client, config: &Config) -> Result<ApplyRepor
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let mut sql = String::from("BEGIN;\n");
+    // Concurrent runs (several services migrating one database at once)
+    // would collide on the same catalog rows: one at a time per database.
+    let mut sql = String::from("BEGIN;\nSELECT pg_advisory_xact_lock(hashtext('fwdb roles apply_grants'));\n");
     let owners: Vec<(String, String)> = client
         .query("SELECT nspname::text, pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = ANY($1)", &[&present])
         .await?
@@ -330,8 +332,13 @@ fn schema_sql(
     let admin = quote_ident(ADMIN)?;
     let can_act_for = |o: &str| acting.iter().any(|a| a == o);
     let mut sql = String::new();
+    // Ownership first: revoking from the migrator what it still owned would
+    // take the owner's own privileges, and the new owner would inherit none.
     if owner != ADMIN && can_act_for(owner) {
         sql += &format!("ALTER SCHEMA {s} OWNER TO {admin};\n");
+    }
+    for o in objects.iter().filter(|o| o.owner != ADMIN && can_act_for(&o.owner)) {
+        sql += &format!("ALTER {} {s}.{} OWNER TO {admin};\n", o.kind, o.name);
     }
     for g in revoke_from {
         sql += &format!(
@@ -344,9 +351,6 @@ fn schema_sql(
                  ALTER DEFAULT PRIVILEGES FOR ROLE {c} IN SCHEMA {s} REVOKE ALL ON SEQUENCES FROM {g};\n"
             );
         }
-    }
-    for o in objects.iter().filter(|o| o.owner != ADMIN && can_act_for(&o.owner)) {
-        sql += &format!("ALTER {} {s}.{} OWNER TO {admin};\n", o.kind, o.name);
     }
     for r in matrix.iter().filter(|r| r.name != ADMIN && r.uses_schema(schema)) {
         let g = quote_ident(r.name)?;
