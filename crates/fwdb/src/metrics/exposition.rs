@@ -133,7 +133,10 @@ mod tests {
         assert!(t.contains("# TYPE fwdb_level gauge\nfwdb_level{pool=\"a\\\"b\"} 1.5\n"), "{t}");
         assert!(t.contains("# TYPE fwdb_wait_seconds histogram\n"), "{t}");
         assert!(t.contains("fwdb_wait_seconds_bucket{pool=\"p\",le=\"0.1\"} 1\nfwdb_wait_seconds_bucket{pool=\"p\",le=\"1\"} 2\n"), "{t}");
-        assert!(t.contains("fwdb_wait_seconds_bucket{pool=\"p\",le=\"+Inf\"} 3\nfwdb_wait_seconds_sum{pool=\"p\"} 0.7\nfwdb_wait_seconds_count{pool=\"p\"} 3\n"), "{t}");
+        assert!(
+            t.contains("fwdb_wait_seconds_bucket{pool=\"p\",le=\"+Inf\"} 3\nfwdb_wait_seconds_sum{pool=\"p\"} 0.7\nfwdb_wait_seconds_count{pool=\"p\"} 3\n"),
+            "{t}"
+        );
         assert!(!t.contains("# EOF"), "the Prometheus text format has no EOF marker: {t}");
     }
 }

@@ -15,7 +15,7 @@ mod render;
 
 pub use backup::{merge_backups, render_backups, BackupCatalog, BackupGauge, BackupRuns};
 pub use collect::{Collector, MetricsSnapshot, MigrationGauge, MongoStats, PgServerStats, TopStatement};
+pub use exposition::CONTENT_TYPE;
 pub use mongo::{mongo_error_code, MongoOpMetrics, MongoOpSnapshot};
 pub use query::{Histogram, LatencyPoint, QueryMetrics, QuerySnapshot, SlowQuery};
-pub use exposition::CONTENT_TYPE;
 pub use render::render;

@@ -124,11 +124,7 @@ fn statements(o: &mut Out<'_>, statements: &[TopStatement]) -> Res {
 type PoolGauge = (&'static str, &'static str, fn(&PoolStatus) -> usize);
 
 const POOL_GAUGES: [PoolGauge; 5] = [
-    (
-        "fwdb_pool_shared_connections",
-        "Connections of a pool that reads share, pipelined (postgres.pool.multiplex); counted in in_use.",
-        |p| p.shared,
-    ),
+    ("fwdb_pool_shared_connections", "Connections of a pool that reads share, pipelined (postgres.pool.multiplex); counted in in_use.", |p| p.shared),
     ("fwdb_pool_shared_reads", "Reads running on a pool's shared connections.", |p| p.shared_reads),
     ("fwdb_pool_size", "Open connections of a pool.", |p| p.size),
     ("fwdb_pool_max_size", "Maximum connections of a pool.", |p| p.max_size),
@@ -136,9 +132,8 @@ const POOL_GAUGES: [PoolGauge; 5] = [
 ];
 
 fn pools(o: &mut Out<'_>, c: &ClusterStatus) -> Res {
-    let pools: Vec<(String, &PoolStatus)> = std::iter::once(("primary".to_string(), &c.primary.pool))
-        .chain(replicas(c).into_iter().map(|(server, r)| (server, &r.pool)))
-        .collect();
+    let pools: Vec<(String, &PoolStatus)> =
+        std::iter::once(("primary".to_string(), &c.primary.pool)).chain(replicas(c).into_iter().map(|(server, r)| (server, &r.pool))).collect();
     let mut f = o.gauges("fwdb_pool_connections", "Pooled connections by state (idle, in_use).")?;
     for (p, st) in &pools {
         f.sample(&[("pool", p), ("state", "idle")], st.idle)?;
