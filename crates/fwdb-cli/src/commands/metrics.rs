@@ -26,7 +26,10 @@ pub async fn run(args: MetricsArgs, config: &fwdb::Config, format: Format) -> Ex
     cluster.close();
     let ok = s.pg.is_some() && s.mongo.up && s.cluster.primary.up;
     if args.prometheus {
-        print!("{}", fwdb::render_metrics(&s));
+        match fwdb::render_metrics(&s) {
+            Ok(text) => print!("{text}"),
+            Err(e) => return fail(&e),
+        }
     } else if format == Format::Json {
         print_json(&s);
     } else {

@@ -114,7 +114,10 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let snapshot = st.collector.collect().await;
-    ([(header::CONTENT_TYPE, fwdb::METRICS_CONTENT_TYPE)], fwdb::render_metrics(&snapshot)).into_response()
+    match fwdb::render_metrics(&snapshot) {
+        Ok(text) => ([(header::CONTENT_TYPE, fwdb::METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn status_page(State(st): State<Arc<AppState>>) -> Html<String> {

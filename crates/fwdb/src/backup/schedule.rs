@@ -106,7 +106,7 @@ impl Backups {
     pub async fn metrics(&self, now: DateTime<Utc>) -> Result<String> {
         let status = self.status().await?;
         let gauges = crate::metrics::merge_backups(&status, &[]);
-        Ok(crate::metrics::render_backups(&gauges, now.timestamp_millis() as f64 / 1000.0))
+        crate::metrics::render_backups(&gauges, now.timestamp_millis() as f64 / 1000.0)
     }
 
     /// The incremental step of 13.1: closes the current WAL segment so that
@@ -260,7 +260,7 @@ mod tests {
         let status = b.status().await.unwrap();
         let logical = status.iter().find(|s| s.job == "logical").unwrap();
         assert!(logical.last_success.is_none() && logical.last_error_at.is_some(), "{logical:?}");
-        let text = crate::metrics::render_backups(&crate::metrics::merge_backups(&status, &runs.snapshot()), 0.0);
+        let text = crate::metrics::render_backups(&crate::metrics::merge_backups(&status, &runs.snapshot()), 0.0).unwrap();
         assert!(text.contains("fwdb_backup_failures_total{kind=\"logical\"} 1\n"), "{text}");
         assert!(text.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"logical\"}"), "{text}");
         assert!(!text.contains("fwdb_backup_last_success_timestamp_seconds{kind=\"logical\"}"), "{text}");

@@ -7,7 +7,7 @@
 //!   Reading a catalog on S3 costs one request per backup: it is cached and
 //!   refreshed in the background, so a slow bucket never makes a scrape slow.
 
-use super::render::Out;
+use super::exposition::{expose, flag, Out, Res};
 use crate::backup::{Backups, JobStatus};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -219,38 +219,39 @@ pub fn merge_backups(catalog: &[JobStatus], runs: &[RunState]) -> Vec<BackupGaug
 }
 
 /// The `fwdb_backup_*` families; `now` in Unix seconds gives the ages.
-pub(super) fn write_backups(o: &mut Out, gauges: &[BackupGauge], now: f64) {
-    o.family("fwdb_backup_last_success_timestamp_seconds", "gauge", "Unix time of the last successful backup, by kind.");
-    for (g, t) in gauges.iter().filter_map(|g| g.last_success.map(|t| (g, t))) {
-        o.sample("fwdb_backup_last_success_timestamp_seconds", &[("kind", &g.kind)], t);
+pub(super) fn write_backups(o: &mut Out<'_>, gauges: &[BackupGauge], now: f64) -> Res {
+    let successes: Vec<(&BackupGauge, f64)> = gauges.iter().filter_map(|g| g.last_success.map(|t| (g, t))).collect();
+    let mut f = o.gauges("fwdb_backup_last_success_timestamp_seconds", "Unix time of the last successful backup, by kind.")?;
+    for (g, t) in &successes {
+        f.sample(&[("kind", &g.kind)], *t)?;
     }
-    o.family("fwdb_backup_last_success_age_seconds", "gauge", "Seconds since the last successful backup, by kind.");
-    for (g, t) in gauges.iter().filter_map(|g| g.last_success.map(|t| (g, t))) {
-        o.sample("fwdb_backup_last_success_age_seconds", &[("kind", &g.kind)], (now - t).max(0.0));
+    let mut f = o.gauges("fwdb_backup_last_success_age_seconds", "Seconds since the last successful backup, by kind.")?;
+    for (g, t) in &successes {
+        f.sample(&[("kind", &g.kind)], (now - t).max(0.0))?;
     }
-    o.family("fwdb_backup_last_size_bytes", "gauge", "Stored (compressed, encrypted) size of the last successful backup, by kind.");
+    let help = "Stored (compressed, encrypted) size of the last successful backup, by kind.";
+    let mut f = o.gauges("fwdb_backup_last_size_bytes", help)?;
     for (g, n) in gauges.iter().filter_map(|g| g.last_size_bytes.map(|n| (g, n))) {
-        o.sample("fwdb_backup_last_size_bytes", &[("kind", &g.kind)], n as f64);
+        f.sample(&[("kind", &g.kind)], n)?;
     }
-    o.family("fwdb_backup_last_failure_timestamp_seconds", "gauge", "Unix time of the last failed backup, by kind.");
+    let mut f = o.gauges("fwdb_backup_last_failure_timestamp_seconds", "Unix time of the last failed backup, by kind.")?;
     for (g, t) in gauges.iter().filter_map(|g| g.last_failure.map(|t| (g, t))) {
-        o.sample("fwdb_backup_last_failure_timestamp_seconds", &[("kind", &g.kind)], t);
+        f.sample(&[("kind", &g.kind)], t)?;
     }
-    o.family("fwdb_backup_failures_total", "counter", "Backups of this process's schedule that failed, by kind.");
+    let mut f = o.counters("fwdb_backup_failures", "Backups of this process's schedule that failed, by kind.")?;
     for g in gauges {
-        o.sample("fwdb_backup_failures_total", &[("kind", &g.kind)], g.failures as f64);
+        f.sample(&[("kind", &g.kind)], g.failures)?;
     }
-    o.family("fwdb_backup_running", "gauge", "1 while the schedule runs a backup of this kind.");
+    let mut f = o.gauges("fwdb_backup_running", "1 while the schedule runs a backup of this kind.")?;
     for g in gauges {
-        o.sample("fwdb_backup_running", &[("kind", &g.kind)], if g.running { 1.0 } else { 0.0 });
+        f.sample(&[("kind", &g.kind)], flag(g.running))?;
     }
+    Ok(())
 }
 
-/// The `fwdb_backup_*` families alone, as Prometheus text.
-pub fn render_backups(gauges: &[BackupGauge], now: f64) -> String {
-    let mut o = Out::default();
-    write_backups(&mut o, gauges, now);
-    o.text
+/// The `fwdb_backup_*` families alone, in the Prometheus text format.
+pub fn render_backups(gauges: &[BackupGauge], now: f64) -> Result<String> {
+    expose((gauges.to_vec(), now), |o, (gauges, now)| write_backups(o, gauges, *now))
 }
 
 #[cfg(test)]
@@ -300,11 +301,11 @@ mod tests {
         assert_eq!((g[0].last_detail.as_deref(), g[0].last_size_bytes), (Some("scheduled"), Some(500)));
 
         let now = unix(at("2026-11-25T05:00:00Z"));
-        let text = render_backups(&g, now);
-        assert!(text.contains("fwdb_backup_last_success_timestamp_seconds{kind=\"full\"} 1795579200\n"), "{text}");
-        assert!(text.contains("fwdb_backup_last_success_age_seconds{kind=\"full\"} 3600\n"), "{text}");
+        let text = render_backups(&g, now).unwrap();
+        assert!(text.contains("fwdb_backup_last_success_timestamp_seconds{kind=\"full\"} 1795579200.0\n"), "{text}");
+        assert!(text.contains("fwdb_backup_last_success_age_seconds{kind=\"full\"} 3600.0\n"), "{text}");
         assert!(text.contains("fwdb_backup_last_size_bytes{kind=\"full\"} 500\n"), "{text}");
-        assert!(text.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"full\"} 1795572000\n"), "{text}");
+        assert!(text.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"full\"} 1795572000.0\n"), "{text}");
         assert!(text.contains("fwdb_backup_failures_total{kind=\"full\"} 1\n"), "{text}");
     }
 

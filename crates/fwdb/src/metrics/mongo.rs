@@ -3,8 +3,8 @@
 //! `fwdb_mongo_op_errors_total`. The MongoDB handle reports each operation
 //! through [`MongoOpMetrics::record`] or [`MongoOpMetrics::observe`].
 
-use super::query::{Histogram, LATENCY_BUCKETS};
-use super::render::{number, Out};
+use super::exposition::{Out, Res};
+use super::query::Histogram;
 use crate::error::Error;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -99,23 +99,17 @@ fn driver_code(e: &mongodb::error::Error) -> String {
 }
 
 /// `fwdb_mongo_op_duration_seconds` and `fwdb_mongo_op_errors_total`.
-pub(super) fn write_mongo_ops(o: &mut Out, ops: &MongoOpSnapshot) {
-    o.family("fwdb_mongo_op_duration_seconds", "histogram", "MongoDB operation latency by operation and collection.");
+pub(super) fn write_mongo_ops(o: &mut Out<'_>, ops: &MongoOpSnapshot) -> Res {
+    let mut f = o.histograms("fwdb_mongo_op_duration_seconds", "MongoDB operation latency by operation and collection.")?;
     for (op, coll, h) in &ops.latency {
-        let labels = [("operation", op.as_str()), ("collection", coll.as_str())];
-        let mut cum = 0;
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            cum += h.buckets.get(i).copied().unwrap_or(0);
-            o.sample("fwdb_mongo_op_duration_seconds_bucket", &[labels[0], labels[1], ("le", &number(*le))], cum as f64);
-        }
-        o.sample("fwdb_mongo_op_duration_seconds_bucket", &[labels[0], labels[1], ("le", "+Inf")], h.count as f64);
-        o.sample("fwdb_mongo_op_duration_seconds_sum", &labels, h.sum);
-        o.sample("fwdb_mongo_op_duration_seconds_count", &labels, h.count as f64);
+        f.sample(&[("operation", op), ("collection", coll)], h.sum, h.count, &h.per_bucket())?;
     }
-    o.family("fwdb_mongo_op_errors_total", "counter", "Failed MongoDB operations by operation, collection and code (server code, or network, timeout...).");
+    let help = "Failed MongoDB operations by operation, collection and code (server code, or network, timeout...).";
+    let mut f = o.counters("fwdb_mongo_op_errors", help)?;
     for (op, coll, code, n) in &ops.errors {
-        o.sample("fwdb_mongo_op_errors_total", &[("operation", op), ("collection", coll), ("code", code)], *n as f64);
+        f.sample(&[("operation", op), ("collection", coll), ("code", code)], *n)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -138,9 +132,7 @@ mod tests {
         let codes: Vec<&str> = s.errors.iter().map(|e| e.2.as_str()).collect();
         assert_eq!(codes, ["driver", "timeout"]);
 
-        let mut o = Out::default();
-        write_mongo_ops(&mut o, &s);
-        let t = o.text;
+        let t = super::super::exposition::expose(s, write_mongo_ops).unwrap();
         assert!(t.contains("# TYPE fwdb_mongo_op_duration_seconds histogram\n"), "{t}");
         assert!(t.contains("fwdb_mongo_op_duration_seconds_bucket{operation=\"insert_one\",collection=\"designs\",le=\"0.005\"} 1\n"), "{t}");
         assert!(t.contains("fwdb_mongo_op_duration_seconds_bucket{operation=\"insert_one\",collection=\"designs\",le=\"1\"} 2\n"), "{t}");

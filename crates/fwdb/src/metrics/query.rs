@@ -34,6 +34,12 @@ impl Histogram {
         self.count += 1;
         self.sum += seconds;
     }
+
+    /// (upper bound, count of that bucket alone) for every bound of [`LATENCY_BUCKETS`],
+    /// empty buckets included, as the encoder takes them.
+    pub(super) fn per_bucket(&self) -> Vec<(f64, u64)> {
+        LATENCY_BUCKETS.iter().enumerate().map(|(i, le)| (*le, self.buckets.get(i).copied().unwrap_or(0))).collect()
+    }
 }
 
 /// One statement over the threshold.
