@@ -14,7 +14,7 @@ use crate::error::{Result, TestkitError};
 use crate::info::{load, Lifetime, MongoKind, StackInfo, STACK_JSON};
 use crate::pg::{self, PgBinaries, StopMode};
 use crate::process;
-use crate::{layout, mongo, wire, Node};
+use crate::{layout, mongo, probe, wire, Node};
 
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -24,6 +24,30 @@ pub enum ServerKind {
     Secantus,
 }
 
+/// What `fwdb dev status` says of a server.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerState {
+    /// The process exists and answered a probe.
+    #[serde(rename = "running")]
+    Running,
+    /// The process exists but did not answer within the probe's timeout
+    /// (frozen, hung, or still starting).
+    #[serde(rename = "not answering")]
+    NotAnswering,
+    #[serde(rename = "down")]
+    Down,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Running => "running",
+            ServerState::NotAnswering => "not answering",
+            ServerState::Down => "down",
+        }
+    }
+}
+
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ServerStatus {
     /// "primary", "replica1", ..., "mongo".
@@ -31,7 +55,9 @@ pub struct ServerStatus {
     pub kind: ServerKind,
     pub port: u16,
     pub pid: Option<u32>,
+    /// The server's process exists (it may still not answer: see `state`).
     pub running: bool,
+    pub state: ServerState,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
@@ -47,8 +73,14 @@ pub struct StackStatus {
 }
 
 impl StackStatus {
+    /// Every server's process exists (whether it answers or not).
     pub fn all_running(&self) -> bool {
         self.exists && !self.servers.is_empty() && self.servers.iter().all(|s| s.running)
+    }
+
+    /// Every server's process exists and answered its probe.
+    pub fn all_answering(&self) -> bool {
+        self.all_running() && self.servers.iter().all(|s| s.state == ServerState::Running)
     }
 
     pub fn any_running(&self) -> bool {
@@ -56,29 +88,58 @@ impl StackStatus {
     }
 }
 
-/// Each server of the stack in `dir`: running?, pid, port.
+/// Each server of the stack in `dir`: pid, port, and whether it runs and
+/// answers (each running server is probed, all at once, so a frozen one
+/// costs one probe timeout, not one per server).
 pub fn status(dir: &Path) -> Result<StackStatus> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let Some(info) = load(&dir)? else {
         let strays = stray_servers(&dir, &[]);
         return Ok(StackStatus { dir, exists: false, lifetime: None, servers: Vec::new(), strays });
     };
-    let mut servers = Vec::new();
+    let mut found: Vec<(String, ServerKind, u16, Option<u32>)> = Vec::new();
     for node in info.pg_nodes() {
-        let pid = pg::running_pid(&node.data_dir);
-        servers.push(ServerStatus { name: node.name.clone(), kind: ServerKind::Postgres, port: node.port, pid, running: pid.is_some() });
+        found.push((node.name.clone(), ServerKind::Postgres, node.port, pg::running_pid(&node.data_dir)));
     }
     if let Some(m) = &info.mongo {
-        let pid = mongo::running_pid(&dir, m);
         let kind = match m.kind {
             MongoKind::Mongod => ServerKind::Mongod,
             MongoKind::Secantus => ServerKind::Secantus,
         };
-        servers.push(ServerStatus { name: "mongo".into(), kind, port: m.port, pid, running: pid.is_some() });
+        found.push(("mongo".into(), kind, m.port, mongo::running_pid(&dir, m)));
     }
+    let servers: Vec<ServerStatus> = std::thread::scope(|scope| {
+        let probes: Vec<_> = found
+            .iter()
+            .map(|(_, kind, port, pid)| {
+                let (info, kind, port, running) = (&info, kind.clone(), *port, pid.is_some());
+                scope.spawn(move || running && answers(info, &kind, port))
+            })
+            .collect();
+        found
+            .into_iter()
+            .zip(probes)
+            .map(|((name, kind, port, pid), probe)| {
+                let answering = probe.join().unwrap_or(false);
+                let state = match (pid.is_some(), answering) {
+                    (false, _) => ServerState::Down,
+                    (true, true) => ServerState::Running,
+                    (true, false) => ServerState::NotAnswering,
+                };
+                ServerStatus { name, kind, port, pid, running: pid.is_some(), state }
+            })
+            .collect()
+    });
     let known: Vec<u32> = servers.iter().filter_map(|s| s.pid).collect();
     let strays = stray_servers(&dir, &known);
     Ok(StackStatus { dir, exists: true, lifetime: Some(info.lifetime), servers, strays })
+}
+
+fn answers(info: &StackInfo, kind: &ServerKind, port: u16) -> bool {
+    match kind {
+        ServerKind::Postgres => probe::postgres_answers(info, port, probe::PROBE_TIMEOUT),
+        ServerKind::Mongod | ServerKind::Secantus => probe::mongo_answers(port, probe::PROBE_TIMEOUT),
+    }
 }
 
 /// Server processes in `dir` not in `known` nor children of a known one.

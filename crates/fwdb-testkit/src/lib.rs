@@ -20,6 +20,7 @@ mod layout;
 mod mongo;
 mod pg;
 mod ports;
+mod probe;
 mod process;
 mod stack;
 mod start;
@@ -28,7 +29,7 @@ mod wire;
 
 use std::sync::OnceLock;
 
-pub use control::{down, health, purge, status, ServerHealth, ServerKind, ServerStatus, StackStatus};
+pub use control::{down, health, purge, status, ServerHealth, ServerKind, ServerState, ServerStatus, StackStatus};
 pub use error::{Result, TestkitError};
 pub use info::{load, Lifetime, MongoKind, MongoNode, PgNode, StackInfo, TlsFiles};
 pub use mongo::{project_root, SECANTUS_REQUIREMENT};

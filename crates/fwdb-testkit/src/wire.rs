@@ -168,7 +168,12 @@ pub(crate) fn is_ok(fields: &[(String, Field)]) -> bool {
 
 /// `{ping: 1}` against admin: Ok when the server answers ok.
 pub fn ping(port: u16) -> std::io::Result<()> {
-    let reply = command(port, "admin", vec![("ping".into(), Bson::Int(1))], Duration::from_secs(2))?;
+    ping_within(port, Duration::from_secs(2))
+}
+
+/// [`ping`], giving up when the server has not answered within `timeout`.
+pub(crate) fn ping_within(port: u16, timeout: Duration) -> std::io::Result<()> {
+    let reply = command(port, "admin", vec![("ping".into(), Bson::Int(1))], timeout)?;
     if is_ok(&reply) {
         Ok(())
     } else {

@@ -48,7 +48,9 @@ pub enum DevCommand {
         #[arg(long)]
         purge: bool,
     },
-    /// Show each server: running or not, pid, port; exits 1 when any is down
+    /// Show each server: running, not answering (its process exists but a
+    /// probe got no answer: frozen or hung) or down; pid, port. Exits 1
+    /// unless every server runs and answers
     Status {
         #[arg(long, value_name = "DIR", default_value = ".fwdb/dev")]
         dir: PathBuf,
@@ -178,7 +180,7 @@ fn status(dir: &Path, json: bool) -> Result<ExitCode, TestkitError> {
                     format!("{:?}", s.kind).to_lowercase(),
                     s.port.to_string(),
                     s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                    if s.running { "running" } else { "down" }.to_string(),
+                    s.state.as_str().to_string(),
                 ]
             })
             .collect();
@@ -187,7 +189,7 @@ fn status(dir: &Path, json: bool) -> Result<ExitCode, TestkitError> {
             println!("stray server processes in the folder: {:?} (`fwdb dev down` stops them)", st.strays);
         }
     }
-    Ok(if st.all_running() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+    Ok(if st.all_answering() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
 /// Single-quotes a value for the shell when it has characters the shell

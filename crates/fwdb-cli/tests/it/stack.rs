@@ -280,6 +280,66 @@ fn a_killed_owner_of_an_attached_stack_leaves_no_server_behind() {
     remove_scratch(&dir);
 }
 
+/// `fwdb dev status` of the stack in `dir`: its exit code, and its text or JSON.
+fn dev_status(dir: &Path, json: bool) -> (Option<i32>, String) {
+    let mut cmd = fwdb();
+    if json {
+        cmd.args(["--format", "json"]);
+    }
+    let out = cmd.args(["dev", "status", "--dir"]).arg(dir).output().expect("fwdb dev status");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The STATE column of each server's row of `fwdb dev status`.
+fn states_in_text(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let name = l.split_whitespace().next()?;
+            let state = ["not answering", "running", "down"].into_iter().find(|s| l.trim_end().ends_with(s))?;
+            Some((name.to_string(), state.to_string()))
+        })
+        .collect()
+}
+
+fn states_in_json(json: &str) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    v["servers"]
+        .as_array()
+        .expect("a servers list")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap_or_default().to_string(), s["state"].as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+#[test]
+fn dev_status_says_a_frozen_server_is_not_answering_and_running_again_once_resumed() {
+    let dir = scratch_dir();
+    let stack = small_stack(Some(dir.clone()), 0, true, Lifetime::Attached);
+    let dir = stack.dir().to_path_buf();
+    let pair = |a: &str, b: &str| vec![("primary".to_string(), a.to_string()), ("mongo".to_string(), b.to_string())];
+
+    let (code, text) = dev_status(&dir, false);
+    assert_eq!((code, states_in_text(&text)), (Some(0), pair("running", "running")), "{text}");
+
+    stack.pause(Node::Primary).expect("SIGSTOP the primary");
+    stack.pause(Node::Mongo).expect("SIGSTOP MongoDB");
+    let (code, text) = dev_status(&dir, false);
+    assert_eq!((code, states_in_text(&text)), (Some(1), pair("not answering", "not answering")), "{text}");
+    let (code, json) = dev_status(&dir, true);
+    assert_eq!((code, states_in_json(&json)), (Some(1), pair("not answering", "not answering")), "{json}");
+
+    stack.resume(Node::Primary).expect("SIGCONT the primary");
+    let (code, text) = dev_status(&dir, false);
+    assert_eq!((code, states_in_text(&text)), (Some(1), pair("running", "not answering")), "{text}");
+    stack.resume(Node::Mongo).expect("SIGCONT MongoDB");
+    let (code, json) = dev_status(&dir, true);
+    assert_eq!((code, states_in_json(&json)), (Some(0), pair("running", "running")), "{json}");
+
+    stack.stop().expect("stop");
+    remove_scratch(&dir);
+}
+
 #[test]
 fn missing_postgresql_binaries_give_an_error_naming_the_package_and_fwdb_pg_bin() {
     let err = PgBinaries::find_with(Some("/nonexistent".into())).expect_err("no binaries there");

@@ -31,9 +31,15 @@ impl fmt::Display for Origin {
 }
 
 /// A flat map of dotted keys to values and their origins.
+///
+/// Lists are values of one key (a later layer replaces a whole list), but a
+/// file gives each element a line of its own: `elements` keeps the origin of
+/// every element (`postgres.replicas[1]`) and of the keys of tables inside
+/// lists (`a.items[0].name`), so an error about one element points at it.
 #[derive(Debug, Default, Clone)]
 pub struct Layered {
     entries: BTreeMap<String, (Value, Origin)>,
+    elements: BTreeMap<String, Origin>,
 }
 
 impl Layered {
@@ -41,16 +47,28 @@ impl Layered {
         let mut flat = Vec::new();
         flatten("", table, &mut flat);
         for (key, value) in flat {
+            let mut inner = Vec::new();
+            element_paths(&key, &value, &mut inner);
             let o = origin(&key);
             self.set(key, value, o);
+            for path in inner {
+                let o = origin(&path);
+                self.elements.insert(path, o);
+            }
         }
     }
 
     /// Sets a key, dropping anything the new value shadows (a table replaced
-    /// by a scalar, or a scalar replaced by a table).
+    /// by a scalar, or a scalar replaced by a table, and the elements of a
+    /// list it replaces).
     pub fn set(&mut self, key: String, value: Value, origin: Origin) {
         let child_prefix = format!("{key}.");
         self.entries.retain(|k, _| !k.starts_with(&child_prefix) && !key.starts_with(&format!("{k}.")));
+        let entries = &self.entries;
+        self.elements.retain(|k, _| {
+            let owner = list_owner(k);
+            owner != key && entries.contains_key(owner)
+        });
         self.entries.insert(key, (value, origin));
     }
 
@@ -67,18 +85,22 @@ impl Layered {
         self.entries.get(key)
     }
 
-    /// The origin of `key`, or of the nearest enclosing key that has one.
+    /// The origin of `key` (dotted, with `[n]` for list elements as serde
+    /// paths write them), or of the nearest enclosing key that has one.
     pub fn origin_of(&self, key: &str) -> Origin {
         let mut k = key;
         loop {
             if let Some((_, o)) = self.entries.get(k) {
                 return o.clone();
             }
+            if let Some(o) = self.elements.get(k) {
+                return o.clone();
+            }
             if let Some((_, o)) = self.entries.iter().find(|(e, _)| e.starts_with(&format!("{k}."))).map(|(_, v)| v) {
                 return o.clone();
             }
-            match k.rsplit_once('.') {
-                Some((parent, _)) => k = parent,
+            match parent_key(k) {
+                Some(parent) => k = parent,
                 None => return Origin::Default,
             }
         }
@@ -101,6 +123,43 @@ fn flatten(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
             other => out.push((key, other.clone())),
         }
     }
+}
+
+/// The paths inside a list value: `key[i]` for each element, and the keys of
+/// tables (and lists) nested in them.
+fn element_paths(key: &str, value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{key}[{i}]");
+                out.push(path.clone());
+                element_paths(&path, item, out);
+            }
+        }
+        Value::Table(t) => {
+            for (k, v) in t {
+                let path = format!("{key}.{k}");
+                out.push(path.clone());
+                element_paths(&path, v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The key holding the list that `path` is inside: `a.b` for `a.b[1].c`.
+fn list_owner(path: &str) -> &str {
+    path.split_once('[').map_or(path, |(owner, _)| owner)
+}
+
+/// The enclosing key: `a.b[1]` for `a.b[1].c`, `a.b` for `a.b[1]`.
+fn parent_key(key: &str) -> Option<&str> {
+    if let Some(list) = key.strip_suffix(']') {
+        if let Some((parent, _)) = list.rsplit_once('[') {
+            return Some(parent);
+        }
+    }
+    key.rsplit_once('.').map(|(parent, _)| parent)
 }
 
 fn insert_path(root: &mut Table, key: &str, value: Value) {
@@ -143,8 +202,8 @@ impl ParsedFile {
             if let Some(l) = self.lines.get(k) {
                 return *l;
             }
-            match k.rsplit_once('.') {
-                Some((parent, _)) => k = parent,
+            match parent_key(k) {
+                Some(parent) => k = parent,
                 None => return 1,
             }
         }
@@ -160,11 +219,35 @@ fn key_lines(prefix: &str, table: &toml_edit::Table, text: &str, out: &mut BTree
         }
         match item {
             toml_edit::Item::Table(t) => key_lines(&key, t, text, out),
-            toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) => {
-                key_lines_inline(&key, t, text, out);
+            toml_edit::Item::Value(v) => value_lines(&key, v, text, out),
+            toml_edit::Item::ArrayOfTables(tables) => {
+                for (i, t) in tables.iter().enumerate() {
+                    let path = format!("{key}[{i}]");
+                    if let Some(span) = t.span() {
+                        out.insert(path.clone(), line_at(text, span.start));
+                    }
+                    key_lines(&path, t, text, out);
+                }
             }
-            _ => {}
+            toml_edit::Item::None => {}
         }
+    }
+}
+
+/// The lines inside an inline table or a list: `key.k`, `key[i]`.
+fn value_lines(key: &str, value: &toml_edit::Value, text: &str, out: &mut BTreeMap<String, usize>) {
+    match value {
+        toml_edit::Value::InlineTable(t) => key_lines_inline(key, t, text, out),
+        toml_edit::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{key}[{i}]");
+                if let Some(span) = item.span() {
+                    out.insert(path.clone(), line_at(text, span.start));
+                }
+                value_lines(&path, item, text, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -174,9 +257,7 @@ fn key_lines_inline(prefix: &str, table: &toml_edit::InlineTable, text: &str, ou
         if let Some(span) = table.key(k).and_then(|kk| kk.span()).or_else(|| v.span()) {
             out.insert(key.clone(), line_at(text, span.start));
         }
-        if let toml_edit::Value::InlineTable(t) = v {
-            key_lines_inline(&key, t, text, out);
-        }
+        value_lines(&key, v, text, out);
     }
 }
 
@@ -245,6 +326,33 @@ mod tests {
         assert_eq!(f.line_of("postgres.database"), 2);
         assert_eq!(f.line_of("postgres.pool.max_size"), 5);
         assert_eq!(f.line_of("production.postgres.tls.mode"), 7);
+    }
+
+    #[test]
+    fn list_elements_and_tables_inside_lists_know_their_lines() {
+        let text = "[a]\nhosts = [\n  \"h1\",\n  { name = \"h2\" },\n]\n[[a.items]]\nname = \"x\"\n[[a.items]]\n\nname = \"y\"\n";
+        let f = ParsedFile::parse(Path::new("fwdb.toml"), text).unwrap();
+        assert_eq!(f.line_of("a.hosts"), 2);
+        assert_eq!(f.line_of("a.hosts[0]"), 3);
+        assert_eq!(f.line_of("a.hosts[1].name"), 4);
+        assert_eq!(f.line_of("a.items[1]"), 8);
+        assert_eq!(f.line_of("a.items[1].name"), 10);
+        assert_eq!(f.line_of("a.items[1].missing"), 8);
+    }
+
+    #[test]
+    fn an_element_of_a_list_has_the_origin_of_its_own_line_until_a_later_layer_replaces_the_list() {
+        let text = "[a]\nhosts = [\n  \"h1\",\n  7,\n]\n[[a.items]]\nname = \"x\"\n";
+        let f = ParsedFile::parse(Path::new("fwdb.toml"), text).unwrap();
+        let mut l = Layered::default();
+        l.add_table(&f.table, |key| Origin::File { path: f.path.clone(), line: f.line_of(key), profile: None });
+        let at = |line| Origin::File { path: "fwdb.toml".into(), line, profile: None };
+        assert_eq!(l.origin_of("a.hosts[1]"), at(4));
+        assert_eq!(l.origin_of("a.items[0].name"), at(7));
+        assert_eq!(l.origin_of("a.items[0].name[2]"), at(7));
+        l.set("a.hosts".into(), Value::Array(vec![]), Origin::Env("FWDB__A__HOSTS".into()));
+        assert_eq!(l.origin_of("a.hosts[1]"), Origin::Env("FWDB__A__HOSTS".into()));
+        assert_eq!(l.origin_of("a.items[0].name"), at(7));
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn add_file_layers(layered: &mut Layered, f: &ParsedFile, profile: Profile) {
 fn deserialize(layered: &Layered, problems: &mut Vec<ConfigProblem>) -> Option<Config> {
     let value = Value::Table(layered.to_table());
     let mut unknown: Vec<String> = Vec::new();
-    let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(ignored_key(&path.to_string()));
     let de = serde_ignored::Deserializer::new(value, &mut record);
     let result: std::result::Result<Config, _> = serde_path_to_error::deserialize(de);
     for key in unknown {
@@ -219,6 +219,23 @@ fn deserialize(layered: &Layered, problems: &mut Vec<ConfigProblem>) -> Option<C
             None
         }
     }
+}
+
+/// serde_ignored writes list elements as `.1` (and options as `.?`); errors
+/// and origins write them as serde_path_to_error does, `[1]`.
+fn ignored_key(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.').filter(|p| *p != "?") {
+        if !out.is_empty() && !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// Typos in a profile section that is not active today would bite on the

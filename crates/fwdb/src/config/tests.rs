@@ -139,6 +139,38 @@ fn a_wrong_type_names_the_key_and_what_was_expected() {
 }
 
 #[test]
+fn a_bad_element_of_a_list_in_the_file_is_named_with_the_file_and_its_line() {
+    let err = Fixture::new("[postgres]\nreplicas = [\"db1:5432\", 7]\n").load(None, &[]).unwrap_err();
+    let p = &err.config_problems()[0];
+    assert_eq!(p.key, "postgres.replicas[1]");
+    assert!(p.origin.ends_with("fwdb.toml:2"), "{p}");
+    assert!(p.message.contains("invalid type"), "{p}");
+    let err = Fixture::new("[mongo]\nhosts = [\n  \"db5:27017\",\n  \"db6:27017\",\n  false,\n]\n").load(None, &[]).unwrap_err();
+    let p = &err.config_problems()[0];
+    assert_eq!(p.key, "mongo.hosts[2]");
+    assert!(p.origin.ends_with("fwdb.toml:5"), "{p}");
+    let err = Fixture::new("[staging.postgres]\nreplicas = [\"db1:5432\", \"db2:0\"]\n").load(Some(Profile::Staging), &[]).unwrap_err();
+    assert!(problems(&err)[0].starts_with("postgres.replicas[1] ("), "{err}");
+    assert!(problems(&err)[0].contains("fwdb.toml:2 [staging]"), "{err}");
+}
+
+#[test]
+fn a_bad_element_of_a_list_in_the_environment_names_the_variable() {
+    let f = Fixture::new("[postgres]\nreplicas = [\"db1:5432\"]\n");
+    let err = f.load(None, &[("FWDB__POSTGRES__REPLICAS", "[\"db1:5432\", 7]")]).unwrap_err();
+    let p = &err.config_problems()[0];
+    assert_eq!((p.key.as_str(), p.origin.as_str()), ("postgres.replicas[1]", "env FWDB__POSTGRES__REPLICAS"), "{p}");
+}
+
+#[test]
+fn unknown_keys_inside_lists_are_written_like_serde_paths() {
+    assert_eq!(ignored_key("backup.targets.1.bucket"), "backup.targets[1].bucket");
+    assert_eq!(ignored_key("a.b.0.1"), "a.b[0][1]");
+    assert_eq!(ignored_key("a.?.b"), "a.b");
+    assert_eq!(ignored_key("postgres.pool.max_sise"), "postgres.pool.max_sise");
+}
+
+#[test]
 fn a_malformed_mongodb_url_is_refused() {
     let err = Fixture::new("[mongo]\nuri = \"http://db:27017\"\nhosts = []\n").load(None, &[]).unwrap_err();
     assert!(problems(&err).iter().any(|p| p.starts_with("mongo.uri") && p.contains("malformed")), "{err}");
