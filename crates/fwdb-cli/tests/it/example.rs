@@ -80,14 +80,15 @@ async fn user_with_avatar(app: &TestApp) -> (User, Avatar) {
 }
 
 /// Starts the example on a free port with the app's settings (and `extra`
-/// ones); returns it and its address.
+/// ones) but none of the admin login's: a service runs as the runtime login
+/// only. Returns it and its address.
 fn start_example(app: &TestApp, extra: &[(&str, &str)]) -> (Running, String) {
     let bin = design_service_binary();
     let mut cmd = Command::new(&bin);
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("FWDB_")) {
         cmd.env_remove(k);
     }
-    cmd.envs(app.env.iter().map(|(k, v)| (k, v)))
+    cmd.envs(app.env.iter().filter(|(k, _)| !k.starts_with("FWDB__POSTGRES__ADMIN__")).map(|(k, v)| (k, v)))
         .envs(extra.iter().copied())
         .env("DESIGN_SERVICE_LISTEN", "127.0.0.1:0")
         .current_dir(std::env::temp_dir())

@@ -265,3 +265,26 @@ fn every_problem_is_reported_at_once() {
         .unwrap_err();
     assert_eq!(err.config_problems().len(), 2, "{err}");
 }
+
+#[test]
+fn the_admin_login_is_configured_apart_with_its_password_read_from_a_file() {
+    let f = Fixture::new("");
+    let pw = f.file("admin.pw", "s3cret-admin\n");
+    f.file(DEFAULT_FILE, &format!("[postgres.admin]\nuser = \"migrator\"\npassword_file = {:?}\n", pw.display().to_string()));
+    let cfg = f.load(None, &[("FWDB__POSTGRES__PASSWORD", "rt")]).unwrap();
+    let admin = cfg.postgres.as_admin();
+    assert_eq!((admin.user.as_str(), cfg.postgres.user.as_str()), ("migrator", "fwdb_app"));
+    assert_eq!(admin.password.as_ref().map(|s| s.expose().to_string()).as_deref(), Some("s3cret-admin"));
+    assert!(cfg.origin_of("postgres.admin.password").ends_with("fwdb.toml:3"), "{}", cfg.origin_of("postgres.admin.password"));
+    assert!(!format!("{cfg:?}").contains("s3cret-admin"));
+}
+
+#[test]
+fn outside_development_one_login_for_services_and_migrations_is_refused() {
+    let f = Fixture::new("[postgres]\nuser = \"app\"\n[postgres.admin]\nuser = \"app\"\n");
+    assert!(f.load(None, &[]).is_ok(), "development allows it");
+    let err = f.load(Some(Profile::Staging), &[]).unwrap_err();
+    assert!(problems(&err).iter().any(|p| p.starts_with("postgres.admin.user (") && p.contains("fwdb.toml:4") && p.contains("the same login as postgres.user")), "{err}");
+    let err = Fixture::new("").load(None, &[("FWDB__POSTGRES__ADMIN__USER", "Bad-Name")]).unwrap_err();
+    assert!(problems(&err).iter().any(|p| p.starts_with("postgres.admin.user (env FWDB__POSTGRES__ADMIN__USER)")), "{err}");
+}
