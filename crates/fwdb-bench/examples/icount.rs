@@ -34,20 +34,12 @@ struct Ctx {
 }
 static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 fn email() -> String {
-    format!(
-        "ic{}-{}@x.example",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+    format!("ic{}-{}@x.example", std::process::id(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 async fn fw_point(c: &Ctx, n: usize) -> Res<()> {
     for i in 0..n {
-        let u = c
-            .repo
-            .find_by_id(&c.cluster, c.ids[i % c.ids.len()])
-            .await?
-            .ok_or("no")?;
+        let u = c.repo.find_by_id(&c.cluster, c.ids[i % c.ids.len()]).await?.ok_or("no")?;
         std::hint::black_box(u);
     }
     Ok(())
@@ -88,10 +80,7 @@ async fn bare_list(c: &Ctx, n: usize) -> Res<()> {
 }
 async fn fw_insert(c: &Ctx, n: usize) -> Res<()> {
     for _ in 0..n {
-        let u = c
-            .repo
-            .create(&c.cluster, &NewUser::new(email(), "Ada", "Lovelace"))
-            .await?;
+        let u = c.repo.create(&c.cluster, &NewUser::new(email(), "Ada", "Lovelace")).await?;
         std::hint::black_box(u);
     }
     Ok(())
@@ -101,9 +90,7 @@ async fn bare_insert(c: &Ctx, n: usize) -> Res<()> {
         let k = c.dp.get().await?;
         let st = k.prepare_cached(&sql_insert()).await?;
         let none: Option<Uuid> = None;
-        let rows = k
-            .query(&st, &[&email(), &"Ada", &"Lovelace", &"user", &none, &none])
-            .await?;
+        let rows = k.query(&st, &[&email(), &"Ada", &"Lovelace", &"user", &none, &none]).await?;
         std::hint::black_box(raw_user(rows.first().ok_or("no")?)?);
     }
     Ok(())
@@ -139,16 +126,10 @@ fn m_bare_insert(rt: &tokio::runtime::Runtime, c: &Ctx) -> Res<()> {
 }
 
 fn main() -> Res<()> {
-    let stack = Stack::start(StackOptions {
-        replicas: 0,
-        mongo: false,
-        ..Default::default()
-    })?;
+    let stack = Stack::start(StackOptions { replicas: 0, mongo: false, ..Default::default() })?;
     let res = (|| -> Res<()> {
         let db = stack.create_database()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let info = stack.info();
         let mut cfg = info.config(&db, &db, &[("FWDB__POSTGRES__POOL__MIN_SIZE", "2")])?;
         // MULTIPLEX=0: fwdb's reads check a connection out instead of sharing one.
@@ -163,17 +144,11 @@ fn main() -> Res<()> {
             let lock = fwdb::connect(&cfg.postgres, fwdb::ConnectTarget::Primary).await?;
             let conn = fwdb::connect(&cfg.postgres, fwdb::ConnectTarget::Primary).await?;
             let set = fwdb::MigrationSource::Embedded.load(fwdb::Store::Postgres)?;
-            fwdb::Migrator::postgres(&lock, &conn, &set)?
-                .up(&Default::default())
-                .await?;
+            fwdb::Migrator::postgres(&lock, &conn, &set)?.up(&Default::default()).await?;
             drop((lock, conn));
             let cluster = PgCluster::connect(&cfg.postgres).await?;
             let mut pgc = tokio_postgres::Config::new();
-            pgc.host(&info.host)
-                .port(info.primary.port)
-                .user(&info.app_user)
-                .password(&info.app_password)
-                .dbname(&db);
+            pgc.host(&info.host).port(info.primary.port).user(&info.app_user).password(&info.app_password).dbname(&db);
             pgc.ssl_mode(tokio_postgres::config::SslMode::Disable);
             let (raw, raw_conn) = pgc.connect(tokio_postgres::NoTls).await?;
             tokio::spawn(raw_conn);
@@ -182,9 +157,7 @@ fn main() -> Res<()> {
             let m = Manager::from_config(
                 pgc,
                 tokio_postgres::NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
+                ManagerConfig { recycling_method: RecyclingMethod::Fast },
             );
             let dp = Pool::builder(m)
                 .max_size(4)
@@ -194,28 +167,10 @@ fn main() -> Res<()> {
             let repo = UserRepo::new().with_consistency(Consistency::Strong);
             let mut ids = Vec::new();
             for i in 0..50 {
-                ids.push(
-                    repo.create(
-                        &cluster,
-                        &NewUser::new(format!("seed{i}@x.example"), "A", "B"),
-                    )
-                    .await?
-                    .id,
-                );
+                ids.push(repo.create(&cluster, &NewUser::new(format!("seed{i}@x.example"), "A", "B")).await?.id);
             }
-            let n: usize = std::env::var("N")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(2000);
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Ctx {
-                cluster,
-                repo,
-                dp,
-                raw,
-                raw_point,
-                ids,
-                n,
-            })
+            let n: usize = std::env::var("N").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Ctx { cluster, repo, dp, raw, raw_point, ids, n })
         })?;
         // warm-up
         rt.block_on(async {

@@ -71,14 +71,24 @@ fn run(stack: &Stack, a: &Args) -> Res<()> {
     let mut times: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     for round in 1..=a.rounds {
         let raw = work.path().join(format!("raw{round}"));
-        let (raw_base, base_bytes) = timed_tool(&info, "pg_basebackup", |c| {
-            c.arg("-D").arg(raw.join("base")).args(["-F", "t", "-X", "none", "-c", "fast"]);
-        }, &raw.join("base"))?;
+        let (raw_base, base_bytes) = timed_tool(
+            &info,
+            "pg_basebackup",
+            |c| {
+                c.arg("-D").arg(raw.join("base")).args(["-F", "t", "-X", "none", "-c", "fast"]);
+            },
+            &raw.join("base"),
+        )?;
         let tls = tls_env(&cfg)?;
-        let (raw_tls, _) = timed_tool(&info, "pg_basebackup", |c| {
-            c.envs(tls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            c.arg("-D").arg(raw.join("base-tls")).args(["-F", "t", "-X", "none", "-c", "fast"]);
-        }, &raw.join("base-tls"))?;
+        let (raw_tls, _) = timed_tool(
+            &info,
+            "pg_basebackup",
+            |c| {
+                c.envs(tls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                c.arg("-D").arg(raw.join("base-tls")).args(["-F", "t", "-X", "none", "-c", "fast"]);
+            },
+            &raw.join("base-tls"),
+        )?;
         let b = Backups::open(&cfg)?;
         let t = Instant::now();
         let full = rt.block_on(b.create(BackupKind::Full))?;
@@ -86,9 +96,14 @@ fn run(stack: &Stack, a: &Args) -> Res<()> {
         let t = Instant::now();
         rt.block_on(Backups::open(&local)?.create(BackupKind::Full))?;
         let ours_local = t.elapsed().as_secs_f64();
-        let (raw_dump, dump_bytes) = timed_tool(&info, "pg_dump", |c| {
-            c.arg("-Fc").arg("-f").arg(raw.join("raw.dump")).arg(&db);
-        }, &raw.join("raw.dump"))?;
+        let (raw_dump, dump_bytes) = timed_tool(
+            &info,
+            "pg_dump",
+            |c| {
+                c.arg("-Fc").arg("-f").arg(raw.join("raw.dump")).arg(&db);
+            },
+            &raw.join("raw.dump"),
+        )?;
         let t = Instant::now();
         let logical = rt.block_on(Backups::open(&local)?.create_logical(None))?;
         let ours_dump = t.elapsed().as_secs_f64();
@@ -100,7 +115,10 @@ fn run(stack: &Stack, a: &Args) -> Res<()> {
             full.stored_size(),
             raw_base / ours_local
         );
-        println!("round {round}: full, TCP + TLS:    pg_basebackup -Ft {raw_tls:.2} s, fwdb {ours_base:.2} s: ratio {:.2}", raw_tls / ours_base);
+        println!(
+            "round {round}: full, TCP + TLS:    pg_basebackup -Ft {raw_tls:.2} s, fwdb {ours_base:.2} s: ratio {:.2}",
+            raw_tls / ours_base
+        );
         println!(
             "round {round}: logical: pg_dump -Fc (unix socket) {raw_dump:.2} s ({dump_bytes} bytes), fwdb {ours_dump:.2} s over the socket ({} stored), {ours_dump_tls:.2} s over TLS: ratios {:.2}, {:.2}",
             logical.stored_size(),

@@ -71,7 +71,8 @@ fn server_seconds() -> f64 {
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "postgres");
+        let is_postgres =
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "postgres");
         if !is_postgres {
             continue;
         }

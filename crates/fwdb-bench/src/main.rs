@@ -90,7 +90,6 @@ struct SqlxUser {
     updated_by: Option<Uuid>,
 }
 
-
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Who {
     Raw,
@@ -175,7 +174,15 @@ const SQL_BULK: &str = "INSERT INTO shared.users (id, email, first_name, last_na
     SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]), unnest($5::text[]), $6::uuid, $7::uuid";
 
 /// One call of `op` by `who`, task `task`; `rng` picks the id.
-async fn once(ctx: &Ctx, who: Who, op: Op, task: usize, rng: &mut u64, list_q: &fwdb::Query<User>, list_e: &fwdb::Query<User>) -> Res<()> {
+async fn once(
+    ctx: &Ctx,
+    who: Who,
+    op: Op,
+    task: usize,
+    rng: &mut u64,
+    list_q: &fwdb::Query<User>,
+    list_e: &fwdb::Query<User>,
+) -> Res<()> {
     *rng ^= *rng << 13;
     *rng ^= *rng >> 7;
     *rng ^= *rng << 17;
@@ -402,10 +409,15 @@ async fn bulk(ctx: &Ctx, who: BulkWho, psql: &PsqlCtx) -> Res<f64> {
             let mut csv = String::with_capacity(BULK_ROWS * 100);
             let start = Instant::now();
             for i in 0..BULK_ROWS {
-                csv.push_str(&format!("{},{},{},{},{}\n", rows.ids[i], rows.emails[i], rows.first[i], rows.last[i], rows.role[i]));
+                csv.push_str(&format!(
+                    "{},{},{},{},{}\n",
+                    rows.ids[i], rows.emails[i], rows.first[i], rows.last[i], rows.role[i]
+                ));
             }
             let c = &ctx.raw[0].c;
-            let sink = c.copy_in("COPY shared.users (id, email, first_name, last_name, role) FROM STDIN WITH (FORMAT csv)").await?;
+            let sink = c
+                .copy_in("COPY shared.users (id, email, first_name, last_name, role) FROM STDIN WITH (FORMAT csv)")
+                .await?;
             futures::pin_mut!(sink);
             sink.send(bytes::Bytes::from(csv)).await?;
             let n = sink.finish().await?;
@@ -416,12 +428,28 @@ async fn bulk(ctx: &Ctx, who: BulkWho, psql: &PsqlCtx) -> Res<f64> {
             let file = psql.dir.join("bulk.csv");
             let mut csv = String::with_capacity(BULK_ROWS * 100);
             for i in 0..BULK_ROWS {
-                csv.push_str(&format!("{},{},{},{},{}\n", rows.ids[i], rows.emails[i], rows.first[i], rows.last[i], rows.role[i]));
+                csv.push_str(&format!(
+                    "{},{},{},{},{}\n",
+                    rows.ids[i], rows.emails[i], rows.first[i], rows.last[i], rows.role[i]
+                ));
             }
             std::fs::write(&file, csv)?;
             let start = Instant::now();
             let out = tokio::process::Command::new(psql.bin.join("psql"))
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &psql.host, "-p", &psql.port.to_string(), "-U", &psql.user, "-d", &psql.db])
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    &psql.host,
+                    "-p",
+                    &psql.port.to_string(),
+                    "-U",
+                    &psql.user,
+                    "-d",
+                    &psql.db,
+                ])
                 .arg("-c")
                 .arg(format!(
                     "\\copy shared.users (id, email, first_name, last_name, role) FROM '{}' WITH (FORMAT csv)",
@@ -440,7 +468,9 @@ async fn bulk(ctx: &Ctx, who: BulkWho, psql: &PsqlCtx) -> Res<f64> {
         BulkWho::Raw => {
             let start = Instant::now();
             let r = &ctx.raw[0];
-            let n = r.c.execute(&r.bulk, &[&rows.ids, &rows.emails, &rows.first, &rows.last, &rows.role, &none, &none]).await?;
+            let n =
+                r.c.execute(&r.bulk, &[&rows.ids, &rows.emails, &rows.first, &rows.last, &rows.role, &none, &none])
+                    .await?;
             assert_eq!(n as usize, BULK_ROWS);
             Ok(start.elapsed().as_secs_f64())
         }
@@ -499,7 +529,11 @@ fn median(v: &[f64]) -> f64 {
         return f64::NAN;
     }
     let m = s.len() / 2;
-    if s.len() % 2 == 1 { s[m] } else { (s[m - 1] + s[m]) / 2.0 }
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
 }
 
 /// The median of round-by-round ratios: each round's pair ran minutes apart
@@ -511,7 +545,9 @@ fn paired_ratio(v: &[f64], base: &[f64]) -> f64 {
 }
 
 fn uptime() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// Raises max_connections on every server (replicas first: a standby must
@@ -530,7 +566,15 @@ fn raise_max_connections(stack: &Stack, n: usize) -> Res<()> {
 async fn pgbench(psql: &PsqlCtx, db: &str, clients: usize, secs: f64) -> Res<f64> {
     let out = tokio::process::Command::new(psql.bin.join("pgbench"))
         .args(["-n", "-S", "-M", "prepared", "-h", &psql.host, "-p", &psql.port.to_string(), "-U", &psql.user])
-        .args(["-c", &clients.to_string(), "-j", &clients.min(2).to_string(), "-T", &(secs.ceil() as u64).max(1).to_string(), db])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+            "-T",
+            &(secs.ceil() as u64).max(1).to_string(),
+            db,
+        ])
         .env("PGPASSWORD", &psql.password)
         .env("PGSSLMODE", "disable")
         .output()
@@ -545,7 +589,12 @@ async fn pgbench(psql: &PsqlCtx, db: &str, clients: usize, secs: f64) -> Res<f64
 }
 
 /// Nanoseconds per checkout (get + return), `tasks` tasks sharing `total` checkouts.
-async fn checkout_cost(fwdb: Option<PgCluster>, dp: Option<deadpool_postgres::Pool>, tasks: usize, total: usize) -> Res<f64> {
+async fn checkout_cost(
+    fwdb: Option<PgCluster>,
+    dp: Option<deadpool_postgres::Pool>,
+    tasks: usize,
+    total: usize,
+) -> Res<f64> {
     let per = total / tasks;
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
@@ -603,7 +652,15 @@ const USAGE: &str = "usage: fwdb-bench postgres [--rounds N (3)] [--secs S per c
 (each subcommand takes --help)";
 
 fn args() -> Res<Args> {
-    let mut a = Args { rounds: 3, secs: None, replicas: 2, paired: false, pin: false, multiplex: 8, tasks: CONCURRENCY.to_vec() };
+    let mut a = Args {
+        rounds: 3,
+        secs: None,
+        replicas: 2,
+        paired: false,
+        pin: false,
+        multiplex: 8,
+        tasks: CONCURRENCY.to_vec(),
+    };
     let mut it = std::env::args().skip(1);
     let mut what = None;
     while let Some(x) = it.next() {
@@ -615,7 +672,11 @@ fn args() -> Res<Args> {
             "--multiplex" => a.multiplex = it.next().ok_or("--multiplex N")?.parse()?,
             "--tasks" => {
                 let list = it.next().ok_or("--tasks N[,N...]")?;
-                a.tasks = list.split(',').map(|t| t.trim().parse()).collect::<Result<_, _>>().map_err(|e| format!("--tasks {list}: {e}"))?;
+                a.tasks = list
+                    .split(',')
+                    .map(|t| t.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--tasks {list}: {e}"))?;
             }
             "--replicas" => a.replicas = it.next().ok_or("--replicas N")?.parse()?,
             "postgres" => what = Some(x),
@@ -744,7 +805,11 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
 
     let dp_of = |mode: deadpool::managed::QueueMode| -> Res<deadpool_postgres::Pool> {
         use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-        let m = Manager::from_config(pgc.clone(), tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let m = Manager::from_config(
+            pgc.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         Ok(Pool::builder(m).max_size(POOL).queue_mode(mode).runtime(deadpool_postgres::Runtime::Tokio1).build()?)
     };
     let dp_fifo = dp_of(deadpool::managed::QueueMode::Fifo)?;
@@ -811,12 +876,17 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
     }
 
     // Checkout pools: 16 connections each, so 64 tasks contend.
-    let mut small = info.config(db, db, &[("FWDB__POSTGRES__POOL__MIN_SIZE", "16"), ("FWDB__POSTGRES__POOL__MAX_SIZE", "16")])?;
+    let mut small =
+        info.config(db, db, &[("FWDB__POSTGRES__POOL__MIN_SIZE", "16"), ("FWDB__POSTGRES__POOL__MAX_SIZE", "16")])?;
     plain_tcp(&mut small);
     let small_cluster = PgCluster::connect(&small.postgres).await?;
     let dp = {
         use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-        let m = Manager::from_config(pgc.clone(), tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let m = Manager::from_config(
+            pgc.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let p = Pool::builder(m).max_size(16).runtime(deadpool_postgres::Runtime::Tokio1).build()?;
         let warm = futures::future::join_all((0..16).map(|_| p.get())).await;
         for w in warm {
@@ -855,7 +925,9 @@ async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res<()> {
         }
         for tasks in [1usize, 64] {
             let total = 40_000;
-            co.entry(("deadpool-postgres bare (Fast)", tasks)).or_default().push(checkout_cost(None, Some(dp.clone()), tasks, total).await?);
+            co.entry(("deadpool-postgres bare (Fast)", tasks))
+                .or_default()
+                .push(checkout_cost(None, Some(dp.clone()), tasks, total).await?);
             co.entry(("fwdb PgCluster::checkout(Primary)", tasks))
                 .or_default()
                 .push(checkout_cost(Some(small_cluster.clone()), None, tasks, total).await?);

@@ -16,9 +16,12 @@
 //!
 //! Usage: `cargo run --release -p fwdb-bench -- mongo [--rounds N (11)] [--ops N (200)]`.
 
-use fwdb::{design_from_doc, Design, DesignPatch, DesignRepo, DesignStatus, Layer, LayerType, Mongo, MongoExec, NewDesign, Repository};
-use fwdb_testkit::{Stack, StackOptions};
 use futures::TryStreamExt;
+use fwdb::{
+    design_from_doc, Design, DesignPatch, DesignRepo, DesignStatus, Layer, LayerType, Mongo, MongoExec, NewDesign,
+    Repository,
+};
+use fwdb_testkit::{Stack, StackOptions};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::Collection;
 use std::collections::BTreeMap;
@@ -174,7 +177,11 @@ async fn cell(ctx: &mut Ctx, side: Side, op: Op, n: usize) -> Res<f64> {
     for i in 0..n {
         match (op, side) {
             (Op::FindById, Side::Raw) => {
-                let d = ctx.raw.find_one(doc! {"_id": ctx.seed.to_string(), "deletedAt": Bson::Null}).await?.ok_or("no design")?;
+                let d = ctx
+                    .raw
+                    .find_one(doc! {"_id": ctx.seed.to_string(), "deletedAt": Bson::Null})
+                    .await?
+                    .ok_or("no design")?;
                 std::hint::black_box(design_from_doc(&d)?);
             }
             (Op::FindById, Side::Repo) => {
@@ -201,7 +208,11 @@ async fn cell(ctx: &mut Ctx, side: Side, op: Op, n: usize) -> Res<f64> {
                 ctx.made.entry(side).or_default().push(id);
             }
             (Op::Update, _) => {
-                let id = ctx.made.get_mut(&side).and_then(Vec::pop).ok_or("no design left to update: run the insert cell first")?;
+                let id = ctx
+                    .made
+                    .get_mut(&side)
+                    .and_then(Vec::pop)
+                    .ok_or("no design left to update: run the insert cell first")?;
                 std::hint::black_box(update(ctx, side, id).await?);
             }
         }
@@ -231,7 +242,11 @@ fn raw_doc(n: &NewDesign, id: Uuid) -> Document {
     let layers: Vec<Bson> = n
         .layers
         .iter()
-        .map(|l| Bson::Document(doc! {"id": &l.id, "type": l.kind.as_str(), "data": fwdb::json_bson(&l.data), "order": l.order}))
+        .map(|l| {
+            Bson::Document(
+                doc! {"id": &l.id, "type": l.kind.as_str(), "data": fwdb::json_bson(&l.data), "order": l.order},
+            )
+        })
         .collect();
     let content = doc! {
         "name": &n.name, "status": "draft", "layers": layers,
@@ -241,7 +256,10 @@ fn raw_doc(n: &NewDesign, id: Uuid) -> Document {
     let mut d = doc! { "_id": id.to_string(), "userId": n.user_id.to_string() };
     d.extend(content.clone());
     d.insert("version", 1i64);
-    d.insert("history", vec![doc! {"version": 1i64, "changedAt": now.clone(), "changedBy": n.user_id.to_string(), "changes": content}]);
+    d.insert(
+        "history",
+        vec![doc! {"version": 1i64, "changedAt": now.clone(), "changedBy": n.user_id.to_string(), "changes": content}],
+    );
     d.insert("createdAt", now.clone());
     d.insert("updatedAt", now);
     d
@@ -278,10 +296,18 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn uptime() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
-fn report(a: &Args, stack: &Stack, results: &BTreeMap<(Op, Side), Vec<f64>>, loads: &[String], overhead: &[(Op, f64, f64)]) -> String {
+fn report(
+    a: &Args,
+    stack: &Stack,
+    results: &BTreeMap<(Op, Side), Vec<f64>>,
+    loads: &[String],
+    overhead: &[(Op, f64, f64)],
+) -> String {
     let kind = stack.mongo_kind().map(|k| k.describe()).unwrap_or("?");
     let mut out = format!(
         "\nfwdb-bench mongo: {} rounds x {} operations per cell, interleaved (the side going first alternates), 1 task; \
@@ -290,7 +316,9 @@ fn report(a: &Args, stack: &Stack, results: &BTreeMap<(Op, Side), Vec<f64>>, loa
         a.ops,
         loads.join(" | ")
     );
-    out.push_str("| operation | raw driver ops/s (median) | repository ops/s (median) | ratio repo/raw | ratio per round |\n");
+    out.push_str(
+        "| operation | raw driver ops/s (median) | repository ops/s (median) | ratio repo/raw | ratio per round |\n",
+    );
     out.push_str("| --- | ---: | ---: | ---: | --- |\n");
     for op in Op::ALL {
         let raw = results.get(&(op, Side::Raw)).cloned().unwrap_or_default();
@@ -306,8 +334,12 @@ fn report(a: &Args, stack: &Stack, results: &BTreeMap<(Op, Side), Vec<f64>>, loa
             each.join(" ")
         ));
     }
-    out.push_str("\nClient-side cost alone (an executor answering from memory; µs per operation, median of 9 x 2,000):\n\n");
-    out.push_str("| operation | raw side (conversion only) | repository | fwdb's own cost |\n| --- | ---: | ---: | ---: |\n");
+    out.push_str(
+        "\nClient-side cost alone (an executor answering from memory; µs per operation, median of 9 x 2,000):\n\n",
+    );
+    out.push_str(
+        "| operation | raw side (conversion only) | repository | fwdb's own cost |\n| --- | ---: | ---: | ---: |\n",
+    );
     for (op, raw, repo) in overhead {
         out.push_str(&format!("| {} | {raw:.1} | {repo:.1} | {:.1} |\n", op.name(), repo - raw));
     }
@@ -364,8 +396,10 @@ fn raw_side_work(op: Op, stored: &Document, user: Uuid) -> Res<()> {
         }
         Op::Update => {
             let now = Bson::DateTime(mongodb::bson::DateTime::now());
-            std::hint::black_box(doc! {"$set": {"name": "renamed", "updatedAt": now.clone()}, "$inc": {"version": 1i64},
-                  "$push": {"history": {"version": 2i64, "changedAt": now, "changedBy": "bench", "changes": {"name": "renamed"}}}});
+            std::hint::black_box(
+                doc! {"$set": {"name": "renamed", "updatedAt": now.clone()}, "$inc": {"version": 1i64},
+                "$push": {"history": {"version": 2i64, "changedAt": now, "changedBy": "bench", "changes": {"name": "renamed"}}}},
+            );
             std::hint::black_box(design_from_doc(&stored.clone())?);
         }
     }

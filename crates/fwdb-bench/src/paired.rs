@@ -197,7 +197,16 @@ mod tests {
     fn the_slices_run_forward_then_backward_and_turn_each_round() {
         assert_eq!(
             abccba(0),
-            vec![Who::Raw, Who::PoolLifo, Who::FwdbStrong, Who::FwdbOwn, Who::FwdbOwn, Who::FwdbStrong, Who::PoolLifo, Who::Raw]
+            vec![
+                Who::Raw,
+                Who::PoolLifo,
+                Who::FwdbStrong,
+                Who::FwdbOwn,
+                Who::FwdbOwn,
+                Who::FwdbStrong,
+                Who::PoolLifo,
+                Who::Raw
+            ]
         );
         assert_eq!(abccba(1)[0], Who::PoolLifo);
         assert_eq!(abccba(4), abccba(0));

@@ -7,7 +7,8 @@ use fwdb::User;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-pub const COLS: &str = "id, email, first_name, last_name, role, created_at, updated_at, deleted_at, created_by, updated_by";
+pub const COLS: &str =
+    "id, email, first_name, last_name, role, created_at, updated_at, deleted_at, created_by, updated_by";
 
 pub fn sql_point() -> String {
     format!("SELECT {COLS} FROM shared.users WHERE id = $1 AND deleted_at IS NULL")

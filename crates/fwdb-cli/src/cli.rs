@@ -1,12 +1,12 @@
 //! The command line, declared with clap.
 
 use crate::commands::{
+    audit::AuditCommand,
     backup::{BackupCommand, RestoreArgs, WalCommand},
-    dev::DevCommand,
     check::CheckCommand,
+    dev::DevCommand,
     migrate::MigrateCommand,
     roles::RolesCommand,
-    audit::AuditCommand,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 
-
 /// A check ran and found something wrong (unhealthy, drift, findings).
 pub const EXIT_FAILED: u8 = 1;
 /// The command could not run: bad configuration, bad arguments, no server.

@@ -8,8 +8,14 @@ use fwdb_testkit::{Stack, StackOptions};
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok());
-    let opts = StackOptions { replicas: value("--replicas").unwrap_or(2), mongo: !args.iter().any(|a| a == "--no-mongo"), ..Default::default() };
+    let value = |flag: &str| {
+        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok())
+    };
+    let opts = StackOptions {
+        replicas: value("--replicas").unwrap_or(2),
+        mongo: !args.iter().any(|a| a == "--no-mongo"),
+        ..Default::default()
+    };
     let mut ok = true;
     for run in 1..=value("--runs").unwrap_or(1) {
         let t = Instant::now();
@@ -32,5 +38,9 @@ fn main() -> std::process::ExitCode {
         }
         println!("run {run}: up in {:.2} s, stopped in {:.2} s", up.as_secs_f64(), t.elapsed().as_secs_f64());
     }
-    if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }

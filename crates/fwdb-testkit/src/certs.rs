@@ -3,8 +3,8 @@
 //! certificate for the app user, so that `verify-full` and client
 //! certificates can be tested for real.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -37,7 +37,12 @@ fn ca_params(common_name: &str) -> CertificateParams {
     p
 }
 
-fn leaf_params(common_name: &str, sans: &[&str], eku: ExtendedKeyUsagePurpose, valid_days: i64) -> Result<CertificateParams> {
+fn leaf_params(
+    common_name: &str,
+    sans: &[&str],
+    eku: ExtendedKeyUsagePurpose,
+    valid_days: i64,
+) -> Result<CertificateParams> {
     let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(cert_err)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -79,9 +84,10 @@ pub(crate) fn generate(tls_dir: &Path, stack_id: &str, client_cn: &str) -> Resul
     let issuer = Issuer::new(ca_params(&ca_common_name), &ca_key);
 
     let server_key = KeyPair::generate().map_err(cert_err)?;
-    let server = leaf_params("localhost", &["localhost", "127.0.0.1", "::1"], ExtendedKeyUsagePurpose::ServerAuth, 3650)?
-        .signed_by(&server_key, &issuer)
-        .map_err(cert_err)?;
+    let server =
+        leaf_params("localhost", &["localhost", "127.0.0.1", "::1"], ExtendedKeyUsagePurpose::ServerAuth, 3650)?
+            .signed_by(&server_key, &issuer)
+            .map_err(cert_err)?;
 
     let client_key = KeyPair::generate().map_err(cert_err)?;
     let client = leaf_params(client_cn, &[], ExtendedKeyUsagePurpose::ClientAuth, 3650)?
@@ -118,7 +124,8 @@ pub(crate) fn issue_client(tls: &TlsFiles, common_name: &str, valid_days: i64) -
         .map_err(cert_err)?;
 
     let dir = tls.ca_key.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let safe: String = common_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    let safe: String =
+        common_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
     let stem = format!("client-{safe}-{:08x}", rand::random::<u32>());
     let cert_path = dir.join(format!("{stem}.crt"));
     let key_path = dir.join(format!("{stem}.key"));

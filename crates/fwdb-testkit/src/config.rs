@@ -34,7 +34,12 @@ impl StackInfo {
 
     /// The configuration those variables load into (development profile,
     /// no file), plus `extra` variables that override them.
-    pub fn config(&self, pg_database: &str, mongo_database: &str, extra: &[(&str, &str)]) -> fwdb::Result<fwdb::Config> {
+    pub fn config(
+        &self,
+        pg_database: &str,
+        mongo_database: &str,
+        extra: &[(&str, &str)],
+    ) -> fwdb::Result<fwdb::Config> {
         let mut env = self.env_vars(pg_database, mongo_database);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         fwdb::Config::load(fwdb::LoadOptions {

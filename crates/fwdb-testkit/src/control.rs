@@ -242,7 +242,8 @@ pub(crate) fn stop_servers(info: &StackInfo, children: &mut HashMap<Node, Child>
 /// Signals every target at once, then waits for them all; SIGKILL after
 /// `grace`. PostgreSQL backends are waited for too.
 pub(crate) fn stop_pids(targets: &[(Node, u32)], mode: StopMode, grace: Duration) {
-    let kids: Vec<u32> = targets.iter().filter(|(n, _)| *n != Node::Mongo).flat_map(|(_, p)| process::children_of(*p)).collect();
+    let kids: Vec<u32> =
+        targets.iter().filter(|(n, _)| *n != Node::Mongo).flat_map(|(_, p)| process::children_of(*p)).collect();
     for &(node, pid) in targets {
         let sig = match (node, mode) {
             (Node::Mongo, StopMode::Fast) => libc::SIGTERM,
@@ -299,7 +300,13 @@ pub fn health(info: &StackInfo) -> Vec<ServerHealth> {
             Ok(v) => (false, format!("select 1 -> {v:?}")),
             Err(e) => (false, e.to_string()),
         };
-        out.push(ServerHealth { name: node.name.clone(), addr: format!("{}:{}", info.host, node.port), ok, detail, millis: t.elapsed().as_millis() as u64 });
+        out.push(ServerHealth {
+            name: node.name.clone(),
+            addr: format!("{}:{}", info.host, node.port),
+            ok,
+            detail,
+            millis: t.elapsed().as_millis() as u64,
+        });
     }
     if let Some(m) = &info.mongo {
         let t = Instant::now();
@@ -307,7 +314,13 @@ pub fn health(info: &StackInfo) -> Vec<ServerHealth> {
             Ok(()) => (true, "ping ok".to_string()),
             Err(e) => (false, format!("ping failed: {e}")),
         };
-        out.push(ServerHealth { name: "mongo".into(), addr: format!("{}:{}", info.host, m.port), ok, detail, millis: t.elapsed().as_millis() as u64 });
+        out.push(ServerHealth {
+            name: "mongo".into(),
+            addr: format!("{}:{}", info.host, m.port),
+            ok,
+            detail,
+            millis: t.elapsed().as_millis() as u64,
+        });
     }
     out
 }

@@ -199,7 +199,11 @@ pub fn load(dir: &Path) -> Result<Option<StackInfo>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(TestkitError::io(&path, e)),
     };
-    serde_json::from_slice(&bytes).map(Some).map_err(|source| TestkitError::BadStackJson { path, dir: dir.to_path_buf(), source })
+    serde_json::from_slice(&bytes).map(Some).map_err(|source| TestkitError::BadStackJson {
+        path,
+        dir: dir.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

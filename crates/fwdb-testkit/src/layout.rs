@@ -113,7 +113,9 @@ pub(crate) fn check_reachable(dir: &Path, user: &RunAs) -> Result<()> {
     for anc in dir.ancestors().skip(1) {
         let Ok(meta) = std::fs::metadata(anc) else { continue };
         let mode = meta.mode();
-        let ok = mode & 0o001 != 0 || (meta.uid() == user.uid && mode & 0o100 != 0) || (meta.gid() == user.gid && mode & 0o010 != 0);
+        let ok = mode & 0o001 != 0
+            || (meta.uid() == user.uid && mode & 0o100 != 0)
+            || (meta.gid() == user.gid && mode & 0o010 != 0);
         if !ok {
             return Err(TestkitError::InvalidDir(format!(
                 "the database servers run as `{}` (PostgreSQL refuses root), which cannot enter {} (mode {:o}). \
@@ -163,7 +165,12 @@ pub(crate) struct DirLock {
 
 pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock> {
     let path = dir.join(".lock");
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| TestkitError::io(&path, e))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| TestkitError::io(&path, e))?;
     // SAFETY: flock on a descriptor we own; released when the file closes.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(TestkitError::io(&path, std::io::Error::last_os_error()));

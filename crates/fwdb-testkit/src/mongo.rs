@@ -26,9 +26,14 @@ pub const MONGOD_SET: &str = "rs0";
 /// Which server will run, and from where.
 #[derive(Clone, Debug)]
 pub(crate) enum MongoServer {
-    Mongod { bin: PathBuf },
+    Mongod {
+        bin: PathBuf,
+    },
     /// `bin` may not exist yet: [`ensure_secantus`] installs it.
-    Secantus { bin: PathBuf, venv: Option<PathBuf> },
+    Secantus {
+        bin: PathBuf,
+        venv: Option<PathBuf>,
+    },
 }
 
 impl MongoServer {
@@ -97,7 +102,10 @@ pub(crate) fn ensure_secantus(server: &MongoServer) -> Result<()> {
         return if bin.is_file() {
             Ok(())
         } else {
-            Err(TestkitError::io(bin, std::io::Error::new(std::io::ErrorKind::NotFound, "FWDB_SECANTUS_BIN points to no file")))
+            Err(TestkitError::io(
+                bin,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "FWDB_SECANTUS_BIN points to no file"),
+            ))
         };
     };
     let marker = venv.join(".fwdb-installed");
@@ -108,7 +116,12 @@ pub(crate) fn ensure_secantus(server: &MongoServer) -> Result<()> {
     let fwdb_dir = venv.parent().unwrap_or(Path::new(".")).to_path_buf();
     std::fs::create_dir_all(&fwdb_dir).map_err(|e| TestkitError::io(&fwdb_dir, e))?;
     let lock_path = fwdb_dir.join("venv.lock");
-    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| TestkitError::io(&lock_path, e))?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| TestkitError::io(&lock_path, e))?;
     // SAFETY: flock on a file descriptor we own; released when `lock` closes.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(TestkitError::io(&lock_path, std::io::Error::last_os_error()));
@@ -179,7 +192,13 @@ pub(crate) struct StartedMongo {
 /// Starts the server for `node` (picking another port if its port is taken
 /// and `may_move`), waits until it answers, and for mongod initiates the
 /// replica set.
-pub(crate) fn start(server: &MongoServer, stack_dir: &Path, node: &mut MongoNode, lifetime: Lifetime, may_move: bool) -> Result<StartedMongo> {
+pub(crate) fn start(
+    server: &MongoServer,
+    stack_dir: &Path,
+    node: &mut MongoNode,
+    lifetime: Lifetime,
+    may_move: bool,
+) -> Result<StartedMongo> {
     const ATTEMPTS: usize = 5;
     std::fs::create_dir_all(&node.data_dir).map_err(|e| TestkitError::io(&node.data_dir, e))?;
     for attempt in 1..=ATTEMPTS {
@@ -187,8 +206,16 @@ pub(crate) fn start(server: &MongoServer, stack_dir: &Path, node: &mut MongoNode
         let mut cmd = match server {
             MongoServer::Mongod { bin } => {
                 let mut c = Command::new(bin);
-                c.args(["--replSet", MONGOD_SET, "--bind_ip", "127.0.0.1", "--port", &node.port.to_string(), "--dbpath"])
-                    .arg(&node.data_dir);
+                c.args([
+                    "--replSet",
+                    MONGOD_SET,
+                    "--bind_ip",
+                    "127.0.0.1",
+                    "--port",
+                    &node.port.to_string(),
+                    "--dbpath",
+                ])
+                .arg(&node.data_dir);
                 c
             }
             MongoServer::Secantus { bin, .. } => {
@@ -197,7 +224,11 @@ pub(crate) fn start(server: &MongoServer, stack_dir: &Path, node: &mut MongoNode
                 c
             }
         };
-        let log = OpenOptions::new().create(true).append(true).open(&node.log_file).map_err(|e| TestkitError::io(&node.log_file, e))?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_file)
+            .map_err(|e| TestkitError::io(&node.log_file, e))?;
         let log2 = log.try_clone().map_err(|e| TestkitError::io(&node.log_file, e))?;
         cmd.current_dir(stack_dir).stdin(Stdio::null()).stdout(log).stderr(log2);
         let mut child = match lifetime {
@@ -229,7 +260,9 @@ pub(crate) fn start(server: &MongoServer, stack_dir: &Path, node: &mut MongoNode
                 let _ = child.kill();
                 let _ = child.wait();
                 let _ = std::fs::remove_file(&pidf);
-                let log = std::fs::read(&node.log_file).map(|b| String::from_utf8_lossy(&b[(from as usize).min(b.len())..]).into_owned()).unwrap_or_default();
+                let log = std::fs::read(&node.log_file)
+                    .map(|b| String::from_utf8_lossy(&b[(from as usize).min(b.len())..]).into_owned())
+                    .unwrap_or_default();
                 let taken = log.contains("Address already in use") || log.contains("Errno 98");
                 if taken && may_move && attempt < ATTEMPTS {
                     node.port = ports::pick_free_port()?;
@@ -278,7 +311,10 @@ fn initiate_replica_set(port: u16) -> Result<()> {
         ("_id".into(), Bson::Str(MONGOD_SET.into())),
         (
             "members".into(),
-            Bson::Array(vec![Bson::Doc(vec![("_id".into(), Bson::Int(0)), ("host".into(), Bson::Str(format!("127.0.0.1:{port}")))])]),
+            Bson::Array(vec![Bson::Doc(vec![
+                ("_id".into(), Bson::Int(0)),
+                ("host".into(), Bson::Str(format!("127.0.0.1:{port}"))),
+            ])]),
         ),
     ]);
     // The answer is "already initialized" on a restart: not an error.
@@ -300,4 +336,3 @@ fn initiate_replica_set(port: u16) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
-

@@ -62,7 +62,11 @@ impl PgBinaries {
         match too_old {
             Some(old) => Err(TestkitError::PgTooOld { found: old.version, dir: old.bin_dir }),
             None => Err(TestkitError::PgBinariesNotFound {
-                searched: if searched.is_empty() { "nowhere: no candidate folder exists".into() } else { searched.join("; ") },
+                searched: if searched.is_empty() {
+                    "nowhere: no candidate folder exists".into()
+                } else {
+                    searched.join("; ")
+                },
             }),
         }
     }
@@ -171,7 +175,15 @@ pub(crate) fn psql(bins: &PgBinaries, info: &StackInfo, port: u16, db: &str, sql
 }
 
 /// Retries `psql` until it succeeds (servers may still be opening up).
-pub(crate) fn wait_for_sql(bins: &PgBinaries, info: &StackInfo, port: u16, sql: &str, expect: &str, what: &str, timeout: Duration) -> Result<()> {
+pub(crate) fn wait_for_sql(
+    bins: &PgBinaries,
+    info: &StackInfo,
+    port: u16,
+    sql: &str,
+    expect: &str,
+    what: &str,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last;
     loop {
@@ -384,10 +396,19 @@ pub(crate) fn basebackup(bins: &PgBinaries, user: &RunAs, info: &StackInfo, repl
     );
     // The password goes through the environment, not the command line (which
     // any local user can read in /proc).
-    cmd.env("PGPASSWORD", &info.replication_password)
-        .arg("-D")
-        .arg(&replica.data_dir)
-        .args(["-d", &conn, "-R", "-X", "stream", "-c", "fast", "-C", "-S", &replica.name, "--no-sync"]);
+    cmd.env("PGPASSWORD", &info.replication_password).arg("-D").arg(&replica.data_dir).args([
+        "-d",
+        &conn,
+        "-R",
+        "-X",
+        "stream",
+        "-c",
+        "fast",
+        "-C",
+        "-S",
+        &replica.name,
+        "--no-sync",
+    ]);
     // Rarely, on a loaded machine, the WAL stream of a base backup is cut
     // ("SSL connection has been closed unexpectedly"): start that replica's
     // copy over (slot and folder) rather than fail the whole stack.
@@ -469,11 +490,15 @@ fn log_len(path: &Path) -> u64 {
 
 /// The part of a log file written since `from`.
 fn log_since(path: &Path, from: u64) -> String {
-    std::fs::read(path).map(|b| String::from_utf8_lossy(&b[(from as usize).min(b.len())..]).into_owned()).unwrap_or_default()
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b[(from as usize).min(b.len())..]).into_owned())
+        .unwrap_or_default()
 }
 
 fn is_bind_failure(log: &str) -> bool {
-    log.contains("could not bind") || log.contains("Address already in use") || log.contains("could not create any TCP/IP sockets")
+    log.contains("could not bind")
+        || log.contains("Address already in use")
+        || log.contains("could not create any TCP/IP sockets")
 }
 
 /// A started PostgreSQL server: the child when attached.
@@ -577,9 +602,10 @@ fn start_detached(bins: &PgBinaries, user: &RunAs, node: &PgNode) -> Result<Star
         .stdout(Stdio::null());
     if let Err(e) = process::run(&mut cmd, &format!("pg_ctl start of {} (port {})", node.name, node.port)) {
         return Err(match e {
-            TestkitError::CommandFailed { what, detail } => {
-                TestkitError::CommandFailed { what, detail: format!("{detail}\n{}", process::log_tail(&node.log_file, 15)) }
-            }
+            TestkitError::CommandFailed { what, detail } => TestkitError::CommandFailed {
+                what,
+                detail: format!("{detail}\n{}", process::log_tail(&node.log_file, 15)),
+            },
             other => other,
         });
     }
@@ -637,7 +663,8 @@ mod tests {
     #[test]
     fn set_auto_conf_replaces_earlier_values() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("postgresql.auto.conf"), "# header\nprimary_conninfo = 'old'\nother = 1\n").expect("write");
+        std::fs::write(dir.path().join("postgresql.auto.conf"), "# header\nprimary_conninfo = 'old'\nother = 1\n")
+            .expect("write");
         set_auto_conf(dir.path(), &[("primary_conninfo", "'new'".into())]).expect("set");
         let text = std::fs::read_to_string(dir.path().join("postgresql.auto.conf")).expect("read");
         assert_eq!(text, "# header\nother = 1\nprimary_conninfo = 'new'\n");

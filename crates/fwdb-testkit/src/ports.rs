@@ -35,7 +35,8 @@ pub fn pick_free_port() -> Result<u16> {
 
 /// True if something accepts TCP connections on 127.0.0.1:`port`.
 pub fn is_listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), std::time::Duration::from_millis(300)).is_ok()
+    std::net::TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), std::time::Duration::from_millis(300))
+        .is_ok()
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ impl RunAs {
         // SAFETY: geteuid cannot fail.
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
-            let (name, uid, gid) = user_by_uid(euid).unwrap_or_else(|| (euid.to_string(), euid, unsafe { libc::getegid() }));
+            let (name, uid, gid) =
+                user_by_uid(euid).unwrap_or_else(|| (euid.to_string(), euid, unsafe { libc::getegid() }));
             return Ok(RunAs { name, uid, gid, is_self: true });
         }
         for candidate in ["postgres", "nobody"] {
@@ -127,19 +128,17 @@ fn spawner() -> Result<&'static Mutex<mpsc::Sender<SpawnRequest>>> {
         return Ok(s);
     }
     let (tx, rx) = mpsc::channel::<SpawnRequest>();
-    let started = std::thread::Builder::new()
-        .name("fwdb-testkit-spawner".into())
-        .spawn(move || {
-            // Never returns while the process lives: the sender is in a static.
-            while let Ok(mut req) = rx.recv() {
-                let _ = req.reply.send(req.cmd.spawn());
-            }
-            // Unreachable in practice; park rather than exit, so that the
-            // children's parent thread stays alive.
-            loop {
-                std::thread::park();
-            }
-        });
+    let started = std::thread::Builder::new().name("fwdb-testkit-spawner".into()).spawn(move || {
+        // Never returns while the process lives: the sender is in a static.
+        while let Ok(mut req) = rx.recv() {
+            let _ = req.reply.send(req.cmd.spawn());
+        }
+        // Unreachable in practice; park rather than exit, so that the
+        // children's parent thread stays alive.
+        loop {
+            std::thread::park();
+        }
+    });
     match started {
         Ok(_) => {}
         Err(e) => return Err(TestkitError::Spawn { program: "the testkit spawner thread".into(), source: e }),
@@ -172,9 +171,10 @@ pub(crate) fn spawn_attached(mut cmd: Command, death_signal: libc::c_int) -> Res
     let (reply_tx, reply_rx) = mpsc::channel();
     {
         let sender = spawner()?.lock().unwrap_or_else(|p| p.into_inner());
-        sender
-            .send(SpawnRequest { cmd, reply: reply_tx })
-            .map_err(|_| TestkitError::Spawn { program: program.clone(), source: std::io::Error::other("spawner thread is gone") })?;
+        sender.send(SpawnRequest { cmd, reply: reply_tx }).map_err(|_| TestkitError::Spawn {
+            program: program.clone(),
+            source: std::io::Error::other("spawner thread is gone"),
+        })?;
     }
     match reply_rx.recv() {
         Ok(Ok(child)) => Ok(child),
@@ -313,7 +313,12 @@ impl ProcInfo {
 
     /// Is this one of the kinds of server the stack runs?
     pub fn is_server(&self) -> bool {
-        let exe_name = self.exe.as_deref().and_then(|e| e.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let exe_name = self
+            .exe
+            .as_deref()
+            .and_then(|e| e.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let first = self.cmdline.split_whitespace().next().unwrap_or("");
         exe_name == "postgres"
             || exe_name == "mongod"

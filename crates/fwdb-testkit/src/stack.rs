@@ -8,12 +8,12 @@ use std::process::Child;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::certs;
 use crate::control::{self, stop_servers};
 use crate::error::{Result, TestkitError};
 use crate::info::{Lifetime, MongoKind, PgNode, StackInfo};
 use crate::mongo::{self, MongoServer};
 use crate::pg::{self, PgBinaries, StopMode};
-use crate::certs;
 use crate::process::{self, RunAs};
 
 /// How to start a stack.
@@ -151,7 +151,11 @@ impl Stack {
             return Ok(());
         }
         st.stopped = true;
-        let (mode, grace) = if self.temp { (StopMode::Immediate, Duration::from_secs(5)) } else { (StopMode::Fast, Duration::from_secs(30)) };
+        let (mode, grace) = if self.temp {
+            (StopMode::Immediate, Duration::from_secs(5))
+        } else {
+            (StopMode::Fast, Duration::from_secs(30))
+        };
         stop_servers(&self.info, &mut st.children, mode, grace);
         control::kill_strays(&self.info.dir);
         if self.temp {
@@ -169,15 +173,18 @@ impl Stack {
                 node: node.to_string(),
                 why: format!("the stack has {} replica(s); Replica(i) is 0-based", self.info.replicas.len()),
             }),
-            Node::Mongo => Err(TestkitError::NoSuchNode { node: "mongo".into(), why: "it is not a PostgreSQL server".into() }),
+            Node::Mongo => {
+                Err(TestkitError::NoSuchNode { node: "mongo".into(), why: "it is not a PostgreSQL server".into() })
+            }
         }
     }
 
     fn check_node(&self, node: Node) -> Result<()> {
         match node {
-            Node::Mongo if self.info.mongo.is_none() => {
-                Err(TestkitError::NoSuchNode { node: "mongo".into(), why: "the stack was started with mongo: false".into() })
-            }
+            Node::Mongo if self.info.mongo.is_none() => Err(TestkitError::NoSuchNode {
+                node: "mongo".into(),
+                why: "the stack was started with mongo: false".into(),
+            }),
             Node::Mongo => Ok(()),
             _ => self.pg_node(node).map(|_| ()),
         }
@@ -201,7 +208,8 @@ impl Stack {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             return Err(TestkitError::Usage(format!("`{name}` is not a plain database name (a-z, 0-9, _)")));
         }
-        let exists = self.psql(Node::Primary, "postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"))?;
+        let exists =
+            self.psql(Node::Primary, "postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"))?;
         if exists.trim().is_empty() {
             self.psql(Node::Primary, "postgres", &format!("CREATE DATABASE {name} OWNER {}", self.info.admin_user))?;
         }
@@ -216,7 +224,10 @@ impl Stack {
         let targets: Vec<&PgNode> = {
             let st = self.state();
             (0..self.info.replicas.len())
-                .filter(|&i| !st.paused.contains(&Node::Replica(i)) && control::pid_of(&self.info, &st.children, Node::Replica(i)).is_some())
+                .filter(|&i| {
+                    !st.paused.contains(&Node::Replica(i))
+                        && control::pid_of(&self.info, &st.children, Node::Replica(i)).is_some()
+                })
                 .map(|i| &self.info.replicas[i])
                 .collect()
         };
@@ -276,7 +287,9 @@ impl Stack {
         let lifetime = self.info.lifetime;
         let (pid, child) = match node {
             Node::Mongo => {
-                let (Some(srv), Some(m)) = (&self.mongo_server, &self.info.mongo) else { unreachable!("checked by check_node") };
+                let (Some(srv), Some(m)) = (&self.mongo_server, &self.info.mongo) else {
+                    unreachable!("checked by check_node")
+                };
                 let mut m = m.clone();
                 let started = mongo::start(srv, &self.info.dir, &mut m, lifetime, false)?;
                 (started.pid, started.child)

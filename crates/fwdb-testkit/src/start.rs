@@ -47,7 +47,9 @@ impl Launched {
     }
 }
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, what: &str) -> Result<T> {
-    h.join().unwrap_or_else(|_| Err(TestkitError::CommandFailed { what: what.into(), detail: "the thread panicked".into() }))
+    h.join().unwrap_or_else(|_| {
+        Err(TestkitError::CommandFailed { what: what.into(), detail: "the thread panicked".into() })
+    })
 }
 
 fn mkdir(p: &Path, user: &RunAs) -> Result<()> {

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Result, TestkitError};
@@ -77,7 +79,11 @@ impl Stack {
 
     /// `pg_reload_conf()` on one server; fails when the reloaded pg_hba.conf is invalid.
     pub fn reload(&self, node: Node) -> Result<()> {
-        let out = self.psql(node, "postgres", "SELECT pg_reload_conf(); SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL")?;
+        let out = self.psql(
+            node,
+            "postgres",
+            "SELECT pg_reload_conf(); SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL",
+        )?;
         if out.lines().last().map(str::trim) != Some("0") {
             return Err(TestkitError::Usage(format!("pg_hba.conf of {node} has errors after reload: {out}")));
         }

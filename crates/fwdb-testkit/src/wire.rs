@@ -64,7 +64,8 @@ fn encode_elem(out: &mut Vec<u8>, key: &str, v: &Bson) {
         Bson::Array(items) => {
             out.push(0x04);
             cstring(out, key);
-            let fields: Vec<(String, Bson)> = items.iter().enumerate().map(|(i, b)| (i.to_string(), b.clone())).collect();
+            let fields: Vec<(String, Bson)> =
+                items.iter().enumerate().map(|(i, b)| (i.to_string(), b.clone())).collect();
             out.extend_from_slice(&encode_doc(&fields));
         }
     }
@@ -120,7 +121,12 @@ pub(crate) fn decode_top(doc: &[u8]) -> Option<Vec<(String, Field)>> {
 
 /// Sends one command (`{<name>: ..., $db: <db>}`) over OP_MSG and returns the
 /// reply's top-level fields.
-pub(crate) fn command(port: u16, db: &str, mut cmd: Vec<(String, Bson)>, timeout: Duration) -> std::io::Result<Vec<(String, Field)>> {
+pub(crate) fn command(
+    port: u16,
+    db: &str,
+    mut cmd: Vec<(String, Bson)>,
+    timeout: Duration,
+) -> std::io::Result<Vec<(String, Field)>> {
     cmd.push(("$db".into(), Bson::Str(db.into())));
     let doc = encode_doc(&cmd);
     let mut msg = Vec::with_capacity(doc.len() + 21);

@@ -19,7 +19,11 @@ fn a_private_stack_starts_answers_and_leaves_nothing_behind() {
 
 /// psql over TCP with TLS verify-full as the app user, optionally presenting a
 /// client certificate; returns stdout or stderr.
-fn tls_psql(info: &fwdb_testkit::StackInfo, cert: Option<(&std::path::Path, &std::path::Path)>, sql: &str) -> Result<String, String> {
+fn tls_psql(
+    info: &fwdb_testkit::StackInfo,
+    cert: Option<(&std::path::Path, &std::path::Path)>,
+    sql: &str,
+) -> Result<String, String> {
     let mut conn = format!(
         "host=127.0.0.1 port={} user={} password={} dbname=postgres sslmode=verify-full sslrootcert={}",
         info.primary.port,
@@ -54,7 +58,10 @@ fn fault_injection_and_certificates_work_on_a_private_stack() {
 
     // TLS: the generated client certificate, a newly issued one, an expired one.
     let dn = "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
-    assert_eq!(tls_psql(&info, Some((&info.tls.client_cert, &info.tls.client_key)), dn).expect("client cert"), "/CN=fwdb_app");
+    assert_eq!(
+        tls_psql(&info, Some((&info.tls.client_cert, &info.tls.client_key)), dn).expect("client cert"),
+        "/CN=fwdb_app"
+    );
     let (c, k) = stack.issue_client_cert("someone", 30).expect("issue");
     assert_eq!(tls_psql(&info, Some((&c, &k)), dn).expect("issued cert"), "/CN=someone");
     let (c, k) = stack.issue_client_cert("expired", -1).expect("issue expired");

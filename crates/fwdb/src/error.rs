@@ -115,8 +115,7 @@ impl Error {
     }
 
     pub fn is_timeout(&self) -> bool {
-        self.0.kind == ErrorKind::Timeout
-            || self.code().is_some_and(|c| c.code() == "57014" || c.code() == "55P03")
+        self.0.kind == ErrorKind::Timeout || self.code().is_some_and(|c| c.code() == "57014" || c.code() == "55P03")
     }
 
     /// True when running the same operation again may succeed: a serialization
@@ -167,7 +166,11 @@ impl Error {
 }
 
 fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 impl fmt::Debug for Error {
@@ -243,8 +246,16 @@ mod tests {
     #[test]
     fn config_error_lists_every_problem_with_its_origin() {
         let e = Error::config(vec![
-            ConfigProblem { key: "postgres.pool.min_size".into(), origin: "fwdb.toml:3".into(), message: "above max_size".into() },
-            ConfigProblem { key: "mongo.uri".into(), origin: "env FWDB__MONGO__URI".into(), message: "malformed".into() },
+            ConfigProblem {
+                key: "postgres.pool.min_size".into(),
+                origin: "fwdb.toml:3".into(),
+                message: "above max_size".into(),
+            },
+            ConfigProblem {
+                key: "mongo.uri".into(),
+                origin: "env FWDB__MONGO__URI".into(),
+                message: "malformed".into(),
+            },
         ]);
         let text = e.to_string();
         assert!(text.contains("2 problems"), "{text}");

@@ -19,33 +19,34 @@ mod repo;
 mod security;
 
 // Configuration and errors.
+pub use config::RoutingConfig;
+pub use config::ServerConfig;
 pub use config::{
     redact_url_password, Config, LoadOptions, MongoConfig, MongoPoolConfig, MongoTlsConfig, Origin, PgHost, PoolConfig,
     PostgresConfig, Profile, ReadPreference, Secret, ShownValue, SslMode, TlsConfig, REDACTED,
 };
-pub use config::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
-pub use config::ServerConfig;
-pub use config::RoutingConfig;
 pub use config::{AdminLogin, SecurityConfig};
+pub use config::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
 pub use error::{ConfigProblem, Error, ErrorKind, Result};
 
 // PostgreSQL: connections, the routed cluster, transactions.
-pub use postgres::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
 pub use postgres::{connect, Actor, ConnectTarget, Consistency, Executor, Lsn, Params};
 pub use postgres::{
-    measure_pool_checkout, CheckoutCost, ClusterStatus, DurationHistogram, IsolationLevel, PgCluster, PgConn, PoolStatus, PrimaryStatus, ReplicaStatus,
-    Route, Tx, TxOptions,
+    measure_pool_checkout, CheckoutCost, ClusterStatus, DurationHistogram, IsolationLevel, PgCluster, PgConn,
+    PoolStatus, PrimaryStatus, ReplicaStatus, Route, Tx, TxOptions,
 };
+pub use postgres::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
 
 // The typed query builder and the repositories (both stores).
 pub use query::bson::{filter_doc as mongo_filter_doc, json_bson, like_regex, value_bson, MongoQuery};
 pub use query::{
     escape_like, Column, ColumnType, Condition, Deleted, Entity, Filter, FilterNode, FindOptions, JsonDoc,
-    Kind as FieldKind, LabelPath, Labels, Listable, Op, Order, Ordered, Page, Query, Statement, Textual, Value, MAX_LIMIT,
+    Kind as FieldKind, LabelPath, Labels, Listable, Op, Order, Ordered, Page, Query, Statement, Textual, Value,
+    MAX_LIMIT,
 };
 pub use repo::{
-    with_actor, Avatar, AvatarPatch, AvatarRepo, Item, ItemPatch, ItemRepo, NewAvatar, NewItem, NewUser, PgRepository, Record,
-    Repository, SqlType, User, UserPatch, UserRepo, WithActor,
+    with_actor, Avatar, AvatarPatch, AvatarRepo, Item, ItemPatch, ItemRepo, NewAvatar, NewItem, NewUser, PgRepository,
+    Record, Repository, SqlType, User, UserPatch, UserRepo, WithActor,
 };
 
 /// Types of the repository API, re-exported so callers need no extra dependencies.
@@ -53,12 +54,13 @@ pub use rust_decimal::Decimal;
 pub use uuid::Uuid;
 
 // MongoDB: the client, design documents.
-pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
 pub use mongo::{
     check_avatar, design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, FindSpec,
-    HistoryEntry as DesignHistoryEntry, HistoryPage as DesignHistoryPage, Layer, LayerType, Metadata as DesignMetadata, Mongo,
-    MongoExec, MongoTx, NewDesign, DEFAULT_HISTORY_LIMIT, DESIGNS, DESIGN_HISTORY, MAX_DOCUMENT_BYTES, MAX_TX_ATTEMPTS,
+    HistoryEntry as DesignHistoryEntry, HistoryPage as DesignHistoryPage, Layer, LayerType, Metadata as DesignMetadata,
+    Mongo, MongoExec, MongoTx, NewDesign, DEFAULT_HISTORY_LIMIT, DESIGNS, DESIGN_HISTORY, MAX_DOCUMENT_BYTES,
+    MAX_TX_ATTEMPTS,
 };
+pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
 
 // Migrations of both stores.
 pub use migrate::{
@@ -70,23 +72,26 @@ pub use migrate::{
 };
 
 // Health and metrics.
-pub use health::{check as check_health, check_cluster as check_cluster_health, HealthReport, Role as ServerRole, ServerHealth};
+pub use health::{
+    check as check_health, check_cluster as check_cluster_health, HealthReport, Role as ServerRole, ServerHealth,
+};
 pub use metrics::{
-    render as render_metrics, Collector as MetricsCollector, Histogram, LatencyPoint, MetricsSnapshot, MigrationGauge, MongoStats,
+    mongo_error_code, render as render_metrics, BackupCatalog, BackupGauge, BackupRuns, Collector as MetricsCollector,
+    Histogram, LatencyPoint, MetricsSnapshot, MigrationGauge, MongoOpMetrics, MongoOpSnapshot, MongoStats,
     PgServerStats, QueryMetrics, QuerySnapshot, SlowQuery, TopStatement, CONTENT_TYPE as METRICS_CONTENT_TYPE,
-    BackupCatalog, BackupGauge, BackupRuns, MongoOpMetrics, MongoOpSnapshot, mongo_error_code,
 };
 
 // Backups and recovery.
 pub use backup::{
-    crc64_ecma, generate_key as generate_backup_key, next_run as next_cron_run, BackupKind, Backups, Manifest as BackupManifest,
-    ObjectEntry as BackupObject, PitrOptions, PitrReport, Progress as BackupProgress, PruneItem, PruneReport, RecoveryTarget,
-    VerifyDepth, VerifyReport, write_key as write_backup_key, JobStatus as BackupJobStatus,
+    crc64_ecma, generate_key as generate_backup_key, next_run as next_cron_run, write_key as write_backup_key,
+    BackupKind, Backups, JobStatus as BackupJobStatus, Manifest as BackupManifest, ObjectEntry as BackupObject,
+    PitrOptions, PitrReport, Progress as BackupProgress, PruneItem, PruneReport, RecoveryTarget, VerifyDepth,
+    VerifyReport,
 };
 
 // Roles, privileges, audit.
 pub use security::{
-    apply_grants, apply_roles, check_roles, connect_admin, privilege_matrix, query_audit, quote_ident, quote_literal, scram_sha_256_verifier,
-    validate_identifier, Access, ApplyReport, AuditEntry, AuditQuery, ColumnGrant, RoleDifference, RoleSpec, GROUP_ROLES, LOGIN_ROLES,
-    SECURED_SCHEMAS, USER_DIRECTORY,
+    apply_grants, apply_roles, check_roles, connect_admin, privilege_matrix, query_audit, quote_ident, quote_literal,
+    scram_sha_256_verifier, validate_identifier, Access, ApplyReport, AuditEntry, AuditQuery, ColumnGrant,
+    RoleDifference, RoleSpec, GROUP_ROLES, LOGIN_ROLES, SECURED_SCHEMAS, USER_DIRECTORY,
 };

@@ -102,7 +102,11 @@ pub async fn no_route(method: Method, uri: Uri) -> ApiError {
 
 /// Routes that exist, with another method.
 pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} does not take {method}", uri.path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
 }
 
 /// `{"design": ...}`: fwdb's `Design` already serializes in camelCase.

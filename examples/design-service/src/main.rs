@@ -54,13 +54,20 @@ async fn get_design(State(s): State<Shared>, DesignId(id): DesignId) -> Result<J
     Ok(Json(DesignWithAvatar { design, avatar: avatar.map(Into::into) }))
 }
 
-async fn create_design(State(s): State<Shared>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<DesignBody>), ApiError> {
+async fn create_design(
+    State(s): State<Shared>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<DesignBody>), ApiError> {
     let new = NewDesign::from_json(body)?;
     let design = s.designs.create_checked(&s.mongo, &s.pg, &new).await?;
     Ok((StatusCode::CREATED, Json(DesignBody { design })))
 }
 
-async fn rename(State(s): State<Shared>, DesignId(id): DesignId, JsonBody(body): JsonBody) -> Result<Json<DesignBody>, ApiError> {
+async fn rename(
+    State(s): State<Shared>,
+    DesignId(id): DesignId,
+    JsonBody(body): JsonBody,
+) -> Result<Json<DesignBody>, ApiError> {
     let patch = DesignPatch::from_json(body)?;
     let design = s.designs.update(&s.mongo, id, &patch).await?;
     Ok(Json(DesignBody { design }))

@@ -37,7 +37,12 @@ pub async fn run(cmd: AuditCommand, config: &fwdb::Config, json: bool) -> Result
     let AuditCommand::Tail(args) = cmd;
     // Only app_admin reads the audit schema (architecture 9.1): as the admin login.
     let client = fwdb::connect(&config.postgres.as_admin(), fwdb::ConnectTarget::Primary).await?;
-    let mut q = fwdb::AuditQuery { limit: args.limit, actor: args.actor.clone(), row_id: args.row_id.clone(), ..Default::default() };
+    let mut q = fwdb::AuditQuery {
+        limit: args.limit,
+        actor: args.actor.clone(),
+        row_id: args.row_id.clone(),
+        ..Default::default()
+    };
     if let Some(t) = &args.table {
         q = q.table(t);
     }
@@ -50,11 +55,16 @@ pub async fn run(cmd: AuditCommand, config: &fwdb::Config, json: bool) -> Result
     let mut last = rows.last().map(|r| r.id).unwrap_or(0);
     if last == 0 {
         // Nothing matched yet: start after the newest row of the whole log.
-        last = fwdb::query_audit(&client, &fwdb::AuditQuery { limit: 1, ..Default::default() }).await?.first().map(|r| r.id).unwrap_or(0);
+        last = fwdb::query_audit(&client, &fwdb::AuditQuery { limit: 1, ..Default::default() })
+            .await?
+            .first()
+            .map(|r| r.id)
+            .unwrap_or(0);
     }
     loop {
         tokio::time::sleep(Duration::from_millis(args.interval_ms.max(50))).await;
-        let more = fwdb::query_audit(&client, &fwdb::AuditQuery { after_id: Some(last), limit: 1000, ..q.clone() }).await?;
+        let more =
+            fwdb::query_audit(&client, &fwdb::AuditQuery { after_id: Some(last), limit: 1000, ..q.clone() }).await?;
         if let Some(r) = more.last() {
             last = r.id;
         }
@@ -77,7 +87,9 @@ fn print(rows: &[fwdb::AuditEntry], json: bool, header: bool) {
         .iter()
         .map(|r| {
             let changed = match (&r.old, &r.new) {
-                (_, Some(serde_json::Value::Object(n))) if r.op == "UPDATE" => n.keys().cloned().collect::<Vec<_>>().join(","),
+                (_, Some(serde_json::Value::Object(n))) if r.op == "UPDATE" => {
+                    n.keys().cloned().collect::<Vec<_>>().join(",")
+                }
                 _ => String::new(),
             };
             vec![

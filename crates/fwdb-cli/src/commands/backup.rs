@@ -198,14 +198,24 @@ fn human(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", U[i]) }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
 }
 
 fn restores_to(m: &BackupManifest) -> String {
     match m.kind {
-        BackupKind::Full => format!("any time from {} on (with archived WAL)", m.finished_at.format("%Y-%m-%d %H:%M:%SZ")),
-        BackupKind::Logical => format!("databases {} as of {}", m.databases.join(", "), m.started_at.format("%Y-%m-%d %H:%M:%SZ")),
-        BackupKind::Mongo => format!("databases {} as of {}", m.databases.join(", "), m.started_at.format("%Y-%m-%d %H:%M:%SZ")),
+        BackupKind::Full => {
+            format!("any time from {} on (with archived WAL)", m.finished_at.format("%Y-%m-%d %H:%M:%SZ"))
+        }
+        BackupKind::Logical => {
+            format!("databases {} as of {}", m.databases.join(", "), m.started_at.format("%Y-%m-%d %H:%M:%SZ"))
+        }
+        BackupKind::Mongo => {
+            format!("databases {} as of {}", m.databases.join(", "), m.started_at.format("%Y-%m-%d %H:%M:%SZ"))
+        }
     }
 }
 
@@ -302,10 +312,17 @@ pub async fn run_with_file(
                     .map(|s| {
                         vec![
                             s.job.clone(),
-                            s.last_success.map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or("never".into()),
-                            s.last_success.map(|t| humantime_short((now - t).to_std().unwrap_or_default())).unwrap_or("-".into()),
+                            s.last_success
+                                .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+                                .unwrap_or("never".into()),
+                            s.last_success
+                                .map(|t| humantime_short((now - t).to_std().unwrap_or_default()))
+                                .unwrap_or("-".into()),
                             s.last_detail.clone().unwrap_or_default(),
-                            s.last_error.clone().map(|e| e.lines().next().unwrap_or("").to_string()).unwrap_or_default(),
+                            s.last_error
+                                .clone()
+                                .map(|e| e.lines().next().unwrap_or("").to_string())
+                                .unwrap_or_default(),
                         ]
                     })
                     .collect();
@@ -374,7 +391,9 @@ pub async fn run_with_file(
             match outcome {
                 Ok(r) => {
                     if json {
-                        print_json(&serde_json::json!({ "id": r.id, "ok": true, "checks": r.checks, "pg_verifybackup": r.pg_verifybackup }));
+                        print_json(
+                            &serde_json::json!({ "id": r.id, "ok": true, "checks": r.checks, "pg_verifybackup": r.pg_verifybackup }),
+                        );
                     } else {
                         for c in &r.checks {
                             println!("ok  {c}");
@@ -422,7 +441,6 @@ fn humantime_short(d: std::time::Duration) -> String {
     }
 }
 
-
 pub async fn run_wal(cmd: WalCommand, config: &fwdb::Config, json: bool) -> Result<ExitCode, fwdb::Error> {
     let b = Backups::open(config)?;
     match cmd {
@@ -467,7 +485,12 @@ pub async fn run_restore(
     done
 }
 
-async fn run_restore_with(args: RestoreArgs, b: &Backups, json: bool, config_file: Option<&Path>) -> Result<ExitCode, fwdb::Error> {
+async fn run_restore_with(
+    args: RestoreArgs,
+    b: &Backups,
+    json: bool,
+    config_file: Option<&Path>,
+) -> Result<ExitCode, fwdb::Error> {
     match args.what {
         Some(RestoreWhat::Logical(r)) => {
             let counts = b.restore_logical(&r.id, &r.database, r.from.as_deref()).await?;
@@ -569,7 +592,8 @@ fn restore_command(config_file: Option<&Path>) -> String {
 
 /// PostgreSQL refuses to run as root: then its servers run as `postgres`.
 fn default_run_as() -> Option<String> {
-    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let is_root =
+        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     is_root.then(|| "postgres".to_string())
 }
 
@@ -633,7 +657,12 @@ impl ProgressState {
                 json_line("done", &done, now);
             }
         }
-        let c = cur.get_or_insert_with(|| ObjectProgress { name: name.to_string(), started: now, last_line: now, bytes: 0 });
+        let c = cur.get_or_insert_with(|| ObjectProgress {
+            name: name.to_string(),
+            started: now,
+            last_line: now,
+            bytes: 0,
+        });
         let first = c.bytes == 0;
         c.bytes = bytes;
         // A line a second per object at most: CI logs stay short however big the backup.

@@ -71,17 +71,25 @@ async fn refs(args: RefsArgs, config: &fwdb::Config, json: bool) -> fwdb::Result
         };
         let page = designs.find_page(&mongo, &page_q).await?;
         designs_checked += page.items.len();
-        let ids: Vec<Uuid> = page.items.iter().filter_map(|d| d.avatar_id).collect::<HashSet<_>>().into_iter().collect();
+        let ids: Vec<Uuid> =
+            page.items.iter().filter_map(|d| d.avatar_id).collect::<HashSet<_>>().into_iter().collect();
         let found: HashMap<Uuid, Avatar> =
             avatars.find_many_by_ids(&pg, &ids).await?.into_iter().map(|a| (a.id, a)).collect();
         for d in &page.items {
             let Some(a) = d.avatar_id else { continue };
             let problem = match found.get(&a) {
                 None => "no live avatar with this id".to_string(),
-                Some(av) if av.user_id != d.user_id => format!("avatar belongs to user {}, design to {}", av.user_id, d.user_id),
+                Some(av) if av.user_id != d.user_id => {
+                    format!("avatar belongs to user {}, design to {}", av.user_id, d.user_id)
+                }
                 Some(_) => continue,
             };
-            dangling.push(Dangling { reference: "design.avatarId", from: d.id.to_string(), to: a.to_string(), problem });
+            dangling.push(Dangling {
+                reference: "design.avatarId",
+                from: d.id.to_string(),
+                to: a.to_string(),
+                problem,
+            });
         }
         match page.next {
             Some(n) => after = Some(n),
@@ -90,7 +98,8 @@ async fn refs(args: RefsArgs, config: &fwdb::Config, json: bool) -> fwdb::Result
     }
 
     // Avatars → designs.
-    let q: Query<Avatar> = avatars.query().filter(Avatar::MODEL_REF.is_not_null()).order_by(Avatar::ID, fwdb::Order::Asc).limit(batch);
+    let q: Query<Avatar> =
+        avatars.query().filter(Avatar::MODEL_REF.is_not_null()).order_by(Avatar::ID, fwdb::Order::Asc).limit(batch);
     let mut after: Option<String> = None;
     let mut avatars_checked = 0;
     loop {
@@ -110,7 +119,12 @@ async fn refs(args: RefsArgs, config: &fwdb::Config, json: bool) -> fwdb::Result
                 Ok(id) if !found.contains(&id) => "no live design with this id".to_string(),
                 Ok(_) => continue,
             };
-            dangling.push(Dangling { reference: "avatar.model_ref", from: a.id.to_string(), to: r.to_string(), problem });
+            dangling.push(Dangling {
+                reference: "avatar.model_ref",
+                from: a.id.to_string(),
+                to: r.to_string(),
+                problem,
+            });
         }
         match page.next {
             Some(n) => after = Some(n),

@@ -13,7 +13,7 @@
 //! by SKU and category). Writes are by primary key and need no plan check.
 
 use crate::output::{print_json, print_table, EXIT_FAILED};
-use fwdb::{Avatar, Item, Order, Query, Uuid, User};
+use fwdb::{Avatar, Item, Order, Query, User, Uuid};
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -55,20 +55,41 @@ async fn shapes(conn: &tokio_postgres::Client) -> Vec<Shape> {
     let strong = fwdb::Consistency::Strong;
     macro_rules! shape {
         ($name:expr, $t:ty, $q:expr) => {
-            Shape { name: $name, schema: <$t as fwdb::Entity>::SCHEMA, table: <$t as fwdb::Entity>::TABLE, plan: $q.consistency(strong).explain(conn, false).await }
+            Shape {
+                name: $name,
+                schema: <$t as fwdb::Entity>::SCHEMA,
+                table: <$t as fwdb::Entity>::TABLE,
+                plan: $q.consistency(strong).explain(conn, false).await,
+            }
         };
     }
     vec![
         shape!("users.find_by_id", User, Query::<User>::new().filter(User::ID.eq(id)).limit(1)),
-        shape!("users.find_by_email", User, Query::<User>::new().filter(User::EMAIL.eq_ignore_case("a@example.com")).limit(1)),
+        shape!(
+            "users.find_by_email",
+            User,
+            Query::<User>::new().filter(User::EMAIL.eq_ignore_case("a@example.com")).limit(1)
+        ),
         shape!("users.find_many_by_ids", User, Query::<User>::new().filter(User::ID.in_(vec![id, id]))),
         shape!("users.page_newest", User, Query::<User>::new().order_by(User::CREATED_AT, Order::Desc).limit(50)),
         shape!("avatars.find_by_id", Avatar, Query::<Avatar>::new().filter(Avatar::ID.eq(id)).limit(1)),
-        shape!("avatars.of_user", Avatar, Query::<Avatar>::new().filter(Avatar::USER_ID.eq(id)).order_by(Avatar::CREATED_AT, Order::Desc).limit(50)),
-        shape!("avatars.page_newest", Avatar, Query::<Avatar>::new().order_by(Avatar::CREATED_AT, Order::Desc).limit(50)),
+        shape!(
+            "avatars.of_user",
+            Avatar,
+            Query::<Avatar>::new().filter(Avatar::USER_ID.eq(id)).order_by(Avatar::CREATED_AT, Order::Desc).limit(50)
+        ),
+        shape!(
+            "avatars.page_newest",
+            Avatar,
+            Query::<Avatar>::new().order_by(Avatar::CREATED_AT, Order::Desc).limit(50)
+        ),
         shape!("items.find_by_id", Item, Query::<Item>::new().filter(Item::ID.eq(id)).limit(1)),
         shape!("items.find_by_sku", Item, Query::<Item>::new().filter(Item::SKU.eq("SKU-1")).limit(1)),
-        shape!("items.in_category", Item, Query::<Item>::new().filter(Item::CATEGORY_PATH.descendant_of("women.shoes")).limit(50)),
+        shape!(
+            "items.in_category",
+            Item,
+            Query::<Item>::new().filter(Item::CATEGORY_PATH.descendant_of("women.shoes")).limit(50)
+        ),
         shape!("items.page_newest", Item, Query::<Item>::new().order_by(Item::CREATED_AT, Order::Desc).limit(50)),
     ]
 }
@@ -87,7 +108,12 @@ pub async fn check(config: &fwdb::Config, seq_scan_min_rows: i64) -> fwdb::Resul
             &[],
         )
         .await?;
-    let size = |schema: &str, table: &str| rows.iter().find(|r| r.get::<_, String>(0) == schema && r.get::<_, String>(1) == table).map(|r| r.get::<_, i64>(2)).unwrap_or(0);
+    let size = |schema: &str, table: &str| {
+        rows.iter()
+            .find(|r| r.get::<_, String>(0) == schema && r.get::<_, String>(1) == table)
+            .map(|r| r.get::<_, i64>(2))
+            .unwrap_or(0)
+    };
     let mut explained = 0;
     for s in shapes {
         match s.plan {
@@ -184,7 +210,10 @@ pub async fn run(args: QueriesArgs, config: &fwdb::Config, json: bool) -> fwdb::
         if ok {
             println!("no findings");
         } else {
-            let rows: Vec<Vec<String>> = findings.iter().map(|f| vec![f.kind.to_string(), f.table.clone(), f.subject.clone(), f.detail.clone()]).collect();
+            let rows: Vec<Vec<String>> = findings
+                .iter()
+                .map(|f| vec![f.kind.to_string(), f.table.clone(), f.subject.clone(), f.detail.clone()])
+                .collect();
             print_table(&["FINDING", "TABLE", "SUBJECT", "DETAIL"], &rows);
         }
     }

@@ -126,7 +126,14 @@ fn up(dir: PathBuf, foreground: bool, replicas: usize, mongo: bool, json: bool) 
             None => println!("  MongoDB       not started (--no-mongo)"),
         }
         for h in &health {
-            println!("  {:<9} {:<16} {:<4} {} ({} ms)", h.name, h.addr, if h.ok { "ok" } else { "FAIL" }, h.detail, h.millis);
+            println!(
+                "  {:<9} {:<16} {:<4} {} ({} ms)",
+                h.name,
+                h.addr,
+                if h.ok { "ok" } else { "FAIL" },
+                h.detail,
+                h.millis
+            );
         }
         if foreground {
             println!("running in the foreground: Ctrl-C stops the stack");
@@ -211,7 +218,8 @@ fn env(dir: &Path, json: bool) -> Result<ExitCode, TestkitError> {
     // One source with the test helpers: StackInfo::env_vars (testkit's config.rs).
     let vars = info.env_vars(DATABASE, DATABASE);
     if json {
-        let map: serde_json::Map<String, serde_json::Value> = vars.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+        let map: serde_json::Map<String, serde_json::Value> =
+            vars.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
         print_json(&map);
     } else {
         for (k, v) in vars {
@@ -229,7 +237,10 @@ mod tests {
     fn values_the_shell_would_mangle_are_quoted() {
         assert_eq!(shell_value("127.0.0.1:5432"), "127.0.0.1:5432");
         assert_eq!(shell_value(r#"["127.0.0.1:1","127.0.0.1:2"]"#), r#"'["127.0.0.1:1","127.0.0.1:2"]'"#);
-        assert_eq!(shell_value("mongodb://127.0.0.1:1/?replicaSet=secantus"), "'mongodb://127.0.0.1:1/?replicaSet=secantus'");
+        assert_eq!(
+            shell_value("mongodb://127.0.0.1:1/?replicaSet=secantus"),
+            "'mongodb://127.0.0.1:1/?replicaSet=secantus'"
+        );
         assert_eq!(shell_value("it's"), r"'it'\''s'");
     }
 }

@@ -21,7 +21,8 @@ pub async fn run(args: MetricsArgs, config: &fwdb::Config, format: Format) -> Ex
         // One scrape, not a server: worth waiting for the catalog (up to the scrape timeout).
         c.view(config.server.scrape_timeout).await;
     }
-    let collector = fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, None).with_backups(None, catalog);
+    let collector =
+        fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, None).with_backups(None, catalog);
     let s = collector.collect().await;
     cluster.close();
     let ok = s.pg.is_some() && s.mongo.up && s.cluster.primary.up;
@@ -75,7 +76,10 @@ fn print_snapshot(s: &fwdb::MetricsSnapshot) {
         None => add("postgres", format!("unavailable: {}", s.pg_error.clone().unwrap_or_default())),
     }
     let c = &s.cluster;
-    add("primary", if c.primary.up { "up".into() } else { format!("DOWN: {}", c.primary.down_reason.clone().unwrap_or_default()) });
+    add(
+        "primary",
+        if c.primary.up { "up".into() } else { format!("DOWN: {}", c.primary.down_reason.clone().unwrap_or_default()) },
+    );
     let pool = |p: &fwdb::PoolStatus| {
         format!(
             "{} in use ({} shared by {} reads), {} idle, {} waiting, {} max, {} timeouts",
@@ -85,7 +89,13 @@ fn print_snapshot(s: &fwdb::MetricsSnapshot) {
     add("pool.primary", pool(&c.primary.pool));
     for (i, r) in c.replicas.iter().enumerate() {
         add(&format!("pool.replica{i}"), pool(&r.pool));
-        let state = if r.ejected { "EJECTED" } else if r.eligible { "eligible" } else { "skipped" };
+        let state = if r.ejected {
+            "EJECTED"
+        } else if r.eligible {
+            "eligible"
+        } else {
+            "skipped"
+        };
         add(
             &format!("replica{i}"),
             format!(
@@ -99,7 +109,14 @@ fn print_snapshot(s: &fwdb::MetricsSnapshot) {
     }
     add("reads.primary", c.reads_primary.to_string());
     let m = &s.mongo;
-    add("mongodb", if m.up { format!("up {}", m.version.clone().unwrap_or_default()) } else { format!("DOWN: {}", m.error.clone().unwrap_or_default()) });
+    add(
+        "mongodb",
+        if m.up {
+            format!("up {}", m.version.clone().unwrap_or_default())
+        } else {
+            format!("DOWN: {}", m.error.clone().unwrap_or_default())
+        },
+    );
     for (k, v) in &m.connections {
         add(&format!("mongodb.connections.{k}"), v.to_string());
     }
@@ -110,9 +127,15 @@ fn print_snapshot(s: &fwdb::MetricsSnapshot) {
         add(&format!("migrations.{}", g.store), format!("{} applied, {} pending", g.applied, g.pending));
     }
     for b in &s.backups {
-        let age = b.last_success.map(|t| format!("{:.0} s ago", (s.at - t).max(0.0))).unwrap_or_else(|| "never succeeded".into());
+        let age = b
+            .last_success
+            .map(|t| format!("{:.0} s ago", (s.at - t).max(0.0)))
+            .unwrap_or_else(|| "never succeeded".into());
         let failed = if b.failures > 0 { format!(", {} failures", b.failures) } else { String::new() };
-        add(&format!("backup.{}", b.kind), format!("{age}{}{failed}", b.last_detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()));
+        add(
+            &format!("backup.{}", b.kind),
+            format!("{age}{}{failed}", b.last_detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()),
+        );
     }
     if let Some(e) = &s.backups_error {
         add("backup.catalog", format!("unavailable: {e}"));

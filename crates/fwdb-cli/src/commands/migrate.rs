@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fwdb::{
     DownOptions, MigrationEvent, MigrationPlan, MigrationReport, MigrationSet, MigrationSource, MigrationState,
-    Migrator, StoreStatus, Store, UpOptions,
+    Migrator, Store, StoreStatus, UpOptions,
 };
 
 use super::fail;
@@ -155,7 +155,7 @@ struct Target {
 }
 
 enum Conn {
-    Postgres { lock: tokio_postgres::Client, run: tokio_postgres::Client },
+    Postgres { lock: Box<tokio_postgres::Client>, run: Box<tokio_postgres::Client> },
     Mongo(mongodb::Database),
 }
 
@@ -180,7 +180,7 @@ async fn targets(args: &CommonArgs, config: &fwdb::Config) -> Result<Vec<Target>
         let admin = config.postgres.as_admin();
         let lock = fwdb::connect(&admin, fwdb::ConnectTarget::Primary).await?;
         let run = fwdb::connect(&admin, fwdb::ConnectTarget::Primary).await?;
-        out.push(Target { set, conn: Conn::Postgres { lock, run } });
+        out.push(Target { set, conn: Conn::Postgres { lock: Box::new(lock), run: Box::new(run) } });
     }
     if args.db != DbChoice::Postgres {
         let set = source.load(Store::Mongo)?;
@@ -199,7 +199,9 @@ fn print_event(e: &MigrationEvent, json: bool) {
         return;
     }
     match e {
-        MigrationEvent::WaitingForLock { store, holder } => eprintln!("{store}: waiting for the migration lock, held by {holder}"),
+        MigrationEvent::WaitingForLock { store, holder } => {
+            eprintln!("{store}: waiting for the migration lock, held by {holder}")
+        }
         MigrationEvent::Started { store, version, name, direction, index, total } => {
             eprintln!("{store}: [{}/{total}] {direction:?} {version}_{name} ...", index + 1)
         }
@@ -264,7 +266,11 @@ async fn verify(args: &CommonArgs, config: &fwdb::Config, json: bool) -> Result<
         match t.migrator(args, json)?.verify().await {
             Ok(s) => {
                 if !json {
-                    println!("{store}: ok ({} applied, {} pending)", s.count(MigrationState::Applied), s.count(MigrationState::Pending));
+                    println!(
+                        "{store}: ok ({} applied, {} pending)",
+                        s.count(MigrationState::Applied),
+                        s.count(MigrationState::Pending)
+                    );
                 }
                 results.push(serde_json::json!({ "store": store, "ok": true }));
             }
@@ -358,7 +364,10 @@ async fn grants_follow(config: &fwdb::Config) -> Result<(), fwdb::Error> {
     let client = fwdb::connect(&config.postgres.as_admin(), fwdb::ConnectTarget::Primary).await?;
     match fwdb::apply_grants(&client, config).await {
         Ok(r) => {
-            eprintln!("grants of the role matrix applied ({} in app_readwrite, {} in app_admin)", r.runtime, r.migrator);
+            eprintln!(
+                "grants of the role matrix applied ({} in app_readwrite, {} in app_admin)",
+                r.runtime, r.migrator
+            );
             Ok(())
         }
         Err(e) if e.is_not_found() || e.kind() == fwdb::ErrorKind::Validation => {
@@ -371,7 +380,9 @@ async fn grants_follow(config: &fwdb::Config) -> Result<(), fwdb::Error> {
 
 async fn down(args: &DownArgs, config: &fwdb::Config, json: bool, production: bool) -> Result<ExitCode, fwdb::Error> {
     if production && !args.allow_destructive {
-        return Ok(fail(&"the production profile needs --allow-destructive to run down (it reverts schema, and may drop data)"));
+        return Ok(fail(
+            &"the production profile needs --allow-destructive to run down (it reverts schema, and may drop data)",
+        ));
     }
     let opts = DownOptions { steps: args.steps, allow_destructive: args.allow_destructive || !production };
     let mut reports = Vec::new();
@@ -413,7 +424,9 @@ async fn repair(args: &RepairArgs, config: &fwdb::Config, json: bool) -> Result<
         }
     }
     if repaired.is_empty() {
-        return Ok(fail(&format!("no changed or failed migration with version {version}: nothing to repair (see `fwdb migrate status`)")));
+        return Ok(fail(&format!(
+            "no changed or failed migration with version {version}: nothing to repair (see `fwdb migrate status`)"
+        )));
     }
     if json {
         print_json(&repaired.iter().map(|(_, s)| s).collect::<Vec<_>>());

@@ -30,9 +30,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Backup(cmd) => match load(&cli.global) {
-            Ok(config) => {
-                backup::run_with_file(cmd, &config, json, cli.global.config.as_deref()).await.unwrap_or_else(|e| fail(&e))
-            }
+            Ok(config) => backup::run_with_file(cmd, &config, json, cli.global.config.as_deref())
+                .await
+                .unwrap_or_else(|e| fail(&e)),
             Err(code) => code,
         },
         Command::Wal(cmd) => match load(&cli.global) {
@@ -40,9 +40,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(code) => code,
         },
         Command::Restore(args) => match load(&cli.global) {
-            Ok(config) => {
-                backup::run_restore(args, &config, json, cli.global.config.as_deref()).await.unwrap_or_else(|e| fail(&e))
-            }
+            Ok(config) => backup::run_restore(args, &config, json, cli.global.config.as_deref())
+                .await
+                .unwrap_or_else(|e| fail(&e)),
             Err(code) => code,
         },
         Command::Check(cmd) => match load(&cli.global) {
@@ -88,5 +88,9 @@ pub fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 }
 
 pub fn exit(ok: bool) -> ExitCode {
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
 }

@@ -77,7 +77,9 @@ pub async fn run(cmd: RolesCommand, config: &fwdb::Config, json: bool) -> Result
                     println!("passwords (SCRAM-SHA-256) for: {}", report.passwords_set.join(", "));
                 }
                 for r in &report.passwords_missing {
-                    eprintln!("warning: no password configured for {r} (security.{r}_password or _file): it cannot log in");
+                    eprintln!(
+                        "warning: no password configured for {r} (security.{r}_password or _file): it cannot log in"
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -87,7 +89,9 @@ pub async fn run(cmd: RolesCommand, config: &fwdb::Config, json: bool) -> Result
             let client = fwdb::connect_admin(&config).await?;
             let diffs = fwdb::check_roles(&client, &config).await?;
             if json {
-                print_json(&serde_json::json!({ "database": config.postgres.database, "ok": diffs.is_empty(), "differences": diffs }));
+                print_json(
+                    &serde_json::json!({ "database": config.postgres.database, "ok": diffs.is_empty(), "differences": diffs }),
+                );
             } else if diffs.is_empty() {
                 println!("roles and privileges of database {} match the matrix", config.postgres.database);
             } else {

@@ -43,7 +43,11 @@ pub async fn run(args: UpArgs, global: &GlobalArgs) -> ExitCode {
     };
     if let Some(stack) = stack {
         eprintln!("stopping the local stack");
-        if let Err(e) = tokio::task::spawn_blocking(move || stack.stop()).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        if let Err(e) = tokio::task::spawn_blocking(move || stack.stop())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             return fail(&e);
         }
     }
@@ -106,7 +110,8 @@ async fn serve_until_shutdown(config: &fwdb::Config, fallback_port: bool, format
     };
     let (backups, catalog) = open_backups(config);
     let runs = std::sync::Arc::new(fwdb::BackupRuns::default());
-    let collector = fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, Some(queries)).with_backups(Some(runs.clone()), catalog);
+    let collector = fwdb::MetricsCollector::new(config.clone(), cluster.clone(), mongo, Some(queries))
+        .with_backups(Some(runs.clone()), catalog);
     let state = crate::serve::AppState::new(collector);
     let sampler = crate::serve::spawn_sampler(state.clone(), Duration::from_secs(5));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -144,7 +149,10 @@ async fn serve_until_shutdown(config: &fwdb::Config, fallback_port: bool, format
         Ok(Ok(Err(e))) => fail(&e),
         Ok(Err(e)) => fail(&e),
         Err(_) => {
-            eprintln!("warning: requests still running after {:?} (server.drain_timeout) were cut", config.server.drain_timeout);
+            eprintln!(
+                "warning: requests still running after {:?} (server.drain_timeout) were cut",
+                config.server.drain_timeout
+            );
             ExitCode::SUCCESS
         }
     }
@@ -207,10 +215,19 @@ fn start_backup_schedule(
         eprintln!("warning: backup schedule not started: backup.storage is not set or cannot be opened");
         return (tx, None);
     };
-    let jobs: Vec<String> = config.backup.schedule.jobs().iter().map(|(job, cron)| format!("{job} \"{cron}\"")).collect();
+    let jobs: Vec<String> =
+        config.backup.schedule.jobs().iter().map(|(job, cron)| format!("{job} \"{cron}\"")).collect();
     eprintln!("backup schedule (UTC): {}", jobs.join(", "));
     let job = tokio::spawn(async move {
-        if let Err(e) = backups.run_schedule_observed(async move { let _ = rx.await; }, &runs).await {
+        if let Err(e) = backups
+            .run_schedule_observed(
+                async move {
+                    let _ = rx.await;
+                },
+                &runs,
+            )
+            .await
+        {
             tracing::error!(error = %e, "the backup schedule stopped");
         }
     });

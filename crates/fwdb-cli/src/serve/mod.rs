@@ -16,6 +16,9 @@ use axum::{Json, Router};
 use fwdb::{HealthReport, MetricsCollector};
 use serde::Serialize;
 use std::collections::VecDeque;
+
+/// One readiness check: (Unix time, per server (name, response ms, healthy)).
+pub(crate) type Sample = (f64, Vec<(String, f64, bool)>);
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -29,7 +32,7 @@ pub struct AppState {
     /// Set on SIGTERM: `/readyz` and `/healthz` answer 503 while in-flight requests finish.
     pub draining: AtomicBool,
     /// (Unix time, per server (name, response ms, healthy)) of recent checks, oldest first.
-    samples: Mutex<VecDeque<(f64, Vec<(String, f64, bool)>)>>,
+    samples: Mutex<VecDeque<Sample>>,
 }
 
 impl AppState {
@@ -40,7 +43,13 @@ impl AppState {
     /// Every server's health, on the cluster's pools, each within `server.check_timeout`.
     pub async fn health(&self) -> HealthReport {
         let c = &self.collector;
-        let report = fwdb::check_cluster_health(c.cluster(), c.mongo(), &c.config().mongo.database, c.config().server.check_timeout).await;
+        let report = fwdb::check_cluster_health(
+            c.cluster(),
+            c.mongo(),
+            &c.config().mongo.database,
+            c.config().server.check_timeout,
+        )
+        .await;
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         s.push_back((now, report.servers.iter().map(|x| (x.name.clone(), x.response_ms, x.healthy)).collect()));
@@ -50,7 +59,7 @@ impl AppState {
         report
     }
 
-    fn samples(&self) -> Vec<(f64, Vec<(String, f64, bool)>)> {
+    fn samples(&self) -> Vec<Sample> {
         self.samples.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 }
@@ -125,6 +134,9 @@ async fn status_page(State(st): State<Arc<AppState>>) -> Html<String> {
     Html(page::render(&health, &snapshot, &st.samples(), st.collector.config().server.replicas_required))
 }
 
-async fn futures_join<A, B>(a: impl std::future::Future<Output = A>, b: impl std::future::Future<Output = B>) -> (A, B) {
+async fn futures_join<A, B>(
+    a: impl std::future::Future<Output = A>,
+    b: impl std::future::Future<Output = B>,
+) -> (A, B) {
     tokio::join!(a, b)
 }

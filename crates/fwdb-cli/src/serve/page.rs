@@ -1,6 +1,7 @@
 //! The status page: one self-contained HTML document (inline CSS and SVG, no
 //! script, no external resource), refreshed every 5 s by the browser.
 
+use super::Sample;
 use fwdb::{HealthReport, MetricsSnapshot};
 use std::fmt::Write;
 
@@ -10,9 +11,15 @@ fn esc(s: &str) -> String {
 
 const COLORS: [&str; 6] = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2"];
 
-pub fn render(health: &HealthReport, m: &MetricsSnapshot, samples: &[(f64, Vec<(String, f64, bool)>)], replicas_required: bool) -> String {
+pub fn render(health: &HealthReport, m: &MetricsSnapshot, samples: &[Sample], replicas_required: bool) -> String {
     let ready = health.ready(replicas_required);
-    let overall = if !ready { "UNREADY" } else if health.healthy { "READY" } else { "DEGRADED" };
+    let overall = if !ready {
+        "UNREADY"
+    } else if health.healthy {
+        "READY"
+    } else {
+        "DEGRADED"
+    };
     let mut h = String::with_capacity(32 * 1024);
     let _ = write!(
         h,
@@ -51,7 +58,8 @@ code{{font-size:12px}} .gauge{{width:160px;height:12px;background:#e5e7eb;displa
     // Pools.
     h.push_str(r#"<h2>Connection pools</h2><table id="pools"><tr><th>Pool</th><th>In use / max</th><th></th><th>Idle</th><th>Waiting</th><th>Timeouts</th><th>Shared (reads on them)</th></tr>"#);
     let c = &m.cluster;
-    let pools = std::iter::once(("primary".to_string(), &c.primary.pool)).chain(c.replicas.iter().enumerate().map(|(i, r)| (format!("replica{i}"), &r.pool)));
+    let pools = std::iter::once(("primary".to_string(), &c.primary.pool))
+        .chain(c.replicas.iter().enumerate().map(|(i, r)| (format!("replica{i}"), &r.pool)));
     for (name, p) in pools {
         let pct = if p.max_size == 0 { 0.0 } else { 100.0 * p.in_use as f64 / p.max_size as f64 };
         let _ = write!(
@@ -65,7 +73,13 @@ code{{font-size:12px}} .gauge{{width:160px;height:12px;background:#e5e7eb;displa
     // Replication.
     h.push_str(r#"<h2>Replication</h2><table id="replication"><tr><th>Replica</th><th>Routing</th><th>Lag (bytes)</th><th>Lag (s)</th><th>Reads</th><th>Why not routed</th></tr>"#);
     for (i, r) in c.replicas.iter().enumerate() {
-        let state = if r.ejected { "ejected" } else if r.eligible { "eligible" } else { "skipped" };
+        let state = if r.ejected {
+            "ejected"
+        } else if r.eligible {
+            "eligible"
+        } else {
+            "skipped"
+        };
         let _ = write!(
             h,
             r#"<tr class="replica" data-replica="{i}" data-state="{state}"><td>replica{i} ({host})</td><td class="{cls}">{state}</td><td>{bytes}</td><td>{secs}</td><td>{reads}</td><td>{why}</td></tr>"#,
@@ -115,9 +129,19 @@ code{{font-size:12px}} .gauge{{width:160px;height:12px;background:#e5e7eb;displa
         let _ = write!(h, r#"<p class="bad">{}</p>"#, esc(e));
     }
     if !m.queries.slow.is_empty() {
-        let _ = write!(h, r#"<h2>Slow queries of this process (over {:.0} ms)</h2><table id="slow"><tr><th>Duration</th><th>Route</th><th>Statement</th></tr>"#, m.queries.slow_query_threshold_ms);
+        let _ = write!(
+            h,
+            r#"<h2>Slow queries of this process (over {:.0} ms)</h2><table id="slow"><tr><th>Duration</th><th>Route</th><th>Statement</th></tr>"#,
+            m.queries.slow_query_threshold_ms
+        );
         for s in m.queries.slow.iter().take(20) {
-            let _ = write!(h, "<tr><td>{:.1} ms</td><td>{}</td><td><code>{}</code></td></tr>", s.duration_ms, esc(&s.route), esc(&truncate(&s.statement, 300)));
+            let _ = write!(
+                h,
+                "<tr><td>{:.1} ms</td><td>{}</td><td><code>{}</code></td></tr>",
+                s.duration_ms,
+                esc(&s.route),
+                esc(&truncate(&s.statement, 300))
+            );
         }
         h.push_str("</table>");
     }
@@ -131,7 +155,14 @@ code{{font-size:12px}} .gauge{{width:160px;height:12px;background:#e5e7eb;displa
     );
     h.push_str(r#"<h2>Migrations</h2><ul id="migrations">"#);
     for g in &m.migrations {
-        let _ = write!(h, "<li>{}: {} applied, {} pending (version {})</li>", g.store, g.applied, g.pending, g.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into()));
+        let _ = write!(
+            h,
+            "<li>{}: {} applied, {} pending (version {})</li>",
+            g.store,
+            g.applied,
+            g.pending,
+            g.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+        );
     }
     h.push_str("</ul>");
     backups(&mut h, m);
@@ -167,11 +198,15 @@ fn backups(h: &mut String, m: &MetricsSnapshot) {
 
 fn truncate(s: &str, n: usize) -> String {
     let one = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > n { one.chars().take(n - 1).collect::<String>() + "…" } else { one }
+    if one.chars().count() > n {
+        one.chars().take(n - 1).collect::<String>() + "…"
+    } else {
+        one
+    }
 }
 
 /// One polyline per server: readiness-check response time over the last samples.
-fn chart(samples: &[(f64, Vec<(String, f64, bool)>)], m: &MetricsSnapshot) -> String {
+fn chart(samples: &[Sample], m: &MetricsSnapshot) -> String {
     const W: f64 = 600.0;
     const H: f64 = 160.0;
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
@@ -198,13 +233,28 @@ fn chart(samples: &[(f64, Vec<(String, f64, bool)>)], m: &MetricsSnapshot) -> St
             .iter()
             .map(|(t, ms)| format!("{:.1},{:.1}", (t - t0) / (t1 - t0) * (W - 10.0) + 5.0, H - ms / max * (H - 15.0)))
             .collect();
-        let _ = write!(svg, r#"<polyline class="series" data-server="{}" fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#, esc(name), points.join(" "));
-        let _ = write!(svg, r#"<text x="{}" y="{}" font-size="11" fill="{color}">{}</text>"#, 5 + (k % 3) * 200, H + 15.0 + (k / 3) as f64 * 14.0, esc(name));
+        let _ = write!(
+            svg,
+            r#"<polyline class="series" data-server="{}" fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
+            esc(name),
+            points.join(" ")
+        );
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" font-size="11" fill="{color}">{}</text>"#,
+            5 + (k % 3) * 200,
+            H + 15.0 + (k / 3) as f64 * 14.0,
+            esc(name)
+        );
     }
     svg.push_str("</svg>");
     let q = &m.queries;
     if !q.history.is_empty() {
-        let _ = write!(svg, "<p>Statements of this process, last {} s: ", q.history.first().map(|p| p.age_s + 1).unwrap_or(0));
+        let _ = write!(
+            svg,
+            "<p>Statements of this process, last {} s: ",
+            q.history.first().map(|p| p.age_s + 1).unwrap_or(0)
+        );
         let n: u64 = q.history.iter().map(|p| p.count).sum();
         let worst = q.history.iter().map(|p| p.max_ms).fold(0.0, f64::max);
         let _ = write!(svg, "{n} run, slowest {worst:.1} ms</p>");

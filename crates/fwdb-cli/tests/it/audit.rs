@@ -36,7 +36,8 @@ async fn audit_rows_record_who_changed_what_and_when() {
 
     // Only app_admin reads the audit log: the admin login does.
     let db = app.admin().await;
-    let rows = fwdb::query_audit(&db, &AuditQuery { row_id: Some(ann.id.to_string()), ..Default::default() }).await.unwrap();
+    let rows =
+        fwdb::query_audit(&db, &AuditQuery { row_id: Some(ann.id.to_string()), ..Default::default() }).await.unwrap();
     let ops: Vec<&str> = rows.iter().rev().map(|r| r.op.as_str()).collect();
     assert_eq!(ops, ["INSERT", "UPDATE", "UPDATE", "DELETE"], "{rows:#?}");
     let (ins, upd, upd2, del) = (&rows[3], &rows[2], &rows[1], &rows[0]);
@@ -58,13 +59,15 @@ async fn audit_rows_record_who_changed_what_and_when() {
     assert_eq!(ins.db_user.as_deref(), Some(app.stack.info().app_user.as_str()));
 
     // Filters of the query API.
-    let only_actor = fwdb::query_audit(&db, &AuditQuery { actor: Some(actor.to_string()), ..Default::default() }).await.unwrap();
+    let only_actor =
+        fwdb::query_audit(&db, &AuditQuery { actor: Some(actor.to_string()), ..Default::default() }).await.unwrap();
     assert_eq!(only_actor.len(), 2);
     let users = fwdb::query_audit(&db, &AuditQuery::default().table("shared.users")).await.unwrap();
     assert_eq!(users.len(), 5, "two inserts, two updates, one delete");
     let none = fwdb::query_audit(&db, &AuditQuery::default().table("catalog.items")).await.unwrap();
     assert!(none.is_empty());
-    let after = fwdb::query_audit(&db, &AuditQuery { after_id: Some(ins.id), limit: 2, ..Default::default() }).await.unwrap();
+    let after =
+        fwdb::query_audit(&db, &AuditQuery { after_id: Some(ins.id), limit: 2, ..Default::default() }).await.unwrap();
     assert_eq!(after.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ins.id + 1, ins.id + 2]);
 }
 
@@ -96,15 +99,28 @@ async fn application_roles_cannot_update_or_delete_audit_rows() {
     let app = TestApp::migrated().await;
     apply(&app).await;
     let owner = app.admin().await;
-    owner.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('x@example.com', 'X', 'Y')").await.unwrap();
+    owner
+        .batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('x@example.com', 'X', 'Y')")
+        .await
+        .unwrap();
     let before = audit_count(&owner).await;
     assert!(before >= 1);
 
     // The runtime login cannot even read it.
     let runtime = client(&app).await;
-    for sql in ["SELECT count(*) FROM audit.log", "DELETE FROM audit.log", "UPDATE audit.log SET actor = 'nobody'", "TRUNCATE audit.log", "DROP TABLE audit.log"] {
+    for sql in [
+        "SELECT count(*) FROM audit.log",
+        "DELETE FROM audit.log",
+        "UPDATE audit.log SET actor = 'nobody'",
+        "TRUNCATE audit.log",
+        "DROP TABLE audit.log",
+    ] {
         let err = runtime.batch_execute(sql).await.expect_err(&format!("the runtime login: `{sql}` must fail"));
-        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "runtime {sql}: {err:?}");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "runtime {sql}: {err:?}"
+        );
     }
     // Every login role of the matrix, over TLS + SCRAM.
     for role in fwdb::LOGIN_ROLES {
@@ -112,9 +128,18 @@ async fn application_roles_cannot_update_or_delete_audit_rows() {
         cfg.user = role.to_string();
         cfg.password = Some(fwdb::Secret::new(role_password(&app, role)));
         let c = fwdb::connect(&cfg, fwdb::ConnectTarget::Primary).await.unwrap_or_else(|e| panic!("{role}: {e}"));
-        for sql in ["DELETE FROM audit.log", "UPDATE audit.log SET actor = 'nobody'", "TRUNCATE audit.log", "DROP TABLE audit.log"] {
+        for sql in [
+            "DELETE FROM audit.log",
+            "UPDATE audit.log SET actor = 'nobody'",
+            "TRUNCATE audit.log",
+            "DROP TABLE audit.log",
+        ] {
             let err = c.batch_execute(sql).await.expect_err(&format!("{role}: `{sql}` must fail"));
-            assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{role} {sql}: {err:?}");
+            assert_eq!(
+                err.code(),
+                Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+                "{role} {sql}: {err:?}"
+            );
         }
     }
     // Even the admin login that ran the migrations (a member of app_admin, which owns audit.log).
@@ -130,7 +155,9 @@ async fn application_roles_cannot_update_or_delete_audit_rows() {
     cfg.user = "catalog_service".into();
     cfg.password = Some(fwdb::Secret::new(role_password(&app, "catalog_service")));
     let c = fwdb::connect(&cfg, fwdb::ConnectTarget::Primary).await.unwrap();
-    c.batch_execute("INSERT INTO catalog.items (sku, name, category_path, price) VALUES ('S1', 'Hat', 'hats', 5)").await.unwrap();
+    c.batch_execute("INSERT INTO catalog.items (sku, name, category_path, price) VALUES ('S1', 'Hat', 'hats', 5)")
+        .await
+        .unwrap();
     let last = fwdb::query_audit(&owner, &AuditQuery { limit: 1, ..Default::default() }).await.unwrap();
     assert_eq!(last[0].table, "items");
     assert_eq!(last[0].actor, "catalog_service");
@@ -142,9 +169,11 @@ async fn audit_tail_prints_the_newest_rows_and_follows() {
     let app = TestApp::migrated().await;
     let db = client(&app).await;
     for i in 0..3 {
-        db.batch_execute(&format!("INSERT INTO shared.users (email, first_name, last_name) VALUES ('u{i}@example.com', 'U{i}', 'L')"))
-            .await
-            .unwrap();
+        db.batch_execute(&format!(
+            "INSERT INTO shared.users (email, first_name, last_name) VALUES ('u{i}@example.com', 'U{i}', 'L')"
+        ))
+        .await
+        .unwrap();
     }
     let (code, out, err) = run(app.fwdb().args(["audit", "tail", "--limit", "2", "--table", "shared.users"]));
     assert_eq!(code, 0, "{out}{err}");
@@ -169,7 +198,9 @@ async fn audit_tail_prints_the_newest_rows_and_follows() {
         .expect("spawn");
     let mut child = KillOnDrop(child);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    db.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('late@example.com', 'L', 'L')").await.unwrap();
+    db.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('late@example.com', 'L', 'L')")
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let _ = child.0.kill();
     let _ = child.0.wait();
@@ -187,7 +218,13 @@ async fn audit_tail_treats_a_hostile_table_name_as_data() {
         assert_eq!(code, 0, "{t}: {out}{err}");
         assert_eq!(out.lines().count(), 1, "only the header: {out}");
     }
-    let n: i64 = app.pg().await.query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'audit'", &[]).await.unwrap().get(0);
+    let n: i64 = app
+        .pg()
+        .await
+        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'audit'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
 }
 

@@ -4,12 +4,12 @@
 
 use crate::helpers::{fwdb_command, run, TestApp};
 
-/// S3 (moto) tests, under `backup::s3::`.
-#[path = "s3.rs"]
-mod s3;
 /// Point-in-time recovery and the full verify on private stacks, under `backup::pitr::`.
 #[path = "pitr.rs"]
 mod pitr;
+/// S3 (moto) tests, under `backup::s3::`.
+#[path = "s3.rs"]
+mod s3;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -155,10 +155,13 @@ async fn logical_backup_restores_every_row_and_detects_corruption_and_wrong_keys
     // A wrong key fails clearly.
     let other = b.dir.path().join("other.key");
     fwdb::write_backup_key(&other).expect("key");
-    let (code, _, err) = run(b
-        .cmd(&app.env)
-        .env("FWDB__BACKUP__ENCRYPTION__IDENTITY_FILE", &other)
-        .args(["restore", "logical", &id, "--database", &format!("{target}2")]));
+    let (code, _, err) = run(b.cmd(&app.env).env("FWDB__BACKUP__ENCRYPTION__IDENTITY_FILE", &other).args([
+        "restore",
+        "logical",
+        &id,
+        "--database",
+        &format!("{target}2"),
+    ]));
     assert_ne!(code, 0);
     assert!(err.contains("wrong key"), "{err}");
     assert_database_absent(&src, &format!("{target}2")).await;
@@ -179,7 +182,8 @@ async fn logical_backup_restores_every_row_and_detects_corruption_and_wrong_keys
 }
 
 async fn assert_database_absent(client: &tokio_postgres::Client, db: &str) {
-    let n: i64 = client.query_one("select count(*) from pg_database where datname = $1", &[&db]).await.expect("q").get(0);
+    let n: i64 =
+        client.query_one("select count(*) from pg_database where datname = $1", &[&db]).await.expect("q").get(0);
     assert_eq!(n, 0, "database {db} was left behind");
 }
 
@@ -219,14 +223,16 @@ async fn a_killed_or_failed_backup_leaves_no_manifest() {
     assert!(manifests.is_empty(), "{manifests:?}");
 
     // Failing source: an error naming pg_dump, and no object and no manifest.
-    let bin = fake_pg_bin(&b.dir.path().join("f2"), "head -c 3000000 /dev/urandom; echo 'pg_dump: error: boom' >&2; exit 1");
+    let bin =
+        fake_pg_bin(&b.dir.path().join("f2"), "head -c 3000000 /dev/urandom; echo 'pg_dump: error: boom' >&2; exit 1");
     let (code, _, err) =
         run(b.cmd(&app.env).env("FWDB__BACKUP__PG_BIN_DIR", &bin).args(["backup", "create", "--kind", "logical"]));
     assert_ne!(code, 0);
     assert!(err.contains("pg_dump") && err.contains("boom"), "{err}");
     let listed = json(b.cmd(&app.env).args(["backup", "list"]));
     assert_eq!(listed.as_array().unwrap().len(), 0);
-    let dumps: Vec<_> = walk(&b.storage).into_iter().filter(|p| p.to_string_lossy().ends_with(".dump.zst.age")).collect();
+    let dumps: Vec<_> =
+        walk(&b.storage).into_iter().filter(|p| p.to_string_lossy().ends_with(".dump.zst.age")).collect();
     assert!(dumps.is_empty(), "a failed upload was completed: {dumps:?}");
 }
 
@@ -273,11 +279,14 @@ async fn prune_keeps_the_newest_backup_of_each_kind() {
     let src = superuser_on(&app, &app.pg_database).await;
     src.batch_execute("create table t (v int); insert into t values (1)").await.expect("data");
     let b = BackupEnv::new(app.stack);
-    let first = json(b.cmd(&app.env).args(["backup", "create", "--kind", "logical"]))["id"].as_str().unwrap().to_string();
-    let second = json(b.cmd(&app.env).args(["backup", "create", "--kind", "logical"]))["id"].as_str().unwrap().to_string();
+    let first =
+        json(b.cmd(&app.env).args(["backup", "create", "--kind", "logical"]))["id"].as_str().unwrap().to_string();
+    let second =
+        json(b.cmd(&app.env).args(["backup", "create", "--kind", "logical"]))["id"].as_str().unwrap().to_string();
     // A retention of one second: the older one goes, the newest stays whatever its age.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let dry = json(b.cmd(&app.env).env("FWDB__BACKUP__RETENTION__INCREMENTAL", "1s").args(["backup", "prune", "--dry-run"]));
+    let dry =
+        json(b.cmd(&app.env).env("FWDB__BACKUP__RETENTION__INCREMENTAL", "1s").args(["backup", "prune", "--dry-run"]));
     assert_eq!(dry["deleted"][0]["what"], first.as_str(), "{dry}");
     assert_eq!(json(b.cmd(&app.env).args(["backup", "list"])).as_array().unwrap().len(), 2, "dry run deleted");
     let done = json(b.cmd(&app.env).env("FWDB__BACKUP__RETENTION__INCREMENTAL", "1s").args(["backup", "prune"]));
@@ -296,9 +305,16 @@ async fn mongo_snapshot(db: &mongodb::Database) -> Vec<(String, Vec<String>, Vec
     let mut out = Vec::new();
     for n in names {
         let c = db.collection::<mongodb::bson::Document>(&n);
-        let docs: Vec<mongodb::bson::Document> =
-            c.find(mongodb::bson::doc! {}).sort(mongodb::bson::doc! {"_id": 1}).await.expect("find").try_collect().await.expect("docs");
-        let docs = docs.into_iter().map(|d| mongodb::bson::Bson::Document(d).into_canonical_extjson().to_string()).collect();
+        let docs: Vec<mongodb::bson::Document> = c
+            .find(mongodb::bson::doc! {})
+            .sort(mongodb::bson::doc! {"_id": 1})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("docs");
+        let docs =
+            docs.into_iter().map(|d| mongodb::bson::Bson::Document(d).into_canonical_extjson().to_string()).collect();
         let mut idx: Vec<String> = c.list_index_names().await.expect("indexes");
         idx.sort();
         out.push((n, docs, idx));
@@ -324,7 +340,12 @@ async fn mongo_dump_restores_every_document_and_is_in_mongodump_layout() {
         .collect();
     users.insert_many(docs).await.expect("insert");
     users
-        .create_index(mongodb::IndexModel::builder().keys(doc! {"email": 1}).options(mongodb::options::IndexOptions::builder().unique(true).build()).build())
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! {"email": 1})
+                .options(mongodb::options::IndexOptions::builder().unique(true).build())
+                .build(),
+        )
         .await
         .expect("index");
     db.collection::<mongodb::bson::Document>("empty_one").insert_one(doc! {"_id": 1}).await.expect("insert");
@@ -346,10 +367,12 @@ async fn mongo_dump_restores_every_document_and_is_in_mongodump_layout() {
     // The export is mongodump's directory layout.
     let exported = b.dir.path().join("export");
     ok(b.cmd(&app.env).args(["backup", "export", &id, "--dir", exported.to_str().unwrap()]));
-    let prelude: serde_json::Value = serde_json::from_slice(&std::fs::read(exported.join("prelude.json")).expect("prelude")).expect("json");
+    let prelude: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(exported.join("prelude.json")).expect("prelude")).expect("json");
     assert!(prelude["ServerVersion"].is_string(), "{prelude}");
     let dbdir = exported.join(&app.mongo_database);
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dbdir.join("users.metadata.json")).expect("meta")).expect("json");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dbdir.join("users.metadata.json")).expect("meta")).expect("json");
     assert_eq!(meta["collectionName"], "users");
     assert_eq!(meta["type"], "collection");
     assert!(meta["indexes"].as_array().expect("indexes").iter().any(|i| i["unique"] == true), "{meta}");
@@ -372,7 +395,8 @@ async fn mongo_dump_restores_every_document_and_is_in_mongodump_layout() {
     check_mongo_archive(&std::fs::read(&archive).expect("archive"), &app.mongo_database, &raw);
 
     // A flipped byte: restore fails naming the object, and leaves no collection behind.
-    let obj = b.objects(&id).into_iter().find(|p| p.to_string_lossy().ends_with("users.bson.zst.age")).expect("users object");
+    let obj =
+        b.objects(&id).into_iter().find(|p| p.to_string_lossy().ends_with("users.bson.zst.age")).expect("users object");
     let mut bytes = std::fs::read(&obj).expect("read");
     let at = bytes.len() - 10;
     bytes[at] ^= 0x80;
@@ -417,7 +441,8 @@ async fn a_mongo_dump_keeps_the_migration_history_and_leaves_the_lock_out() {
     use mongodb::bson::{doc, Document};
     let app = TestApp::migrated().await;
     let db = app.mongo().await;
-    let in_an_hour = mongodb::bson::DateTime::from_millis(mongodb::bson::DateTime::now().timestamp_millis() + 3_600_000);
+    let in_an_hour =
+        mongodb::bson::DateTime::from_millis(mongodb::bson::DateTime::now().timestamp_millis() + 3_600_000);
     db.collection::<Document>("fwdb_migrations_lock")
         .update_one(
             doc! { "_id": "migrate" },
@@ -433,18 +458,25 @@ async fn a_mongo_dump_keeps_the_migration_history_and_leaves_the_lock_out() {
     let m = json(b.cmd(&app.env).args(["backup", "create", "--kind", "mongo"]));
     let id = m["id"].as_str().unwrap().to_string();
     assert_eq!(m["counts"][format!("{}.fwdb_migrations", app.mongo_database)], history, "{m}");
-    let names: Vec<&str> = m["objects"].as_array().expect("objects").iter().filter_map(|o| o["name"].as_str()).collect();
+    let names: Vec<&str> =
+        m["objects"].as_array().expect("objects").iter().filter_map(|o| o["name"].as_str()).collect();
     assert!(names.iter().any(|n| n.ends_with("/fwdb_migrations.bson")), "{names:?}");
     assert!(!names.iter().any(|n| n.contains("fwdb_migrations_lock")), "{names:?}");
 
     let target = format!("{}_r", app.mongo_database);
     ok(b.cmd(&app.env).args(["restore", "mongo", &id, "--database", &target]));
     let restored_env = [("FWDB__MONGO__DATABASE", target.as_str())];
-    let (code, out, err) = run(app.fwdb().envs(restored_env).args(["migrate", "status", "--db", "mongodb", "--format", "json"]));
+    let (code, out, err) =
+        run(app.fwdb().envs(restored_env).args(["migrate", "status", "--db", "mongodb", "--format", "json"]));
     assert_eq!(code, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).expect("status is JSON");
-    let states: Vec<&str> = status[0]["migrations"].as_array().expect("migrations").iter().filter_map(|m| m["state"].as_str()).collect();
-    let embedded = fwdb::MigrationSource::Embedded.load(fwdb::Store::Mongo).expect("embedded mongodb migrations").migrations().len();
+    let states: Vec<&str> =
+        status[0]["migrations"].as_array().expect("migrations").iter().filter_map(|m| m["state"].as_str()).collect();
+    let embedded = fwdb::MigrationSource::Embedded
+        .load(fwdb::Store::Mongo)
+        .expect("embedded mongodb migrations")
+        .migrations()
+        .len();
     assert_eq!(states.len(), embedded, "{status}");
     assert!(states.iter().all(|s| *s == "applied"), "{states:?}");
     // No lock came back with the data: up takes it at once (a restored lock would hold it for an hour).
@@ -510,7 +542,9 @@ fn check_mongo_archive(a: &[u8], db: &str, users_bson: &[u8]) {
 
 /// stderr of `cmd` as JSON lines, checked: every line is one JSON object.
 fn json_lines(err: &str) -> Vec<serde_json::Value> {
-    err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr: {err}"))).collect()
+    err.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr: {err}")))
+        .collect()
 }
 
 /// Progress (issue 8: "progress bars with bytes per second in a terminal; quiet, or JSON, in CI"):
@@ -529,7 +563,8 @@ async fn progress_is_quiet_without_a_terminal_and_json_lines_with_rates_on_reque
     assert_eq!(code, 0, "{err}");
     assert!(err.trim().is_empty(), "progress on a non-terminal stderr: {err}");
 
-    let (code, out, err) = run(b.cmd(&app.env).args(["--format", "json", "backup", "create", "--kind", "logical", "--progress", "json"]));
+    let (code, out, err) =
+        run(b.cmd(&app.env).args(["--format", "json", "backup", "create", "--kind", "logical", "--progress", "json"]));
     assert_eq!(code, 0, "{err}");
     let m: serde_json::Value = serde_json::from_str(&out).expect("the manifest on stdout");
     let object = &m["objects"][0];

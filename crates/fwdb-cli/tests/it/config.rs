@@ -10,7 +10,12 @@ async fn a_bad_setting_exits_2_and_names_the_key_and_where_it_came_from() {
         .env("FWDB__POSTGRES__POOL__MIN_SIZE", "200")
         .env("FWDB__POSTGRES__POOL__MAX_SIZE", "10"));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("postgres.pool.min_size (env FWDB__POSTGRES__POOL__MIN_SIZE): min_size (200) is above max_size (10)"), "{err}");
+    assert!(
+        err.contains(
+            "postgres.pool.min_size (env FWDB__POSTGRES__POOL__MIN_SIZE): min_size (200) is above max_size (10)"
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +99,8 @@ async fn config_check_connect_finds_every_server_of_the_stack_healthy() {
 #[tokio::test]
 async fn config_check_connect_exits_1_when_a_server_is_unreachable() {
     let app = TestApp::spawn().await;
-    let (code, out, _) = run(app.fwdb().args(["config", "check", "--connect"]).env("FWDB__POSTGRES__REPLICAS", "[\"127.0.0.1:1\"]"));
+    let (code, out, _) =
+        run(app.fwdb().args(["config", "check", "--connect"]).env("FWDB__POSTGRES__REPLICAS", "[\"127.0.0.1:1\"]"));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("UNHEALTHY"), "{out}");
 }
@@ -127,6 +133,10 @@ async fn a_known_secret_never_appears_in_any_output() {
             .env("FWDB__MONGO__USER", "someone")
             .env("FWDB__MONGO__PASSWORD_FILE", &pw_file)
             .env("FWDB__POSTGRES__REPLICAS", "[\"127.0.0.1:1\"]"));
-        assert!(!out.contains(&secret) && !err.contains(&secret), "`fwdb {}` printed the secret:\n{out}\n{err}", args.join(" "));
+        assert!(
+            !out.contains(&secret) && !err.contains(&secret),
+            "`fwdb {}` printed the secret:\n{out}\n{err}",
+            args.join(" ")
+        );
     }
 }

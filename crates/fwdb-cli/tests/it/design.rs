@@ -64,12 +64,19 @@ fn the_query_ast_compiles_to_a_mongodb_filter_sort_and_limit() {
     );
     // A field used twice keeps the $and (no silent overwrite of the first condition).
     let m = Query::<Design>::new().filter(Design::VERSION.gt(1) & Design::VERSION.lt(5)).to_mongo().unwrap();
-    assert_eq!(m.filter, doc! { "$and": [ { "version": { "$gt": 1i64 } }, { "version": { "$lt": 5i64 } }, { "deletedAt": Bson::Null } ] });
+    assert_eq!(
+        m.filter,
+        doc! { "$and": [ { "version": { "$gt": 1i64 } }, { "version": { "$lt": 5i64 } }, { "deletedAt": Bson::Null } ] }
+    );
     // Regex metacharacters in LIKE patterns are literal.
     assert_eq!(fwdb::like_regex("a.b(c)%"), "^a\\.b\\(c\\).*$");
     // Bad input is rejected before any server is involved.
     assert_kind(Query::<Design>::new().limit(-1).to_mongo(), ErrorKind::Validation, "limit");
-    assert_kind(Query::<Design>::new().filter(Design::NAME.similar_to("x")).to_mongo(), ErrorKind::Validation, "PostgreSQL only");
+    assert_kind(
+        Query::<Design>::new().filter(Design::NAME.similar_to("x")).to_mongo(),
+        ErrorKind::Validation,
+        "PostgreSQL only",
+    );
     assert_kind(Query::<Design>::new().filter(Design::NAME.eq("a\0b")).to_mongo(), ErrorKind::Validation, "name");
 }
 
@@ -137,10 +144,19 @@ async fn bad_designs_are_rejected_by_rust_with_the_field_and_by_the_servers_vali
     raw.insert_one(good.clone()).await.expect("a good raw document is accepted");
 
     // (request JSON, the field the Rust error names, the equivalent raw document change)
-    let cases: Vec<(serde_json::Value, &str, Option<(&str, Bson)>)> = vec![
+    type Case<'a> = (serde_json::Value, &'a str, Option<(&'a str, Bson)>);
+    let cases: Vec<Case<'_>> = vec![
         (json!({"userId": user, "name": ""}), "design.name", Some(("name", Bson::String(String::new())))),
-        (json!({"userId": user, "name": "x".repeat(256)}), "design.name", Some(("name", Bson::String("x".repeat(256))))),
-        (json!({"userId": user, "name": "n", "status": "deleted"}), "status", Some(("status", Bson::String("deleted".into())))),
+        (
+            json!({"userId": user, "name": "x".repeat(256)}),
+            "design.name",
+            Some(("name", Bson::String("x".repeat(256)))),
+        ),
+        (
+            json!({"userId": user, "name": "n", "status": "deleted"}),
+            "status",
+            Some(("status", Bson::String("deleted".into()))),
+        ),
         (
             json!({"userId": user, "name": "n", "layers": [{"id": "l", "type": "texture", "order": 0}]}),
             "layers[0].type",
@@ -151,21 +167,37 @@ async fn bad_designs_are_rejected_by_rust_with_the_field_and_by_the_servers_vali
             "layers[0]",
             Some(("layers", Bson::Array(vec![Bson::Document(doc! {"type": "fabric", "order": 0})]))),
         ),
-        (json!({"userId": user, "name": "n", "metadata": {"tags": [1]}}), "metadata.tags[0]", Some(("metadata", Bson::Document(doc! {"tags": [1]})))),
+        (
+            json!({"userId": user, "name": "n", "metadata": {"tags": [1]}}),
+            "metadata.tags[0]",
+            Some(("metadata", Bson::Document(doc! {"tags": [1]}))),
+        ),
         (json!({"userId": 42, "name": "n"}), "userId", Some(("userId", Bson::Int32(42)))),
         // Rust-only rules (the server's validator allows these).
         (json!({"userId": user, "name": "n", "colour": "red"}), "unknown field `colour`", None),
         (json!({"userId": user, "name": "n", "avatarId": "not-a-uuid"}), "design.avatarId: malformed id", None),
         (json!({"userId": "123", "name": "n"}), "design.userId: malformed id", None),
         (json!({"userId": user, "name": "n", "catalogItemIds": ["x"]}), "design.catalogItemIds[0]: malformed id", None),
-        (json!({"userId": user, "name": "n", "metadata": {"thumbnailUrl": "javascript:alert(1)"}}), "thumbnailUrl", None),
+        (
+            json!({"userId": user, "name": "n", "metadata": {"thumbnailUrl": "javascript:alert(1)"}}),
+            "thumbnailUrl",
+            None,
+        ),
         (
             json!({"userId": user, "name": "n", "layers": [{"id": "a", "type": "fabric", "order": 0}, {"id": "a", "type": "pattern", "order": 1}]}),
             "duplicate layer id",
             None,
         ),
-        (json!({"userId": user, "name": "n", "layers": [{"id": "a", "type": "fabric", "order": -1}]}), "layers[0].order", None),
-        (json!({"userId": user, "name": "n", "layers": [{"id": "a", "type": "fabric", "order": 0, "data": {"$where": 1}}]}), "layers[0].data", None),
+        (
+            json!({"userId": user, "name": "n", "layers": [{"id": "a", "type": "fabric", "order": -1}]}),
+            "layers[0].order",
+            None,
+        ),
+        (
+            json!({"userId": user, "name": "n", "layers": [{"id": "a", "type": "fabric", "order": 0, "data": {"$where": 1}}]}),
+            "layers[0].data",
+            None,
+        ),
         (json!({"userId": Uuid::nil(), "name": "n"}), "design.userId", None),
     ];
     for (body, field, server) in cases {
@@ -183,15 +215,32 @@ async fn bad_designs_are_rejected_by_rust_with_the_field_and_by_the_servers_vali
 
     // Over 16 MiB: rejected before the write with the size and the limit.
     let mut huge = NewDesign::new(Uuid::new_v4(), "huge");
-    huge.layers = vec![Layer { id: "big".into(), kind: LayerType::Pattern, data: json!({"blob": "x".repeat(17 * 1024 * 1024)}), order: 0 }];
+    huge.layers = vec![Layer {
+        id: "big".into(),
+        kind: LayerType::Pattern,
+        data: json!({"blob": "x".repeat(17 * 1024 * 1024)}),
+        order: 0,
+    }];
     assert_kind(repo.create(&db, &huge).await, ErrorKind::Validation, "16 MiB");
     // Malformed ids in paths.
     assert_kind(fwdb::parse_design_id("../etc/passwd"), ErrorKind::Validation, "malformed id");
     assert_eq!(fwdb::parse_design_id(&Uuid::nil().to_string()).unwrap(), Uuid::nil());
     // A patch: unknown field, bad version, empty author.
-    assert_kind(DesignPatch::from_json(json!({"expectedVersion": 1, "changedBy": "u", "status": "published"})), ErrorKind::Validation, "unknown field `status`");
-    assert_kind(DesignPatch::from_json(json!({"expectedVersion": 0, "changedBy": "u"})), ErrorKind::Validation, "version");
-    assert_kind(DesignPatch::from_json(json!({"expectedVersion": 1, "changedBy": " "})), ErrorKind::Validation, "changedBy");
+    assert_kind(
+        DesignPatch::from_json(json!({"expectedVersion": 1, "changedBy": "u", "status": "published"})),
+        ErrorKind::Validation,
+        "unknown field `status`",
+    );
+    assert_kind(
+        DesignPatch::from_json(json!({"expectedVersion": 0, "changedBy": "u"})),
+        ErrorKind::Validation,
+        "version",
+    );
+    assert_kind(
+        DesignPatch::from_json(json!({"expectedVersion": 1, "changedBy": " "})),
+        ErrorKind::Validation,
+        "changedBy",
+    );
     // Nothing but the one good raw document was written.
     assert_eq!(raw.count_documents(doc! {}).await.unwrap(), 1);
 }
@@ -263,7 +312,10 @@ async fn versions_conflict_history_overflows_and_past_versions_are_rebuilt() {
     let v4 = repo.at_version(&db, d.id, 4).await.unwrap();
     assert_eq!((v4.name.as_str(), v4.metadata.tags.clone()), ("name 4", vec!["summer".to_string()]));
     let v8 = repo.at_version(&db, d.id, 8).await.unwrap();
-    assert_eq!((v8.name, v8.metadata, v8.layers), (stored.name.clone(), stored.metadata.clone(), stored.layers.clone()));
+    assert_eq!(
+        (v8.name, v8.metadata, v8.layers),
+        (stored.name.clone(), stored.metadata.clone(), stored.layers.clone())
+    );
     assert_kind(repo.at_version(&db, d.id, 9).await, ErrorKind::NotFound, "no version 9");
 
     // A stale version on a later change still conflicts; a soft-deleted design
@@ -373,7 +425,11 @@ async fn the_design_history_collection_validates_entries_and_pages_on_its_index(
     // The query `history` pages with is answered from the designId_1_version_1 index.
     let find = doc! { "find": "design_history", "filter": { "designId": &id, "version": { "$gt": 0i64 } }, "sort": { "version": 1 }, "limit": 21i64 };
     let plan = db.database().run_command(doc! { "explain": find, "verbosity": "queryPlanner" }).await.expect("explain");
-    let winning = plan.get_document("queryPlanner").and_then(|q| q.get_document("winningPlan")).expect("a winning plan").to_string();
+    let winning = plan
+        .get_document("queryPlanner")
+        .and_then(|q| q.get_document("winningPlan"))
+        .expect("a winning plan")
+        .to_string();
     assert!(winning.contains("IXSCAN") && winning.contains("designId_1_version_1"), "{winning}");
 }
 
@@ -387,10 +443,21 @@ async fn layers_change_and_status_transitions_are_enforced() {
     let d = repo.add_layer(&db, d.id, 1, "u", layer("fab", LayerType::Fabric, 1)).await.unwrap();
     let d = repo.add_layer(&db, d.id, 2, "u", layer("pat", LayerType::Pattern, 2)).await.unwrap();
     assert_eq!(d.layers.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["base", "fab", "pat"]);
-    assert_kind(repo.add_layer(&db, d.id, 3, "u", layer("fab", LayerType::Fabric, 9)).await, ErrorKind::Validation, "duplicate layer id");
+    assert_kind(
+        repo.add_layer(&db, d.id, 3, "u", layer("fab", LayerType::Fabric, 9)).await,
+        ErrorKind::Validation,
+        "duplicate layer id",
+    );
     let d = repo.reorder_layers(&db, d.id, 3, "u", &["pat", "base", "fab"]).await.unwrap();
-    assert_eq!(d.layers.iter().map(|l| (l.id.as_str(), l.order)).collect::<Vec<_>>(), [("pat", 0), ("base", 1), ("fab", 2)]);
-    assert_kind(repo.reorder_layers(&db, d.id, 4, "u", &["pat", "base"]).await, ErrorKind::Validation, "every layer id");
+    assert_eq!(
+        d.layers.iter().map(|l| (l.id.as_str(), l.order)).collect::<Vec<_>>(),
+        [("pat", 0), ("base", 1), ("fab", 2)]
+    );
+    assert_kind(
+        repo.reorder_layers(&db, d.id, 4, "u", &["pat", "base"]).await,
+        ErrorKind::Validation,
+        "every layer id",
+    );
     let mut changed = layer("fab", LayerType::Fabric, 2);
     changed.data = json!({"weave": "twill"});
     let d = repo.update_layer(&db, d.id, 4, "u", changed).await.unwrap();
@@ -398,11 +465,19 @@ async fn layers_change_and_status_transitions_are_enforced() {
     let d = repo.remove_layer(&db, d.id, 5, "u", "base").await.unwrap();
     assert_eq!(d.layers.len(), 2);
     assert_kind(repo.remove_layer(&db, d.id, 6, "u", "nope").await, ErrorKind::NotFound, "no layer");
-    assert_kind(repo.add_layer(&db, d.id, 2, "u", layer("z", LayerType::Fabric, 7)).await, ErrorKind::Conflict, "stale version 2");
+    assert_kind(
+        repo.add_layer(&db, d.id, 2, "u", layer("z", LayerType::Fabric, 7)).await,
+        ErrorKind::Conflict,
+        "stale version 2",
+    );
 
     let d = repo.publish(&db, d.id, 6, "u").await.unwrap();
     assert_eq!((d.status, d.version), (DesignStatus::Published, 7));
-    assert_kind(repo.publish(&db, d.id, 7, "u").await, ErrorKind::Conflict, "only a design that is draft can become published");
+    assert_kind(
+        repo.publish(&db, d.id, 7, "u").await,
+        ErrorKind::Conflict,
+        "only a design that is draft can become published",
+    );
     let d = repo.archive(&db, d.id, 7, "u").await.unwrap();
     assert_eq!(d.status, DesignStatus::Archived);
     assert_kind(repo.archive(&db, d.id, 8, "u").await, ErrorKind::Conflict, "can become archived");
@@ -486,8 +561,10 @@ async fn a_designs_avatar_must_exist_in_postgresql_and_be_the_same_users() {
     let pg = crate::repo::client(&app).await;
     let users = fwdb::UserRepo::new();
     let avatars = fwdb::AvatarRepo::new();
-    let alice = users.create(&pg, &NewUser::new(format!("alice{}@x.com", Uuid::new_v4().simple()), "A", "L")).await.unwrap();
-    let bob = users.create(&pg, &NewUser::new(format!("bob{}@x.com", Uuid::new_v4().simple()), "B", "M")).await.unwrap();
+    let alice =
+        users.create(&pg, &NewUser::new(format!("alice{}@x.com", Uuid::new_v4().simple()), "A", "L")).await.unwrap();
+    let bob =
+        users.create(&pg, &NewUser::new(format!("bob{}@x.com", Uuid::new_v4().simple()), "B", "M")).await.unwrap();
     let alices = avatars.create(&pg, &NewAvatar::new(alice.id, "alice's")).await.unwrap();
     let bobs = avatars.create(&pg, &NewAvatar::new(bob.id, "bob's")).await.unwrap();
     let repo = DesignRepo::new();
@@ -501,7 +578,11 @@ async fn a_designs_avatar_must_exist_in_postgresql_and_be_the_same_users() {
     assert_kind(repo.create_checked(&db, &pg, &n).await, ErrorKind::Validation, "belongs to another user");
     n.avatar_id = Some(Uuid::new_v4());
     assert_kind(repo.create_checked(&db, &pg, &n).await, ErrorKind::Validation, "does not exist");
-    assert_kind(repo.move_to_avatar(&db, &pg, d.id, 1, "alice", Some(bobs.id)).await, ErrorKind::Validation, "another user");
+    assert_kind(
+        repo.move_to_avatar(&db, &pg, d.id, 1, "alice", Some(bobs.id)).await,
+        ErrorKind::Validation,
+        "another user",
+    );
     avatars.delete(&pg, alices.id).await.unwrap();
     let again = avatars.create(&pg, &NewAvatar::new(alice.id, "alice's second")).await.unwrap();
     let moved = repo.move_to_avatar(&db, &pg, d.id, 1, "alice", Some(again.id)).await.unwrap();
@@ -519,7 +600,10 @@ async fn the_handle_takes_read_preference_and_forces_majority_writes_outside_dev
     cfg.read_preference = fwdb::ReadPreference::SecondaryPreferred;
     let dev = Mongo::from_config(&cfg, fwdb::Profile::Development).await.unwrap();
     assert_eq!(dev.database().write_concern().and_then(|w| w.w.clone()), Some(Acknowledgment::Nodes(1)));
-    assert!(matches!(dev.database().selection_criteria(), Some(SelectionCriteria::ReadPreference(Rp::SecondaryPreferred { .. }))));
+    assert!(matches!(
+        dev.database().selection_criteria(),
+        Some(SelectionCriteria::ReadPreference(Rp::SecondaryPreferred { .. }))
+    ));
     let prod = Mongo::from_config(&cfg, fwdb::Profile::Production).await.unwrap();
     assert_eq!(prod.database().write_concern().and_then(|w| w.w.clone()), Some(Acknowledgment::Majority));
     let default = Mongo::from_config(&app.config.mongo, fwdb::Profile::Staging).await.unwrap();

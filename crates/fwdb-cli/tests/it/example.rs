@@ -22,7 +22,8 @@ fn try_http_raw(addr: &str, method: &str, path: &str, content_type: &str, body: 
     .map_err(|e| format!("send: {e}"))?;
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| format!("read: {e}"))?;
-    let status: u16 = out.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("no status line in {out:?}"))?;
+    let status: u16 =
+        out.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("no status line in {out:?}"))?;
     let json = out.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
     Ok((status, json))
 }
@@ -49,7 +50,12 @@ fn design_service_binary() -> std::path::PathBuf {
     let root = fwdb_testkit::project_root();
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_fwdb")).with_file_name("design-service");
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let sources = ["examples/design-service/src", "examples/design-service/Cargo.toml", "crates/fwdb/src", "crates/fwdb/Cargo.toml"];
+    let sources = [
+        "examples/design-service/src",
+        "examples/design-service/Cargo.toml",
+        "crates/fwdb/src",
+        "crates/fwdb/Cargo.toml",
+    ];
     let newest = sources.iter().filter_map(|s| newest_mtime(&root.join(s))).max();
     if built.is_some() && built >= newest {
         return bin;
@@ -74,7 +80,10 @@ fn newest_mtime(p: &std::path::Path) -> Option<std::time::SystemTime> {
 /// A user and an avatar of theirs, in the app's PostgreSQL database.
 async fn user_with_avatar(app: &TestApp) -> (User, Avatar) {
     let pg = crate::repo::client(app).await;
-    let user = UserRepo::new().create(&pg, &NewUser::new(format!("s{}@x.com", Uuid::new_v4().simple()), "S", "S")).await.unwrap();
+    let user = UserRepo::new()
+        .create(&pg, &NewUser::new(format!("s{}@x.com", Uuid::new_v4().simple()), "S", "S"))
+        .await
+        .unwrap();
     let avatar = AvatarRepo::new().create(&pg, &NewAvatar::new(user.id, "service avatar")).await.unwrap();
     (user, avatar)
 }
@@ -97,7 +106,11 @@ fn start_example(app: &TestApp, extra: &[(&str, &str)]) -> (Running, String) {
     let mut child = Running(cmd.spawn().expect("the example starts"));
     let mut line = String::new();
     BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_string();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
     (child, addr)
 }
 
@@ -106,14 +119,17 @@ fn keys_not_in_camel_case(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                let camel = k.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && k.chars().all(|c| c.is_ascii_alphanumeric());
+                let camel = k.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric());
                 if !camel {
                     out.push(format!("{path}.{k}"));
                 }
                 keys_not_in_camel_case(v, &format!("{path}.{k}"), out);
             }
         }
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| keys_not_in_camel_case(v, &format!("{path}[{i}]"), out)),
+        Value::Array(items) => {
+            items.iter().enumerate().for_each(|(i, v)| keys_not_in_camel_case(v, &format!("{path}[{i}]"), out))
+        }
         _ => {}
     }
 }
@@ -134,14 +150,25 @@ async fn the_design_service_example_builds_runs_and_serves_both_stores() {
     let uid = user.id.to_string();
     let aid = avatar.id.to_string();
     let (created, fetched, bad_id, missing, bad_body, stale) = tokio::task::spawn_blocking(move || {
-        let created = http(&addr, "POST", "/designs", Some(&json!({"userId": uid, "name": "from the service", "avatarId": aid})));
+        let created =
+            http(&addr, "POST", "/designs", Some(&json!({"userId": uid, "name": "from the service", "avatarId": aid})));
         let id = created.1["design"]["id"].as_str().unwrap_or_default().to_string();
         let fetched = http(&addr, "GET", &format!("/designs/{id}"), None);
         let bad_id = http(&addr, "GET", "/designs/not-an-id", None);
         let missing = http(&addr, "GET", &format!("/designs/{}", Uuid::new_v4()), None);
         let bad_body = http(&addr, "POST", "/designs", Some(&json!({"userId": uid, "name": "x", "colour": "red"})));
-        http(&addr, "PUT", &format!("/designs/{id}/name"), Some(&json!({"expectedVersion": 1, "changedBy": "svc", "name": "renamed"})));
-        let stale = http(&addr, "PUT", &format!("/designs/{id}/name"), Some(&json!({"expectedVersion": 1, "changedBy": "svc", "name": "again"})));
+        http(
+            &addr,
+            "PUT",
+            &format!("/designs/{id}/name"),
+            Some(&json!({"expectedVersion": 1, "changedBy": "svc", "name": "renamed"})),
+        );
+        let stale = http(
+            &addr,
+            "PUT",
+            &format!("/designs/{id}/name"),
+            Some(&json!({"expectedVersion": 1, "changedBy": "svc", "name": "again"})),
+        );
         (created, fetched, bad_id, missing, bad_body, stale)
     })
     .await
@@ -218,8 +245,10 @@ async fn sigterm_lets_the_requests_in_flight_finish_and_the_example_exits_0() {
     // One open connection per request and no reads pipelined on a shared
     // one, so each request in flight shows up as one backend waiting.
     let in_flight = IN_FLIGHT.to_string();
-    let (mut child, addr) =
-        start_example(&app, &[("FWDB__POSTGRES__POOL__MULTIPLEX", "0"), ("FWDB__POSTGRES__POOL__MIN_SIZE", in_flight.as_str())]);
+    let (mut child, addr) = start_example(
+        &app,
+        &[("FWDB__POSTGRES__POOL__MULTIPLEX", "0"), ("FWDB__POSTGRES__POOL__MIN_SIZE", in_flight.as_str())],
+    );
 
     // Creating a design checks its avatar on the primary: holding an
     // exclusive lock on the avatars keeps every such request in flight.
@@ -227,7 +256,8 @@ async fn sigterm_lets_the_requests_in_flight_finish_and_the_example_exits_0() {
     locker.batch_execute("BEGIN; LOCK TABLE avatar.avatars IN ACCESS EXCLUSIVE MODE").await.expect("lock the avatars");
     let requests: Vec<_> = (0..IN_FLIGHT)
         .map(|i| {
-            let (addr, body) = (addr.clone(), json!({"userId": user.id, "name": format!("in flight {i}"), "avatarId": avatar.id}));
+            let (addr, body) =
+                (addr.clone(), json!({"userId": user.id, "name": format!("in flight {i}"), "avatarId": avatar.id}));
             std::thread::spawn(move || try_http_raw(&addr, "POST", "/designs", "application/json", &body.to_string()))
         })
         .collect();

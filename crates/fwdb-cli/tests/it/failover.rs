@@ -36,7 +36,10 @@ async fn failover(crash: bool) {
     // The replica that will be promoted is listed among the primary hosts.
     cfg.primary = vec![PgHost::new(&info.host, info.primary.port), PgHost::new(&info.host, info.replicas[0].port)];
     let cluster = PgCluster::connect(&cfg).await.expect("cluster");
-    assert_eq!(cluster.status().primary.server.as_deref(), Some(format!("{}:{}", info.host, info.primary.port).as_str()));
+    assert_eq!(
+        cluster.status().primary.server.as_deref(),
+        Some(format!("{}:{}", info.host, info.primary.port).as_str())
+    );
     crate::helpers::scratch_tables(&cfg, "create table w (id bigint primary key)").await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -49,7 +52,12 @@ async fn failover(crash: bool) {
                 id += 1;
                 let t0 = Instant::now();
                 let r = c.write("insert into w values ($1)", &[&id]).await;
-                log.push(Attempt { id, at: t0, took: t0.elapsed(), result: r.map(|_| ()).map_err(|e| (e.kind(), e.to_string())) });
+                log.push(Attempt {
+                    id,
+                    at: t0,
+                    took: t0.elapsed(),
+                    result: r.map(|_| ()).map_err(|e| (e.kind(), e.to_string())),
+                });
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             log
@@ -86,8 +94,10 @@ async fn failover(crash: bool) {
     let ok: BTreeSet<i64> = log.iter().filter(|a| a.result.is_ok()).map(|a| a.id).collect();
     let failed: Vec<&Attempt> = log.iter().filter(|a| a.result.is_err()).collect();
     let fast_fails = failed.iter().filter(|a| a.took < Duration::from_millis(10)).count();
-    let first_ok_after = log.iter().find(|a| a.at > promoted_at && a.result.is_ok()).map(|a| a.at.duration_since(promoted_at));
-    let after_promotion_ok = log.iter().filter(|a| a.at > promoted_at + Duration::from_millis(200) && a.result.is_ok()).count();
+    let first_ok_after =
+        log.iter().find(|a| a.at > promoted_at && a.result.is_ok()).map(|a| a.at.duration_since(promoted_at));
+    let after_promotion_ok =
+        log.iter().filter(|a| a.at > promoted_at + Duration::from_millis(200) && a.result.is_ok()).count();
     let rows = cluster.read("select id from w", &[], Consistency::Strong).await.expect("read back on the new primary");
     let present: BTreeSet<i64> = rows.iter().map(|r| r.get::<_, i64>(0)).collect();
     let lost: Vec<i64> = ok.difference(&present).copied().collect();
@@ -107,7 +117,12 @@ async fn failover(crash: bool) {
         st.primary.drains,
     );
     assert!(!failed.is_empty(), "some writes failed while there was no primary (else the test proved nothing)");
-    assert!(failed.iter().all(|a| a.at >= stopped_at - Duration::from_millis(50) && a.at <= promoted_at + Duration::from_secs(5)), "writes fail only during the switch");
+    assert!(
+        failed
+            .iter()
+            .all(|a| a.at >= stopped_at - Duration::from_millis(50) && a.at <= promoted_at + Duration::from_secs(5)),
+        "writes fail only during the switch"
+    );
     assert!(after_promotion_ok >= 10, "writes resumed on the promoted replica ({after_promotion_ok} ok)");
     if !crash {
         // A clean (fast) shutdown sends all WAL to the connected standbys first.

@@ -17,7 +17,8 @@ pub struct TestApp {
 }
 
 /// Small pools: many tests share one stack, each with pools of its own.
-const TEST_OVERRIDES: [(&str, &str); 2] = [("FWDB__POSTGRES__POOL__MIN_SIZE", "1"), ("FWDB__MONGO__POOL__MIN_SIZE", "0")];
+const TEST_OVERRIDES: [(&str, &str); 2] =
+    [("FWDB__POSTGRES__POOL__MIN_SIZE", "1"), ("FWDB__MONGO__POOL__MIN_SIZE", "0")];
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
@@ -42,7 +43,11 @@ impl TestApp {
         let conn = app.admin().await;
         let pg = fwdb::MigrationSource::Embedded.load(fwdb::Store::Postgres).expect("embedded postgres migrations");
         let opts = fwdb::UpOptions::default();
-        fwdb::Migrator::postgres(&lock, &conn, &pg).expect("migrator").up(&opts).await.expect("postgres migrations apply");
+        fwdb::Migrator::postgres(&lock, &conn, &pg)
+            .expect("migrator")
+            .up(&opts)
+            .await
+            .expect("postgres migrations apply");
         fwdb::apply_grants(&conn, &app.config).await.expect("the role matrix's grants apply after the migrations");
         let db = app.mongo().await;
         let mg = fwdb::MigrationSource::Embedded.load(fwdb::Store::Mongo).expect("embedded mongodb migrations");
@@ -59,7 +64,9 @@ impl TestApp {
 
     /// A connection as the admin login (app_admin: migrations, DDL), over TLS and SCRAM.
     pub async fn admin(&self) -> tokio_postgres::Client {
-        fwdb::connect(&self.config.postgres.as_admin(), fwdb::ConnectTarget::Primary).await.expect("an admin-login connection")
+        fwdb::connect(&self.config.postgres.as_admin(), fwdb::ConnectTarget::Primary)
+            .await
+            .expect("an admin-login connection")
     }
 
     /// A connection as the runtime login (app_readwrite), over TLS and SCRAM.

@@ -8,14 +8,19 @@ use crate::serve::spawn_up;
 use std::time::Duration;
 
 pub fn parse(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the metrics parse as Prometheus text")
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the metrics parse as Prometheus text")
 }
 
 /// The value of the first sample of `name` whose labels include `labels`.
 pub fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples.iter().find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))).map(|x| match x.value {
-        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-        _ => f64::NAN,
+    s.samples.iter().find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))).map(|x| {
+        match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        }
     })
 }
 
@@ -47,19 +52,32 @@ async fn the_metrics_endpoint_parses_as_prometheus_text_with_the_exporters_names
     assert!(value(&s, "fwdb_pool_connections", &[("pool", "primary"), ("state", "idle")]).is_some(), "{text}");
     assert_eq!(value(&s, "fwdb_migrations_pending", &[("store", "postgres")]), Some(0.0), "{text}");
     assert_eq!(value(&s, "fwdb_migrations_pending", &[("store", "mongodb")]), Some(0.0), "{text}");
-    for (store, state) in [("postgres", "failed"), ("postgres", "changed"), ("mongodb", "failed"), ("mongodb", "unknown")] {
+    for (store, state) in
+        [("postgres", "failed"), ("postgres", "changed"), ("mongodb", "failed"), ("mongodb", "unknown")]
+    {
         assert_eq!(value(&s, "fwdb_migrations_state", &[("store", store), ("state", state)]), Some(0.0), "{text}");
     }
     assert!(value(&s, "mongodb_up", &[]).is_some(), "{text}");
     assert_eq!(value(&s, "fwdb_primary_up", &[]), Some(1.0), "{text}");
-    for family in ["fwdb_query_duration_seconds", "fwdb_slow_queries_total", "pg_stat_statements_seconds_total", "mongodb_ss_connections"] {
+    for family in [
+        "fwdb_query_duration_seconds",
+        "fwdb_slow_queries_total",
+        "pg_stat_statements_seconds_total",
+        "mongodb_ss_connections",
+    ] {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
     }
     // Every metric the alert rules and the dashboard use is one /metrics announces.
     for name in deploy_metric_names() {
-        let base = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).filter(|b| text.contains(&format!("# TYPE {b} histogram")));
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| text.contains(&format!("# TYPE {b} histogram")));
         let family = base.unwrap_or(&name);
-        assert!(text.contains(&format!("# TYPE {family} ")), "deploy/ uses {name}, which /metrics does not export:\n{text}");
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "deploy/ uses {name}, which /metrics does not export:\n{text}"
+        );
     }
     let status = up.terminate();
     assert!(status.success());
@@ -67,7 +85,10 @@ async fn the_metrics_endpoint_parses_as_prometheus_text_with_the_exporters_names
     // The same in a terminal.
     let (code, out, err) = run(app.fwdb().arg("metrics"));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("postgres.cache_hit_ratio") && out.contains("pool.primary") && out.contains("replica1"), "{out}");
+    assert!(
+        out.contains("postgres.cache_hit_ratio") && out.contains("pool.primary") && out.contains("replica1"),
+        "{out}"
+    );
     let (code, out, err) = run(app.fwdb().args(["metrics", "--format", "json"]));
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
@@ -94,7 +115,9 @@ fn promtool_check_metrics(text: &str) -> (bool, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("promtool is not installed ({e}): run scripts/setup.sh (apt-get install -y prometheus)"));
+        .unwrap_or_else(|e| {
+            panic!("promtool is not installed ({e}): run scripts/setup.sh (apt-get install -y prometheus)")
+        });
     child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("the scrape reaches promtool");
     let out = child.wait_with_output().expect("promtool ends");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
@@ -110,7 +133,12 @@ async fn a_live_scrape_of_fwdb_up_passes_promtool_check_metrics() {
     let (passed, said) = promtool_check_metrics(&text);
     assert!(passed, "promtool check metrics failed on /metrics:\n{said}\n--- the scrape:\n{text}");
     // promtool drops families without samples before linting: these had some.
-    for sample in ["pg_stat_database_blks_hit_total{", "pg_stat_activity_connections{", "mongodb_ss_opcounters_total{", "fwdb_reads_total{"] {
+    for sample in [
+        "pg_stat_database_blks_hit_total{",
+        "pg_stat_activity_connections{",
+        "mongodb_ss_opcounters_total{",
+        "fwdb_reads_total{",
+    ] {
         assert!(text.contains(sample), "no {sample} sample was linted:\n{text}");
     }
 }
@@ -131,14 +159,20 @@ async fn every_family_with_samples_passes_promtool_check_metrics() {
     let mongo = fwdb::mongo_client(&app.config.mongo).await.expect("mongo");
     let ops = Arc::new(fwdb::MongoOpMetrics::new());
     let db = mongo.database(&app.config.mongo.database);
-    let unknown = ops.observe("run_command", "designs", async { Ok(db.run_command(mongodb::bson::doc! { "noSuchCommand": 1 }).await?) }).await;
+    let unknown = ops
+        .observe("run_command", "designs", async {
+            Ok(db.run_command(mongodb::bson::doc! { "noSuchCommand": 1 }).await?)
+        })
+        .await;
     assert!(unknown.is_err(), "an unknown command fails");
     let runs = Arc::new(fwdb::BackupRuns::default());
     runs.succeeded("logical", "a dump", Some(10));
     runs.failed("full", "disk full");
     let catalog = fwdb::BackupCatalog::with_loader(Duration::from_secs(60), || Box::pin(async { Ok(Vec::new()) }));
     catalog.view(Duration::from_secs(10)).await.expect("the catalog is read");
-    let collector = fwdb::MetricsCollector::new(app.config.clone(), cluster.clone(), mongo, Some(queries)).with_mongo_ops(ops).with_backups(Some(runs), Some(catalog));
+    let collector = fwdb::MetricsCollector::new(app.config.clone(), cluster.clone(), mongo, Some(queries))
+        .with_mongo_ops(ops)
+        .with_backups(Some(runs), Some(catalog));
     let mut snap = collector.collect().await;
     cluster.close();
     // Not always there on the local stack: a member's optime (secantusdb may have none yet) and an archiving failure.
@@ -152,7 +186,8 @@ async fn every_family_with_samples_passes_promtool_check_metrics() {
     assert!(families.len() >= 60, "{text}");
     for (name, kind) in families {
         let series = if kind == "histogram" { format!("{name}_bucket") } else { name.to_string() };
-        let sampled = text.lines().filter(|l| !l.starts_with('#')).any(|l| l.split(['{', ' ']).next() == Some(series.as_str()));
+        let sampled =
+            text.lines().filter(|l| !l.starts_with('#')).any(|l| l.split(['{', ' ']).next() == Some(series.as_str()));
         assert!(sampled, "the {kind} family {name} has no sample to lint:\n{text}");
     }
     let (passed, said) = promtool_check_metrics(&text);
@@ -175,13 +210,19 @@ fn deploy_metric_names() -> std::collections::BTreeSet<String> {
             block = false;
         }
     }
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grafana/fwdb-dashboard.json")).expect("dashboard")).expect("JSON");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("grafana/fwdb-dashboard.json")).expect("dashboard"))
+            .expect("JSON");
     for p in dash["panels"].as_array().expect("panels") {
-        exprs.extend(p["targets"].as_array().into_iter().flatten().filter_map(|t| t["expr"].as_str().map(str::to_string)));
+        exprs.extend(
+            p["targets"].as_array().into_iter().flatten().filter_map(|t| t["expr"].as_str().map(str::to_string)),
+        );
     }
     let names: std::collections::BTreeSet<String> = exprs
         .iter()
-        .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|e| {
+            e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map(str::to_string).collect::<Vec<_>>()
+        })
         .filter(|t| ["pg_", "fwdb_", "mongodb_"].iter().any(|p| t.starts_with(p)))
         .collect();
     assert!(names.len() >= 30 && names.contains("fwdb_backup_last_success_timestamp_seconds"), "{names:?}");
@@ -193,7 +234,11 @@ async fn fwdb_health_exits_1_when_a_server_is_unreachable() {
     let app = TestApp::spawn().await;
     // A replica on a port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (code, out, err) = run(app.fwdb().env("FWDB__POSTGRES__REPLICAS", format!("[\"127.0.0.1:{port}\"]")).args(["health", "--timeout", "2000"]));
+    let (code, out, err) = run(app.fwdb().env("FWDB__POSTGRES__REPLICAS", format!("[\"127.0.0.1:{port}\"]")).args([
+        "health",
+        "--timeout",
+        "2000",
+    ]));
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("UNHEALTHY"), "{out}");
 }
@@ -235,7 +280,10 @@ async fn a_slow_query_is_logged_with_route_and_normalized_text_and_is_in_the_top
     assert_eq!(slow.statement, "select pg_sleep(?), ?");
     assert!(slow.duration_ms >= 250.0, "{slow:?}");
     let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    assert!(logged.contains("slow query") && logged.contains("select pg_sleep(?), ?") && logged.contains("route=primary"), "{logged}");
+    assert!(
+        logged.contains("slow query") && logged.contains("select pg_sleep(?), ?") && logged.contains("route=primary"),
+        "{logged}"
+    );
     assert!(!logged.contains("secret literal"), "literals must not reach the log: {logged}");
 
     let mongo = fwdb::mongo_client(&app.config.mongo).await.expect("mongo");
@@ -247,8 +295,16 @@ async fn a_slow_query_is_logged_with_route_and_normalized_text_and_is_in_the_top
     let text = fwdb::render_metrics(&snap).expect("the exposition");
     let s = parse(&text);
     assert_eq!(value(&s, "fwdb_slow_queries_total", &[]), Some(1.0));
-    assert!(text.contains("fwdb_query_duration_seconds_count{operation=\"select\",route=\"primary\",kind=\"read\"} 2"), "{text}");
-    assert!(text.contains("fwdb_query_duration_seconds_bucket{operation=\"select\",route=\"primary\",kind=\"read\",le=\"0.5\"} 2"), "{text}");
+    assert!(
+        text.contains("fwdb_query_duration_seconds_count{operation=\"select\",route=\"primary\",kind=\"read\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "fwdb_query_duration_seconds_bucket{operation=\"select\",route=\"primary\",kind=\"read\",le=\"0.5\"} 2"
+        ),
+        "{text}"
+    );
     cluster.close();
 }
 
@@ -279,7 +335,10 @@ async fn the_pool_acquire_histogram_counts_every_checkout_and_is_rendered_per_po
     let text = fwdb::render_metrics(&snap).expect("the exposition");
     parse(&text);
     assert!(text.contains("# TYPE fwdb_pool_acquire_duration_seconds histogram"), "{text}");
-    assert!(text.contains("fwdb_pool_shared_connections{pool=\"primary\"} 1\n"), "the read's shared connection: {text}");
+    assert!(
+        text.contains("fwdb_pool_shared_connections{pool=\"primary\"} 1\n"),
+        "the read's shared connection: {text}"
+    );
     let count = |pool: &str| {
         let prefix = format!("fwdb_pool_acquire_duration_seconds_count{{pool=\"{pool}\"}} ");
         text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.parse::<f64>().ok())
@@ -331,19 +390,39 @@ fn the_alert_rules_pass_promtool_and_the_dashboard_uses_exported_metrics() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
     let rules = root.join("prometheus/fwdb-alerts.yml");
     match std::process::Command::new("promtool").arg("check").arg("rules").arg(&rules).output() {
-        Ok(out) => assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        Ok(out) => assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
         Err(e) => panic!("promtool is not installed ({e}): run scripts/setup.sh (apt-get install -y prometheus)"),
     }
     let text = std::fs::read_to_string(&rules).unwrap();
-    for alert in ["PostgresDown", "MongoDBDown", "PostgresReplicationLag", "PostgresConnectionSaturation", "PostgresCacheHitRatioLow", "FwdbPoolTimeouts", "PostgresDeadlocks", "PostgresWalArchivingFailing", "FwdbBackupTooOld"] {
+    for alert in [
+        "PostgresDown",
+        "MongoDBDown",
+        "PostgresReplicationLag",
+        "PostgresConnectionSaturation",
+        "PostgresCacheHitRatioLow",
+        "FwdbPoolTimeouts",
+        "PostgresDeadlocks",
+        "PostgresWalArchivingFailing",
+        "FwdbBackupTooOld",
+    ] {
         assert!(text.contains(&format!("alert: {alert}\n")), "{alert} missing");
     }
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grafana/fwdb-dashboard.json")).unwrap()).expect("dashboard JSON");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("grafana/fwdb-dashboard.json")).unwrap())
+            .expect("dashboard JSON");
     let panels = dash["panels"].as_array().expect("panels");
     assert!(panels.len() >= 10);
     for p in panels {
         for t in p["targets"].as_array().unwrap() {
-            assert!(t["expr"].as_str().is_some_and(|e| e.contains("pg_") || e.contains("fwdb_") || e.contains("mongodb_")), "{t}");
+            assert!(
+                t["expr"].as_str().is_some_and(|e| e.contains("pg_") || e.contains("fwdb_") || e.contains("mongodb_")),
+                "{t}"
+            );
         }
     }
 }
@@ -373,11 +452,19 @@ async fn statements_inside_a_transaction_and_its_commit_are_in_the_query_metrics
 
     let snap = queries.snapshot();
     let count = |op: &str, kind: &str| {
-        snap.latency.iter().find(|(o, r, k, _)| o == op && r == "primary" && k == kind).map(|(_, _, _, h)| h.count).unwrap_or(0)
+        snap.latency
+            .iter()
+            .find(|(o, r, k, _)| o == op && r == "primary" && k == kind)
+            .map(|(_, _, _, h)| h.count)
+            .unwrap_or(0)
     };
     assert_eq!(count("select", "tx_read"), 1, "{:?}", snap.latency);
     assert_eq!(count("select", "tx_write"), 1, "{:?}", snap.latency);
     assert_eq!(count("commit", "tx_write"), 1, "{:?}", snap.latency);
-    assert!(snap.slow.iter().any(|s| s.statement.contains("pg_sleep") && s.route == "primary"), "a slow statement in a transaction is logged: {:?}", snap.slow);
+    assert!(
+        snap.slow.iter().any(|s| s.statement.contains("pg_sleep") && s.route == "primary"),
+        "a slow statement in a transaction is logged: {:?}",
+        snap.slow
+    );
     cluster.close();
 }

@@ -96,12 +96,19 @@ async fn fresh_database_gets_the_whole_schema_and_up_twice_is_a_noop() {
     let (code, out, err) = migrate(&app, &["up"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
 
-    let ext: i64 = pg_one(&app, "SELECT count(*) FROM pg_extension WHERE extname IN ('uuid-ossp','pgcrypto','pg_trgm','ltree')").await;
+    let ext: i64 =
+        pg_one(&app, "SELECT count(*) FROM pg_extension WHERE extname IN ('uuid-ossp','pgcrypto','pg_trgm','ltree')")
+            .await;
     assert_eq!(ext, 4);
-    let schemas: i64 = pg_one(&app, "SELECT count(*) FROM pg_namespace WHERE nspname IN ('shared','avatar','catalog','design','audit')").await;
+    let schemas: i64 = pg_one(
+        &app,
+        "SELECT count(*) FROM pg_namespace WHERE nspname IN ('shared','avatar','catalog','design','audit')",
+    )
+    .await;
     assert_eq!(schemas, 5);
     for table in ["shared.users", "avatar.avatars", "catalog.items", "audit.log"] {
-        let comment: Option<String> = pg_one(&app, &format!("SELECT obj_description('{table}'::regclass, 'pg_class')")).await;
+        let comment: Option<String> =
+            pg_one(&app, &format!("SELECT obj_description('{table}'::regclass, 'pg_class')")).await;
         assert!(comment.is_some(), "{table} has no comment");
     }
     let cols: Vec<String> = app
@@ -113,7 +120,18 @@ async fn fresh_database_gets_the_whole_schema_and_up_twice_is_a_noop() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for c in ["id", "email", "first_name", "last_name", "role", "created_at", "updated_at", "deleted_at", "created_by", "updated_by"] {
+    for c in [
+        "id",
+        "email",
+        "first_name",
+        "last_name",
+        "role",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "created_by",
+        "updated_by",
+    ] {
         assert!(cols.iter().any(|x| x == c), "shared.users lacks {c}: {cols:?}");
     }
     // The 6.2 index, built CONCURRENTLY by a no-transaction migration: valid, unique, partial.
@@ -122,16 +140,32 @@ async fn fresh_database_gets_the_whole_schema_and_up_twice_is_a_noop() {
 
     // Email unique among live rows, ignoring case; updated_at kept by the trigger.
     let pg = app.pg().await;
-    pg.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('ann@x.com', 'Ann', 'A')").await.expect("insert");
-    let dup = pg.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('ANN@x.com', 'Ann', 'B')").await;
+    pg.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('ann@x.com', 'Ann', 'A')")
+        .await
+        .expect("insert");
+    let dup = pg
+        .batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('ANN@x.com', 'Ann', 'B')")
+        .await;
     assert_eq!(dup.expect_err("duplicate live email").code().map(|c| c.code()), Some("23505"));
-    pg.batch_execute("UPDATE shared.users SET deleted_at = now() WHERE email = 'ann@x.com'").await.expect("soft delete");
-    pg.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('ann@x.com', 'Ann', 'C')").await.expect("a deleted account frees its email");
-    pg.batch_execute("UPDATE shared.users SET created_at = now() - interval '1 day', updated_at = now() - interval '1 day'").await.expect("backdate");
+    pg.batch_execute("UPDATE shared.users SET deleted_at = now() WHERE email = 'ann@x.com'")
+        .await
+        .expect("soft delete");
+    pg.batch_execute("INSERT INTO shared.users (email, first_name, last_name) VALUES ('ann@x.com', 'Ann', 'C')")
+        .await
+        .expect("a deleted account frees its email");
+    pg.batch_execute(
+        "UPDATE shared.users SET created_at = now() - interval '1 day', updated_at = now() - interval '1 day'",
+    )
+    .await
+    .expect("backdate");
     pg.batch_execute("UPDATE shared.users SET first_name = 'Anna'").await.expect("update");
     let fresh: bool = pg_one(&app, "SELECT bool_and(updated_at > now() - interval '1 minute') FROM shared.users").await;
     assert!(fresh, "the trigger keeps updated_at current");
-    let neg = pg.batch_execute("INSERT INTO catalog.items (sku, name, category_path, price) VALUES ('s', 'Dress', 'women.dresses', -1)").await;
+    let neg = pg
+        .batch_execute(
+            "INSERT INTO catalog.items (sku, name, category_path, price) VALUES ('s', 'Dress', 'women.dresses', -1)",
+        )
+        .await;
     assert_eq!(neg.expect_err("negative price").code().map(|c| c.code()), Some("23514"));
 
     // MongoDB: designs with its three indexes.
@@ -224,7 +258,11 @@ fn pg_dump(app: &TestApp) -> String {
         .expect("pg_dump runs");
     assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
     // pg_dump's \restrict lines carry a random key per run.
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).collect::<Vec<_>>().join("\n")
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn mongo_schema(app: &TestApp) -> String {
@@ -255,7 +293,11 @@ async fn every_up_has_a_working_down() {
 
     let (code, out, err) = migrate(&app, &["down", "--steps", "100"]);
     assert_eq!(code, 0, "{out}{err}");
-    let left: i64 = pg_one(&app, "SELECT count(*) FROM pg_namespace WHERE nspname IN ('shared','avatar','catalog','design','audit')").await;
+    let left: i64 = pg_one(
+        &app,
+        "SELECT count(*) FROM pg_namespace WHERE nspname IN ('shared','avatar','catalog','design','audit')",
+    )
+    .await;
     assert_eq!(left, 0, "down left schemas behind");
     assert_eq!(mongo_schema(&app).await, "", "down left collections behind");
 
@@ -266,7 +308,8 @@ async fn every_up_has_a_working_down() {
 }
 
 const GOOD_UP: &str = "CREATE TABLE good (id int PRIMARY KEY);\n";
-const BAD_UP: &str = "-- creates a table, then fails\nCREATE TABLE doomed (id int);\n\nINSERT INTO doomed\n  VALUES (no_such_column);\n";
+const BAD_UP: &str =
+    "-- creates a table, then fails\nCREATE TABLE doomed (id int);\n\nINSERT INTO doomed\n  VALUES (no_such_column);\n";
 
 #[tokio::test]
 async fn a_failing_migration_leaves_nothing_behind_and_names_file_line_and_sqlstate() {
@@ -292,7 +335,10 @@ async fn a_failing_migration_leaves_nothing_behind_and_names_file_line_and_sqlst
 async fn a_failed_no_transaction_migration_says_what_to_do() {
     let app = TestApp::spawn().await;
     let up = "-- fwdb:no-transaction\nCREATE TABLE dup (id int);\nINSERT INTO dup VALUES (1), (1);\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS dup_id ON dup (id);\n";
-    let dir = temp_migrations(&[("20240101000000_dup.up.sql", up), ("20240101000000_dup.down.sql", "DROP TABLE IF EXISTS dup;")]);
+    let dir = temp_migrations(&[
+        ("20240101000000_dup.up.sql", up),
+        ("20240101000000_dup.down.sql", "DROP TABLE IF EXISTS dup;"),
+    ]);
     let args = ["up", "--db", "postgres", "--dir", &dir_arg(&dir)];
     let (code, _, err) = migrate(&app, &args);
     assert_ne!(code, 0);
@@ -309,7 +355,11 @@ async fn a_failed_no_transaction_migration_says_what_to_do() {
     assert!(err.contains("clean up"), "{err}");
     // Clean up, fix the data, retry: it runs again and is recorded applied.
     app.pg().await.batch_execute("DROP INDEX public.dup_id; DROP TABLE dup;").await.expect("cleanup");
-    write(dir.path(), "20240101000000_dup.up.sql", &up.replace("(1), (1)", "(1), (2)").replace("CREATE TABLE dup", "CREATE TABLE IF NOT EXISTS dup"));
+    write(
+        dir.path(),
+        "20240101000000_dup.up.sql",
+        &up.replace("(1), (1)", "(1), (2)").replace("CREATE TABLE dup", "CREATE TABLE IF NOT EXISTS dup"),
+    );
     let (code, _, err) = migrate(&app, &retry);
     assert_eq!(code, 0, "fixed and retried: {err}");
     let history = pg_history(&app).await;
@@ -413,7 +463,8 @@ async fn destructive_migrations_need_permission() {
 #[tokio::test]
 async fn baseline_records_without_running() {
     let app = TestApp::spawn().await;
-    let (code, out, err) = migrate(&app, &["baseline", "20240101000200", "--db", "postgres", "--reason", "restored from the old system"]);
+    let (code, out, err) =
+        migrate(&app, &["baseline", "20240101000200", "--db", "postgres", "--reason", "restored from the old system"]);
     assert_eq!(code, 0, "{out}{err}");
     let history = pg_history(&app).await;
     assert_eq!(history.len(), 3, "{history:?}");
@@ -475,7 +526,10 @@ async fn the_designs_validator_rejects_each_broken_rule() {
         ("version is a number", with(valid_design(), "version", "one")),
         ("createdAt is a date", with(valid_design(), "createdAt", "yesterday")),
         ("deletedAt is a date", with(valid_design(), "deletedAt", "now")),
-        ("history changedAt is a date", with(valid_design(), "history", vec![Bson::Document(doc! { "version": 1, "changedAt": "x" })])),
+        (
+            "history changedAt is a date",
+            with(valid_design(), "history", vec![Bson::Document(doc! { "version": 1, "changedAt": "x" })]),
+        ),
     ];
     for (rule, design) in cases {
         let e = designs.insert_one(design).await.expect_err(rule);
@@ -493,7 +547,9 @@ async fn a_dead_mongo_runners_lock_expires_and_the_next_runner_proceeds() {
     app.mongo()
         .await
         .collection::<Document>("fwdb_migrations_lock")
-        .insert_one(doc! { "_id": "migrate", "owner": "dead-owner", "runner": "killed-runner pid 1", "expires_at": expires })
+        .insert_one(
+            doc! { "_id": "migrate", "owner": "dead-owner", "runner": "killed-runner pid 1", "expires_at": expires },
+        )
         .await
         .expect("plant the lock");
     let started = Instant::now();
@@ -502,7 +558,8 @@ async fn a_dead_mongo_runners_lock_expires_and_the_next_runner_proceeds() {
     assert!(err.contains("killed-runner pid 1"), "says who it waits for: {err}");
     assert!(started.elapsed() >= Duration::from_millis(2500), "it did not wait for the lease: {:?}", started.elapsed());
     assert_applied_once(&mongo_history(&app).await, embedded_count(Store::Mongo));
-    let lock = app.mongo().await.collection::<Document>("fwdb_migrations_lock").find_one(doc! {}).await.expect("lock doc");
+    let lock =
+        app.mongo().await.collection::<Document>("fwdb_migrations_lock").find_one(doc! {}).await.expect("lock doc");
     assert_eq!(lock.and_then(|d| d.get("owner").cloned()), Some(Bson::Null), "released after use");
 }
 
@@ -512,7 +569,8 @@ async fn a_killed_mongo_runner_is_replaced() {
     // A runner that will be killed while it waits: it holds nothing, and the
     // next one must not be blocked by it. Then one killed while holding the
     // lock: its lease (1 s) runs out and the next runner proceeds.
-    let mut holder = app.fwdb().args(["migrate", "up", "--db", "mongodb", "--lock-lease", "1s"]).spawn().expect("spawn");
+    let mut holder =
+        app.fwdb().args(["migrate", "up", "--db", "mongodb", "--lock-lease", "1s"]).spawn().expect("spawn");
     let db = app.mongo().await;
     let locks = db.collection::<Document>("fwdb_migrations_lock");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -24,7 +24,8 @@ fn failpoint_stack() -> Option<(Stack, fwdb::Config)> {
     }
     // secantusdb reads ./secantusd.toml from its working folder, the stack's.
     stack.kill_node(Node::Mongo).expect("stop the MongoDB server");
-    std::fs::write(stack.dir().join("secantusd.toml"), "[server]\nenable_test_commands = true\n").expect("secantusd.toml");
+    std::fs::write(stack.dir().join("secantusd.toml"), "[server]\nenable_test_commands = true\n")
+        .expect("secantusd.toml");
     stack.start_node(Node::Mongo).expect("start it with test commands");
     let config = stack.info().config("postgres", "fwdb_tx", &[("FWDB__MONGO__POOL__MIN_SIZE", "0")]).expect("config");
     Some((stack, config))
@@ -59,10 +60,14 @@ async fn count_named(db: &Mongo, name: &str) -> u64 {
 
 #[tokio::test]
 async fn mongo_commit_failures_retry_the_commit_or_the_closure_as_their_label_says() {
-    let Some((stack, config)) = tokio::task::spawn_blocking(failpoint_stack).await.expect("stack thread") else { return };
+    let Some((stack, config)) = tokio::task::spawn_blocking(failpoint_stack).await.expect("stack thread") else {
+        return;
+    };
     let db = Mongo::connect(&config).await.expect("the handle");
     let app = config.mongo.app_name.clone();
-    let raw = mongodb::Client::with_uri_str(&stack.info().mongo.as_ref().expect("a MongoDB node").uri).await.expect("raw client");
+    let raw = mongodb::Client::with_uri_str(&stack.info().mongo.as_ref().expect("a MongoDB node").uri)
+        .await
+        .expect("raw client");
     let admin = raw.database("admin");
     let times = |n: i32| mongodb::bson::Bson::Document(doc! { "times": n });
 
@@ -125,7 +130,8 @@ async fn mongo_operations_are_recorded_by_operation_and_collection_with_errors_b
     .expect("the transaction");
 
     let snap = ops.snapshot();
-    let count = |op: &str| snap.latency.iter().find(|(o, c, _)| o == op && c == "designs").map_or(0, |(_, _, h)| h.count);
+    let count =
+        |op: &str| snap.latency.iter().find(|(o, c, _)| o == op && c == "designs").map_or(0, |(_, _, h)| h.count);
     assert_eq!(count("insert_one"), 2, "{:?}", snap.latency);
     assert_eq!(count("find_one"), 3, "plain, before the duplicate, in the transaction: {:?}", snap.latency);
     assert_eq!(count("find"), 1);

@@ -149,7 +149,10 @@ async fn a_read_with_its_own_statement_timeout_runs_on_a_connection_of_its_own()
     assert_eq!(rows[0].get::<_, i32>(0), shared_pid);
     assert_ne!(rows[0].get::<_, String>(1), "4321ms", "the timeout did not leak to the shared connection");
 
-    let err = timed.with_statement_timeout(std::time::Duration::from_millis(50)).read("SELECT pg_sleep(2)", &[], Consistency::Strong).await;
+    let err = timed
+        .with_statement_timeout(std::time::Duration::from_millis(50))
+        .read("SELECT pg_sleep(2)", &[], Consistency::Strong)
+        .await;
     let err = err.expect_err("the statement outlives its timeout");
     assert!(err.is_timeout(), "{err}");
     running.await.expect("the read in flight");
@@ -165,11 +168,17 @@ async fn losing_a_shared_connection_fails_the_reads_pipelined_on_it_and_later_re
     let reads: Vec<_> = (0..5)
         .map(|_| {
             let c = c.clone();
-            tokio::spawn(async move { c.read("SELECT pg_backend_pid(), pg_sleep(1)::text", &[], Consistency::Strong).await })
+            tokio::spawn(
+                async move { c.read("SELECT pg_backend_pid(), pg_sleep(1)::text", &[], Consistency::Strong).await },
+            )
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    app.pg().await.execute("SELECT pg_terminate_backend($1)", &[&shared_pid]).await.expect("terminate the shared backend");
+    app.pg()
+        .await
+        .execute("SELECT pg_terminate_backend($1)", &[&shared_pid])
+        .await
+        .expect("terminate the shared backend");
     let mut lost = 0;
     for r in futures::future::join_all(reads).await {
         match r.expect("the read's task") {

@@ -119,7 +119,12 @@ impl ArchivingStack {
         let r = json(&mut self.fwdb(&["restore", "--to-time", t, "--target-dir", target.to_str().expect("path")]));
         let guard = Restored { dir: target, info: self.info.clone() };
         assert_eq!(r["started"], true, "{r}");
-        let client = socket_client(r["socket_dir"].as_str().expect("socket"), r["port"].as_u64().expect("port") as u16, &self.db).await;
+        let client = socket_client(
+            r["socket_dir"].as_str().expect("socket"),
+            r["port"].as_u64().expect("port") as u16,
+            &self.db,
+        )
+        .await;
         let marks = client.query("select v from marks where v in ('A', 'B') order by v", &[]).await.expect("marks");
         let in_recovery: bool = client.query_one("select pg_is_in_recovery()", &[]).await.expect("q").get(0);
         assert!(!in_recovery, "promoted");
@@ -174,7 +179,8 @@ async fn socket_client(socket: &str, port: u16, db: &str) -> tokio_postgres::Cli
 fn base_backup_came_through_the_socket(log: &Path) -> bool {
     let text = std::fs::read_to_string(log).expect("the primary's log");
     let pid = |l: &str| l.split('[').nth(1).and_then(|p| p.split(']').next()).map(str::to_string);
-    let local: Vec<String> = text.lines().filter(|l| l.contains("connection received: host=[local]")).filter_map(pid).collect();
+    let local: Vec<String> =
+        text.lines().filter(|l| l.contains("connection received: host=[local]")).filter_map(pid).collect();
     text.lines()
         .filter(|l| l.contains("replication connection authorized") && l.contains("application_name=fwdb backup"))
         .filter_map(pid)
@@ -252,8 +258,13 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     // needs stays, so it still verifies, down to its row counts.
     // It is taken as on the database host: pg_basebackup through the unix socket (backup.pg_socket_dir).
     a.sql("INSERT INTO marks SELECT 'C' FROM generate_series(1, 500)");
-    let su = [("FWDB__BACKUP__PG_USER", a.info.superuser.clone()), ("FWDB__BACKUP__PG_PASSWORD", a.info.superuser_password.clone())];
-    a.stack.psql(fwdb_testkit::Node::Primary, "postgres", "ALTER SYSTEM SET log_connections = on").expect("log_connections");
+    let su = [
+        ("FWDB__BACKUP__PG_USER", a.info.superuser.clone()),
+        ("FWDB__BACKUP__PG_PASSWORD", a.info.superuser_password.clone()),
+    ];
+    a.stack
+        .psql(fwdb_testkit::Node::Primary, "postgres", "ALTER SYSTEM SET log_connections = on")
+        .expect("log_connections");
     a.stack.psql(fwdb_testkit::Node::Primary, "postgres", "SELECT pg_reload_conf()").expect("reload");
     let socket = [("FWDB__BACKUP__PG_SOCKET_DIR", a.info.socket_dir.display().to_string())];
     let m2 = json(a.fwdb(&["backup", "create", "--kind", "full"]).envs(su.clone()).envs(socket));
@@ -264,8 +275,13 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     assert!(m2["counts_lsn"].is_string(), "{m2}");
     let start2 = m2["start_wal"].as_str().unwrap().to_string();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let pruned = json(a.fwdb(&["backup", "prune"]).env("FWDB__BACKUP__RETENTION__FULL", "1s").env("FWDB__BACKUP__RETENTION__RECOVERY_WINDOW", "1s"));
-    let deleted: Vec<String> = pruned["deleted"].as_array().unwrap().iter().map(|d| d["what"].as_str().unwrap().to_string()).collect();
+    let pruned = json(
+        a.fwdb(&["backup", "prune"])
+            .env("FWDB__BACKUP__RETENTION__FULL", "1s")
+            .env("FWDB__BACKUP__RETENTION__RECOVERY_WINDOW", "1s"),
+    );
+    let deleted: Vec<String> =
+        pruned["deleted"].as_array().unwrap().iter().map(|d| d["what"].as_str().unwrap().to_string()).collect();
     assert!(deleted.contains(&id), "{pruned}");
     assert!(!deleted.contains(&id2), "{pruned}");
     assert!(deleted.iter().any(|d| d.starts_with("wal/")), "no WAL pruned: {pruned}");
@@ -370,7 +386,15 @@ async fn pg_verifybackup_checks_a_restore_and_the_verify_drill_runs_it() {
 
     // `fwdb restore --no-start`: the folder as restored, checked by PostgreSQL's own tool.
     let target = a.b.dir.path().join("laid-out");
-    let r = json(&mut a.fwdb(&["restore", "--latest", "--no-start", "--backup", &id, "--target-dir", target.to_str().unwrap()]));
+    let r = json(&mut a.fwdb(&[
+        "restore",
+        "--latest",
+        "--no-start",
+        "--backup",
+        &id,
+        "--target-dir",
+        target.to_str().unwrap(),
+    ]));
     assert_eq!(r["started"], false, "{r}");
     assert!(target.join("backup_manifest").is_file(), "the restore removed backup_manifest");
     let verifybackup = a.info.pg_bin_dir.join("pg_verifybackup");
@@ -385,14 +409,18 @@ async fn pg_verifybackup_checks_a_restore_and_the_verify_drill_runs_it() {
 
     // The drill: pg_verifybackup's verdict, with the WAL parsed, in text and JSON.
     let verified = ok(&mut a.fwdb(&["backup", "verify", &id]));
-    assert!(verified.contains("ok  pg_verifybackup on the scratch restore: backup successfully verified"), "{verified}");
+    assert!(
+        verified.contains("ok  pg_verifybackup on the scratch restore: backup successfully verified"),
+        "{verified}"
+    );
     assert!(verified.contains("WAL parsed from pg_wal") && verified.contains("equal the manifest's"), "{verified}");
     let v = json(&mut a.fwdb(&["backup", "verify", &id]));
     assert!(v["pg_verifybackup"].as_str().is_some_and(|s| s.contains("successfully verified")), "{v}");
 
     // A scratch restore that differs from its manifest: exit 1 naming the file, no server started, nothing left.
     let bin = pg_bin_damaging_pg_version(&a.info, a.b.dir.path());
-    let (code, out, err) = run(a.fwdb(&["backup", "verify", &id, "--format", "json"]).env("FWDB__BACKUP__PG_BIN_DIR", &bin));
+    let (code, out, err) =
+        run(a.fwdb(&["backup", "verify", &id, "--format", "json"]).env("FWDB__BACKUP__PG_BIN_DIR", &bin));
     assert_eq!(code, 1, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v["ok"], false, "{v}");
@@ -400,5 +428,8 @@ async fn pg_verifybackup_checks_a_restore_and_the_verify_drill_runs_it() {
     assert!(e.contains("pg_verifybackup") && e.contains("checksum mismatch for file \"PG_VERSION\""), "{v}");
     assert!(err.contains("failed verification") && err.contains("PG_VERSION"), "{err}");
     let scratch: Vec<_> = std::fs::read_dir(a.info.dir.join("tmp")).expect("tmp").flatten().map(|e| e.path()).collect();
-    assert!(scratch.iter().all(|p| !p.file_name().unwrap().to_string_lossy().starts_with("fwdb-verify-")), "{scratch:?}");
+    assert!(
+        scratch.iter().all(|p| !p.file_name().unwrap().to_string_lossy().starts_with("fwdb-verify-")),
+        "{scratch:?}"
+    );
 }

@@ -69,7 +69,8 @@ async fn a_connection_keeps_at_most_512_statements_and_closes_the_rest_on_the_se
 
 /// The last statement the backend behind `pid` ran, as another session sees it.
 async fn last_statement(app: &TestApp, pid: i32) -> String {
-    let rows = app.pg().await.query("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid]).await.expect("activity");
+    let rows =
+        app.pg().await.query("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid]).await.expect("activity");
     rows.first().map(|r| r.get(0)).expect("the backend is listed")
 }
 

@@ -10,7 +10,8 @@ async fn check_refs_finds_planted_dangling_references_both_ways() {
     let mongo = Mongo::connect(&app.config).await.unwrap();
     let pg = crate::repo::client(&app).await;
     let (users, avatars, designs) = (UserRepo::new(), AvatarRepo::new(), DesignRepo::new());
-    let alice = users.create(&pg, &NewUser::new(format!("a{}@x.com", Uuid::new_v4().simple()), "A", "A")).await.unwrap();
+    let alice =
+        users.create(&pg, &NewUser::new(format!("a{}@x.com", Uuid::new_v4().simple()), "A", "A")).await.unwrap();
     let bob = users.create(&pg, &NewUser::new(format!("b{}@x.com", Uuid::new_v4().simple()), "B", "B")).await.unwrap();
 
     // Clean first: a consistent pair is not reported, exit 0.
@@ -19,7 +20,11 @@ async fn check_refs_finds_planted_dangling_references_both_ways() {
     n.avatar_id = Some(good_avatar.id);
     let good_design = designs.create_checked(&mongo, &pg, &n).await.unwrap();
     avatars
-        .update(&pg, good_avatar.id, &AvatarPatch { model_ref: Some(Some(good_design.id.to_string())), ..Default::default() })
+        .update(
+            &pg,
+            good_avatar.id,
+            &AvatarPatch { model_ref: Some(Some(good_design.id.to_string())), ..Default::default() },
+        )
         .await
         .unwrap();
     let (code, out, err) = run(app.fwdb().args(["check", "refs"]));
@@ -54,7 +59,13 @@ async fn check_refs_finds_planted_dangling_references_both_ways() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["reference"].as_str().unwrap().into(), d["from"].as_str().unwrap().into(), d["to"].as_str().unwrap().into()))
+        .map(|d| {
+            (
+                d["reference"].as_str().unwrap().into(),
+                d["from"].as_str().unwrap().into(),
+                d["to"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     let mut expected = vec![
         ("design.avatarId".to_string(), orphan.id.to_string(), doomed.id.to_string()),

@@ -64,12 +64,16 @@ async fn roles_apply_is_idempotent_and_check_then_passes() {
     // Passwords are stored as SCRAM-SHA-256.
     let pg = app.pg().await;
     for r in fwdb::LOGIN_ROLES {
-        let pw: String = pg.query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&r]).await.unwrap().get(0);
+        let pw: String =
+            pg.query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&r]).await.unwrap().get(0);
         assert!(pw.starts_with("SCRAM-SHA-256$4096:"), "{r}: {pw}");
     }
     // The schemas belong to app_admin.
     let owners: Vec<String> = pg
-        .query("SELECT DISTINCT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = ANY($1)", &[&fwdb::SECURED_SCHEMAS.to_vec()])
+        .query(
+            "SELECT DISTINCT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = ANY($1)",
+            &[&fwdb::SECURED_SCHEMAS.to_vec()],
+        )
         .await
         .unwrap()
         .iter()
@@ -129,7 +133,12 @@ async fn tables_created_later_inherit_the_grants() {
     let has = |role: &str, table: &str, p: &str| {
         let (role, table, p) = (role.to_string(), table.to_string(), p.to_string());
         let pg = &pg;
-        async move { pg.query_one("SELECT has_table_privilege($1, $2, $3)", &[&role, &table, &p]).await.unwrap().get::<_, bool>(0) }
+        async move {
+            pg.query_one("SELECT has_table_privilege($1, $2, $3)", &[&role, &table, &p])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
     };
     assert!(has("design_service", "design.later_by_migrator", "INSERT").await);
     assert!(has("app_readonly", "design.later_by_migrator", "SELECT").await);
@@ -226,14 +235,17 @@ async fn every_role_can_do_exactly_what_the_matrix_allows_over_tls_and_scram() {
         } else {
             let name = format!("{tag}_{}", spec.name);
             let pw = format!("pw-{name}");
-            pg.batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{pw}' IN ROLE {}", spec.name)).await.expect("member role");
+            pg.batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{pw}' IN ROLE {}", spec.name))
+                .await
+                .expect("member role");
             made.push(name.clone());
             logins.push((name, pw, spec));
         }
     }
     // The stack's own two logins, as services and migrations use them.
     let info = app.stack.info();
-    let spec_of = |name: &str| fwdb::privilege_matrix().into_iter().find(|r| r.name == name).expect("a role of the matrix");
+    let spec_of =
+        |name: &str| fwdb::privilege_matrix().into_iter().find(|r| r.name == name).expect("a role of the matrix");
     logins.push((info.app_user.clone(), info.app_password.clone(), spec_of("app_readwrite")));
     logins.push((info.admin_user.clone(), info.admin_password.clone(), spec_of("app_admin")));
     let mut failures = Vec::new();
@@ -241,14 +253,17 @@ async fn every_role_can_do_exactly_what_the_matrix_allows_over_tls_and_scram() {
         let mut cfg = app.config.postgres.clone();
         cfg.user = login.clone();
         cfg.password = Some(fwdb::Secret::new(pw.clone()));
-        let client = fwdb::connect(&cfg, fwdb::ConnectTarget::Primary).await.unwrap_or_else(|e| panic!("{login} connects: {e}"));
-        let ssl: bool = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+        let client =
+            fwdb::connect(&cfg, fwdb::ConnectTarget::Primary).await.unwrap_or_else(|e| panic!("{login} connects: {e}"));
+        let ssl: bool =
+            client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
         assert!(ssl, "{login}: not over TLS");
         // What a service may know of users: their id, email and deletion, nothing else.
         let directory = spec.access_to("shared") != Access::None || !spec.columns.is_empty();
         let got = attempt(&client, "SELECT id, email, deleted_at FROM shared.users").await;
         if got.is_ok() != directory {
-            failures.push(format!("{} ({login}) reading the user directory: expected {directory}, got {got:?}", spec.name));
+            failures
+                .push(format!("{} ({login}) reading the user directory: expected {directory}, got {got:?}", spec.name));
         }
         for (schema, table, column) in TABLES {
             for op in OPS {
@@ -279,17 +294,19 @@ fn fastrand_u32() -> u32 {
 async fn the_production_profile_refuses_weak_sslmodes_and_non_scram_authentication() {
     let app = TestApp::spawn().await;
     for mode in ["disable", "prefer", "require", "verify-ca"] {
-        let (code, out, err) = run(app
-            .fwdb()
-            .args(["--profile", "production", "config", "check"])
-            .env("FWDB__POSTGRES__TLS__MODE", mode));
+        let (code, out, err) =
+            run(app.fwdb().args(["--profile", "production", "config", "check"]).env("FWDB__POSTGRES__TLS__MODE", mode));
         assert_ne!(code, 0, "{mode}: {out}{err}");
         assert!(format!("{out}{err}").contains("requires verify-full"), "{mode}: {out}{err}");
     }
-    let (code, out, err) = run(app.fwdb().args(["--profile", "production", "config", "check"]).env_remove("FWDB__POSTGRES__PASSWORD"));
+    let (code, out, err) =
+        run(app.fwdb().args(["--profile", "production", "config", "check"]).env_remove("FWDB__POSTGRES__PASSWORD"));
     assert_ne!(code, 0);
     assert!(format!("{out}{err}").contains("SCRAM"), "{out}{err}");
-    let (code, out, err) = run(app.fwdb().args(["--profile", "production", "config", "check"]).env("FWDB__MONGO__AUTH_MECHANISM", "SCRAM-SHA-1"));
+    let (code, out, err) = run(app
+        .fwdb()
+        .args(["--profile", "production", "config", "check"])
+        .env("FWDB__MONGO__AUTH_MECHANISM", "SCRAM-SHA-1"));
     assert_ne!(code, 0);
     assert!(format!("{out}{err}").contains("requires SCRAM-SHA-256"), "{out}{err}");
 }
@@ -327,14 +344,19 @@ async fn a_runtime_login_left_in_app_admin_is_moved_to_app_readwrite_by_apply() 
     // A login of this test's own, made as older fwdb versions made the runtime login: an admin that may create databases.
     let login = format!("t_rt_{:x}", fastrand_u32());
     let pg = app.pg().await;
-    pg.batch_execute(&format!("CREATE ROLE {login} LOGIN CREATEDB PASSWORD 'pw-{login}' IN ROLE app_admin")).await.expect("old-style login");
+    pg.batch_execute(&format!("CREATE ROLE {login} LOGIN CREATEDB PASSWORD 'pw-{login}' IN ROLE app_admin"))
+        .await
+        .expect("old-style login");
     let mut cfg = security_config(&app);
     cfg.postgres.user = login.clone();
     cfg.postgres.password = Some(fwdb::Secret::new(format!("pw-{login}")));
     let admin = fwdb::connect_admin(&cfg).await.expect("admin connection");
     let before = fwdb::check_roles(&admin, &cfg).await.expect("check");
     let text: Vec<String> = before.iter().map(|d| d.to_string()).collect();
-    assert!(text.contains(&format!("role {login}: is a member of app_admin, which the matrix does not declare")), "{text:#?}");
+    assert!(
+        text.contains(&format!("role {login}: is a member of app_admin, which the matrix does not declare")),
+        "{text:#?}"
+    );
     assert!(text.contains(&format!("role {login}: has CREATEDB")), "{text:#?}");
     let report = fwdb::apply_roles(&admin, &cfg).await.expect("apply");
     assert_eq!(report.memberships_revoked, vec![format!("{login} in app_admin")]);
@@ -345,7 +367,12 @@ async fn a_runtime_login_left_in_app_admin_is_moved_to_app_readwrite_by_apply() 
     rt.tls.cert_file = None;
     rt.tls.key_file = None;
     let client = fwdb::connect(&rt, fwdb::ConnectTarget::Primary).await.expect("the runtime login connects");
-    assert!(attempt(&client, "INSERT INTO shared.users (email, first_name, last_name) VALUES ('rt@example.com', 'R', 'T')").await.is_ok());
+    assert!(attempt(
+        &client,
+        "INSERT INTO shared.users (email, first_name, last_name) VALUES ('rt@example.com', 'R', 'T')"
+    )
+    .await
+    .is_ok());
     assert!(attempt(&client, "TRUNCATE shared.users").await.is_err());
     assert!(attempt(&client, "CREATE TABLE catalog.nope (x int)").await.is_err());
     assert!(attempt(&client, "SELECT count(*) FROM audit.log").await.is_err());
@@ -368,5 +395,8 @@ async fn roles_apply_as_a_login_without_createrole_says_what_to_configure() {
     let app = TestApp::migrated().await;
     let (code, out, err) = run(app.fwdb().args(["roles", "apply"]));
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("roles apply connects as `fwdb_admin`, which cannot create roles: set security.admin_user"), "{err}");
+    assert!(
+        err.contains("roles apply connects as `fwdb_admin`, which cannot create roles: set security.admin_user"),
+        "{err}"
+    );
 }

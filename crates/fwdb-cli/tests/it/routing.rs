@@ -154,7 +154,11 @@ async fn eventual_reads_spread_over_both_replicas_and_strong_reads_go_to_the_pri
     // Concurrent reads: least outstanding keeps both busy.
     let futs = (0..64).map(|_| {
         let c = cluster.clone();
-        async move { c.read("select inet_server_port(), pg_sleep(0.02)", &[], Consistency::Eventual).await.map(|r| r[0].get::<_, i32>(0)) }
+        async move {
+            c.read("select inet_server_port(), pg_sleep(0.02)", &[], Consistency::Eventual)
+                .await
+                .map(|r| r[0].get::<_, i32>(0))
+        }
     });
     let served: Vec<i32> = futures::future::try_join_all(futs).await.expect("concurrent reads");
     assert!(served.contains(&r0) && served.contains(&r1), "{served:?}");
@@ -190,7 +194,10 @@ async fn a_stopped_replica_gets_no_reads_and_no_read_fails() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     tokio::task::block_in_place(|| stack.stop_node(Node::Replica(1))).expect("stop replica 2");
     let stopped_at = Instant::now();
-    assert!(eventually(Duration::from_secs(5), || cluster.status().replicas[1].ejected).await, "the stopped replica is ejected");
+    assert!(
+        eventually(Duration::from_secs(5), || cluster.status().replicas[1].ejected).await,
+        "the stopped replica is ejected"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut ok, mut failed, mut after) = (0, Vec::new(), HashMap::<i32, u32>::new());
@@ -205,7 +212,11 @@ async fn a_stopped_replica_gets_no_reads_and_no_read_fails() {
         }
     }
     let st = cluster.status();
-    println!("{ok} reads ok, {} failed; after the stop by port {after:?}; read retries {}", failed.len(), st.read_retries);
+    println!(
+        "{ok} reads ok, {} failed; after the stop by port {after:?}; read retries {}",
+        failed.len(),
+        st.read_retries
+    );
     assert!(failed.is_empty(), "no read fails: {failed:?}");
     assert_eq!(after.get(&r1), None, "the stopped replica served no read after it stopped");
     assert!(after.get(&r0).copied().unwrap_or(0) > 50, "the other replica took the reads: {after:?}");
@@ -237,7 +248,8 @@ async fn a_lagging_replica_is_skipped_and_read_your_writes_sees_its_own_write() 
     assert!(eventually(Duration::from_secs(5), || cluster.status().replicas.iter().all(|r| r.eligible)).await);
 
     // Replica 1 stops replaying; about 2 MB of WAL follows on the primary.
-    tokio::task::block_in_place(|| stack.psql(Node::Replica(0), &db, "select pg_wal_replay_pause()")).expect("pause replay");
+    tokio::task::block_in_place(|| stack.psql(Node::Replica(0), &db, "select pg_wal_replay_pause()"))
+        .expect("pause replay");
     cluster
         .write("insert into t select g, repeat('x', 1000) from generate_series(1, 2000) g", &[])
         .await
@@ -265,11 +277,15 @@ async fn a_lagging_replica_is_skipped_and_read_your_writes_sees_its_own_write() 
 
     // Both replicas paused: read-your-writes must still see the write. The
     // write adds no statement; the read asks the primary where the write is.
-    tokio::task::block_in_place(|| stack.psql(Node::Replica(1), &db, "select pg_wal_replay_pause()")).expect("pause replay");
+    tokio::task::block_in_place(|| stack.psql(Node::Replica(1), &db, "select pg_wal_replay_pause()"))
+        .expect("pause replay");
     let me = cluster.session();
     me.write("insert into t values (100000, 'mine')", &[]).await.expect("my write");
     assert_eq!(me.route_for(me.read_your_writes()), Route::Primary, "a write not located yet: the primary");
-    let rows = me.read("select pad, inet_server_port() from t where id = 100000", &[], me.read_your_writes()).await.expect("read");
+    let rows = me
+        .read("select pad, inet_server_port() from t where id = 100000", &[], me.read_your_writes())
+        .await
+        .expect("read");
     let lsn = me.last_write_lsn().await.expect("the write's position");
     assert!(lsn.0 > 0, "the read located the write: {lsn}");
     assert_eq!(rows.len(), 1, "read-your-writes sees its own write");
@@ -283,7 +299,8 @@ async fn a_lagging_replica_is_skipped_and_read_your_writes_sees_its_own_write() 
         eventually(Duration::from_secs(10), || matches!(me.route_for(me.read_your_writes()), Route::Replica(_))).await,
         "a replica that replayed {lsn} qualifies"
     );
-    let rows = me.read("select inet_server_port() from t where id = 100000", &[], me.read_your_writes()).await.expect("read");
+    let rows =
+        me.read("select inet_server_port() from t where id = 100000", &[], me.read_your_writes()).await.expect("read");
     assert_eq!(rows.len(), 1);
     assert_ne!(rows[0].get::<_, i32>(0), p);
 
@@ -291,7 +308,10 @@ async fn a_lagging_replica_is_skipped_and_read_your_writes_sees_its_own_write() 
     // again, so paused replicas do not qualify with the old one.
     pause(&stack, &db);
     me.write("insert into t values (100001, 'mine too')", &[]).await.expect("my second write");
-    let rows = me.read("select pad, inet_server_port() from t where id = 100001", &[], me.read_your_writes()).await.expect("read");
+    let rows = me
+        .read("select pad, inet_server_port() from t where id = 100001", &[], me.read_your_writes())
+        .await
+        .expect("read");
     assert_eq!(rows.len(), 1, "read-your-writes sees the second write");
     assert_eq!(rows[0].get::<_, i32>(1), p, "served by the primary");
     assert!(me.last_write_lsn().await.expect("position") > lsn);
@@ -323,7 +343,9 @@ async fn slow_reads_in_flight_on_replica_2(cluster: &PgCluster) -> Vec<tokio::ta
         .map(|_| {
             let c = cluster.clone();
             tokio::spawn(async move {
-                c.read("select inet_server_port(), pg_sleep(1.5)", &[], Consistency::Eventual).await.map(|r| r[0].get::<_, i32>(0))
+                c.read("select inet_server_port(), pg_sleep(1.5)", &[], Consistency::Eventual)
+                    .await
+                    .map(|r| r[0].get::<_, i32>(0))
             })
         })
         .collect();
@@ -377,7 +399,11 @@ async fn a_read_in_flight_on_a_stopped_replica_moves_to_another_server_once_the_
     assert_eq!(hung, 0, "reads still waiting on the stopped replica");
     assert!(served.iter().all(|p| *p == r0), "every read finished on the other replica (r1 {r1}): {served:?}");
     assert!(st.read_retries >= 1, "the reads on the stopped replica were moved");
-    assert!(st.replicas[1].reason.as_deref().is_some_and(|r| r.starts_with("probe")), "ejected by the probe: {:?}", st.replicas[1].reason);
+    assert!(
+        st.replicas[1].reason.as_deref().is_some_and(|r| r.starts_with("probe")),
+        "ejected by the probe: {:?}",
+        st.replicas[1].reason
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,7 +416,8 @@ async fn idle_connections_above_min_size_are_closed_and_old_ones_replaced() {
     cfg.pool.idle_timeout = Duration::from_millis(200);
     cfg.routing.maintenance_interval = Duration::from_millis(100);
     let cluster = PgCluster::connect(&cfg).await.expect("cluster");
-    let held: Vec<_> = futures::future::try_join_all((0..5).map(|_| cluster.checkout(Route::Primary))).await.expect("five");
+    let held: Vec<_> =
+        futures::future::try_join_all((0..5).map(|_| cluster.checkout(Route::Primary))).await.expect("five");
     let first_pids: Vec<i32> = {
         let mut v = Vec::new();
         for c in &held {
@@ -400,7 +427,11 @@ async fn idle_connections_above_min_size_are_closed_and_old_ones_replaced() {
     };
     drop(held);
     assert_eq!(cluster.status().primary.pool.size, 5);
-    assert!(eventually(Duration::from_secs(5), || cluster.status().primary.pool.size == 1).await, "{:?}", cluster.status().primary.pool);
+    assert!(
+        eventually(Duration::from_secs(5), || cluster.status().primary.pool.size == 1).await,
+        "{:?}",
+        cluster.status().primary.pool
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(cluster.status().primary.pool.size, 1, "never below min_size");
 
@@ -408,7 +439,9 @@ async fn idle_connections_above_min_size_are_closed_and_old_ones_replaced() {
     let mut cfg = cfg.clone();
     cfg.pool.max_lifetime = Duration::from_millis(300);
     let cluster = PgCluster::connect(&cfg).await.expect("cluster");
-    let pid = |c: fwdb::PgConn| async move { c.query_one("select pg_backend_pid()", &[]).await.expect("pid").get::<_, i32>(0) };
+    let pid = |c: fwdb::PgConn| async move {
+        c.query_one("select pg_backend_pid()", &[]).await.expect("pid").get::<_, i32>(0)
+    };
     let a = pid(cluster.checkout(Route::Primary).await.expect("conn")).await;
     assert_eq!(pid(cluster.checkout(Route::Primary).await.expect("conn")).await, a, "reused while young");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -44,8 +44,12 @@ impl Moto {
     /// Creates a bucket (moto accepts unsigned requests).
     pub fn create_bucket(&self, name: &str) {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
-        write!(s, "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port)
-            .expect("request");
+        write!(
+            s,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("request");
         let mut reply = String::new();
         let _ = s.read_to_string(&mut reply);
         assert!(reply.starts_with("HTTP/1.1 200"), "bucket {name} not created: {reply}");

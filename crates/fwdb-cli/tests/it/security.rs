@@ -9,7 +9,8 @@ use fwdb_testkit::{Stack, StackOptions};
 /// A private stack (primary only, no MongoDB): these tests change server files.
 async fn private_stack() -> (Stack, String, fwdb::Config) {
     tokio::task::spawn_blocking(|| {
-        let stack = Stack::start(StackOptions { replicas: 0, mongo: false, ..Default::default() }).expect("a private stack");
+        let stack =
+            Stack::start(StackOptions { replicas: 0, mongo: false, ..Default::default() }).expect("a private stack");
         let db = stack.create_database().expect("database");
         let cfg = stack.info().config(&db, &db, &[]).expect("config");
         (stack, db, cfg)
@@ -60,8 +61,10 @@ async fn a_server_requiring_client_certificates_refuses_connections_without_a_va
         .expect("pg_hba with clientcert=verify-full");
 
     // The stack's client certificate (CN = the app user) still works, over TLS + SCRAM.
-    let c = fwdb::connect(&cfg.postgres, fwdb::ConnectTarget::Primary).await.expect("with the right client certificate");
-    let dn: Option<String> = c.query_one("SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+    let c =
+        fwdb::connect(&cfg.postgres, fwdb::ConnectTarget::Primary).await.expect("with the right client certificate");
+    let dn: Option<String> =
+        c.query_one("SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
     assert!(dn.unwrap_or_default().contains(&user));
 
     // No client certificate.
@@ -113,7 +116,12 @@ async fn no_command_prints_a_known_secret_even_at_debug_level() {
     std::fs::write(&mongo_pw, format!("{mongo_secret}\n")).unwrap();
     let passphrase = "backup-passphrase-Vv72k";
     let storage = format!("file://{}", dir.path().join("backups").display());
-    let mut secrets = vec![info.app_password.clone(), info.superuser_password.clone(), mongo_secret.to_string(), passphrase.to_string()];
+    let mut secrets = vec![
+        info.app_password.clone(),
+        info.superuser_password.clone(),
+        mongo_secret.to_string(),
+        passphrase.to_string(),
+    ];
     secrets.extend(fwdb::LOGIN_ROLES.iter().map(|r| role_password(&app, r)));
     let wrong_admin_pw = "wrong-admin-pw-Jx55";
 
@@ -152,7 +160,10 @@ async fn no_command_prints_a_known_secret_even_at_debug_level() {
     ];
     let check = |label: String, out: &str, err: &str, secrets: &[String]| {
         for s in secrets {
-            assert!(!out.contains(s.as_str()) && !err.contains(s.as_str()), "`{label}` printed a secret:\n{out}\n{err}");
+            assert!(
+                !out.contains(s.as_str()) && !err.contains(s.as_str()),
+                "`{label}` printed a secret:\n{out}\n{err}"
+            );
         }
     };
     for args in &commands {
@@ -170,7 +181,11 @@ async fn no_command_prints_a_known_secret_even_at_debug_level() {
         // Not vacuous: the configuration loads and the commands that matter here work.
         if matches!(
             args.as_slice(),
-            ["config", "check"] | ["roles", "apply"] | ["roles", "check"] | ["audit", "tail"] | ["backup", "create", "--kind", "logical"]
+            ["config", "check"]
+                | ["roles", "apply"]
+                | ["roles", "check"]
+                | ["audit", "tail"]
+                | ["backup", "create", "--kind", "logical"]
         ) {
             assert_eq!(code, 0, "`{}` failed:\n{out}\n{err}", args.join(" "));
         }
@@ -221,14 +236,17 @@ async fn hostile_role_and_database_names_are_refused_by_every_command_and_api() 
     for name in HOSTILE_NAMES.iter().filter(|n| !n.contains('\0')) {
         // --database of roles apply / check.
         for sub in ["apply", "check"] {
-            let (code, out, err) = run(app.fwdb().envs(security_env(&app)).args(["roles", sub, &format!("--database={name}")]));
+            let (code, out, err) =
+                run(app.fwdb().envs(security_env(&app)).args(["roles", sub, &format!("--database={name}")]));
             assert_eq!(code, 2, "roles {sub} --database {name:?}: {out}{err}");
             assert!(err.contains("not an acceptable identifier"), "{name:?}: {err}");
         }
         // The migrator role (postgres.user) and the admin role come from the configuration.
-        let (code, out, err) = run(app.fwdb().envs(security_env(&app)).env("FWDB__POSTGRES__USER", name).args(["roles", "apply"]));
+        let (code, out, err) =
+            run(app.fwdb().envs(security_env(&app)).env("FWDB__POSTGRES__USER", name).args(["roles", "apply"]));
         assert_ne!(code, 0, "postgres.user {name:?}: {out}{err}");
-        let (code, out, err) = run(app.fwdb().envs(security_env(&app)).env("FWDB__SECURITY__ADMIN_USER", name).args(["roles", "apply"]));
+        let (code, out, err) =
+            run(app.fwdb().envs(security_env(&app)).env("FWDB__SECURITY__ADMIN_USER", name).args(["roles", "apply"]));
         assert_eq!(code, 2, "security.admin_user {name:?}: {out}{err}");
         assert!(err.contains("security.admin_user"), "{err}");
     }
@@ -249,13 +267,21 @@ async fn hostile_role_and_database_names_are_refused_by_every_command_and_api() 
     let after_roles: i64 = pg.query_one("SELECT count(*) FROM pg_roles", &[]).await.unwrap().get(0);
     assert!(after_roles >= before_roles);
     let tables: i64 = pg
-        .query_one("SELECT count(*) FROM pg_tables WHERE (schemaname, tablename) IN (('audit','log'), ('shared','users'))", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE (schemaname, tablename) IN (('audit','log'), ('shared','users'))",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(tables, 2, "nothing dropped");
-    let supers: Vec<String> =
-        pg.query("SELECT rolname::text FROM pg_roles WHERE rolsuper", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let supers: Vec<String> = pg
+        .query("SELECT rolname::text FROM pg_roles WHERE rolsuper", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(supers, vec![app.stack.info().superuser.clone()]);
 }
 
@@ -266,12 +292,23 @@ async fn hostile_values_survive_quoting_and_scram_verifiers_round_trip() {
     let app = TestApp::migrated().await;
     let pg = app.pg().await;
     let corpus = [
-        "plain", "it's", "'; DROP TABLE audit.log; --", "\\'; SELECT 1; --", "$$ $q$ $$", "\"quoted\"", "back\\slash", "ünïcödé ✓",
-        "line\nbreak", "tab\there", "%_*", "E'x'",
+        "plain",
+        "it's",
+        "'; DROP TABLE audit.log; --",
+        "\\'; SELECT 1; --",
+        "$$ $q$ $$",
+        "\"quoted\"",
+        "back\\slash",
+        "ünïcödé ✓",
+        "line\nbreak",
+        "tab\there",
+        "%_*",
+        "E'x'",
     ];
     for v in corpus {
         let lit = fwdb::quote_literal(v).unwrap();
-        let got: String = pg.query_one(&format!("SELECT {lit}::text"), &[]).await.unwrap_or_else(|e| panic!("{v:?}: {e}")).get(0);
+        let got: String =
+            pg.query_one(&format!("SELECT {lit}::text"), &[]).await.unwrap_or_else(|e| panic!("{v:?}: {e}")).get(0);
         assert_eq!(got, v);
     }
     assert!(fwdb::quote_literal("nul\0").is_err());
@@ -280,7 +317,9 @@ async fn hostile_values_survive_quoting_and_scram_verifiers_round_trip() {
     for pw in ["'; DROP ROLE postgres; --", "p\\a$$ss\"w'rd"] {
         let verifier = fwdb::scram_sha_256_verifier(pw);
         assert!(!verifier.contains(pw));
-        pg.batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{verifier}'")).await.unwrap();
+        pg.batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{verifier}'"))
+            .await
+            .unwrap();
         let mut cfg = app.config.postgres.clone();
         cfg.user = role.clone();
         cfg.password = Some(fwdb::Secret::new(pw));
@@ -300,7 +339,11 @@ async fn security_secrets_come_from_the_environment_or_a_file_but_not_both() {
     // From a file: roles apply connects with it.
     let mut env = security_env(&app);
     env.retain(|(k, _)| k != "FWDB__SECURITY__ADMIN_PASSWORD");
-    let (code, out, err) = run(app.fwdb().envs(env.clone()).env("FWDB__SECURITY__ADMIN_PASSWORD_FILE", &admin_file).args(["roles", "apply"]));
+    let (code, out, err) = run(app
+        .fwdb()
+        .envs(env.clone())
+        .env("FWDB__SECURITY__ADMIN_PASSWORD_FILE", &admin_file)
+        .args(["roles", "apply"]));
     assert_eq!(code, 0, "{out}{err}");
     // Both: refused, naming the key.
     let (code, out, err) = run(app
@@ -311,7 +354,11 @@ async fn security_secrets_come_from_the_environment_or_a_file_but_not_both() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("security.admin_password_file") && err.contains("keep one"), "{err}");
     // A missing file.
-    let (code, _, err) = run(app.fwdb().envs(env).env("FWDB__SECURITY__CATALOG_SERVICE_PASSWORD_FILE", "/nonexistent/pw").args(["config", "check"]));
+    let (code, _, err) = run(app
+        .fwdb()
+        .envs(env)
+        .env("FWDB__SECURITY__CATALOG_SERVICE_PASSWORD_FILE", "/nonexistent/pw")
+        .args(["config", "check"]));
     assert_eq!(code, 2);
     assert!(err.contains("security.catalog_service_password_file") && err.contains("file not found"), "{err}");
     assert!(!err.contains(&info.superuser_password));
@@ -337,7 +384,9 @@ async fn mongodb_tls_and_scram_sha_256_options_are_wired_through() {
     assert_eq!(cred.source.as_deref(), Some("admin"));
     assert_eq!(cred.username.as_deref(), Some("svc"));
     match &o.tls {
-        Some(mongodb::options::Tls::Enabled(t)) => assert_eq!(t.ca_file_path.as_deref(), Some(info.tls.ca_cert.as_path())),
+        Some(mongodb::options::Tls::Enabled(t)) => {
+            assert_eq!(t.ca_file_path.as_deref(), Some(info.tls.ca_cert.as_path()))
+        }
         other => panic!("TLS not enabled: {other:?}"),
     }
     assert!(!format!("{o:?}").contains("mongo-pw-Q3"), "the driver options' Debug shows the password");

@@ -20,7 +20,12 @@ pub struct Up {
 
 /// Starts `cmd` (an `fwdb` command) as `fwdb up --listen 127.0.0.1:0` and waits for its address.
 pub fn spawn_up(mut cmd: Command) -> Up {
-    let child = cmd.args(["up", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("fwdb up starts");
+    let child = cmd
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("fwdb up starts");
     let mut child = KillOnDrop(child);
     let stdout = child.0.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -29,7 +34,9 @@ pub fn spawn_up(mut cmd: Command) -> Up {
     let mut out = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("fwdb up never said where it listens:\n{}", out.join("\n")));
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("fwdb up never said where it listens:\n{}", out.join("\n")));
         out.push(line.clone());
         if let Some(rest) = line.strip_prefix("fwdb is up on ") {
             let url = rest.split(';').next().expect("an address").trim().to_string();
@@ -144,7 +151,10 @@ async fn a_stopped_replica_degrades_readiness_and_a_paused_primary_is_unhealthy_
     let primary = server(&v, "primary");
     assert_eq!(primary["healthy"], false, "{body}");
     assert!(primary["error"].as_str().unwrap_or("").contains("no answer within 500 ms"), "{body}");
-    assert!(took < Duration::from_millis(timeout_ms + 1500), "readiness took {took:?} with a {timeout_ms} ms check timeout");
+    assert!(
+        took < Duration::from_millis(timeout_ms + 1500),
+        "readiness took {took:?} with a {timeout_ms} ms check timeout"
+    );
     eprintln!("readiness with the primary paused answered in {took:?}");
 
     let status = up.terminate();

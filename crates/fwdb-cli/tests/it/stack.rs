@@ -58,7 +58,8 @@ fn small_stack(dir: Option<PathBuf>, replicas: usize, mongo: bool, lifetime: Lif
 fn both_replicas_stream_from_the_primary() {
     let stack = shared();
     for i in 0..2 {
-        let in_recovery = stack.psql(Node::Replica(i), "postgres", "SELECT pg_is_in_recovery()").expect("psql on a replica");
+        let in_recovery =
+            stack.psql(Node::Replica(i), "postgres", "SELECT pg_is_in_recovery()").expect("psql on a replica");
         assert_eq!(in_recovery, "t", "replica{} is a standby", i + 1);
     }
     assert_eq!(stack.psql(Node::Primary, "postgres", "SELECT pg_is_in_recovery()").expect("psql"), "f");
@@ -89,7 +90,11 @@ fn wal_archiving_puts_a_segment_in_the_archive_after_pg_switch_wal() {
     let stack = shared();
     let db = stack.create_database().expect("a database of our own");
     let segment = stack
-        .psql(Node::Primary, &db, "CREATE TABLE w (i int); INSERT INTO w VALUES (1); SELECT pg_walfile_name(pg_current_wal_lsn());")
+        .psql(
+            Node::Primary,
+            &db,
+            "CREATE TABLE w (i int); INSERT INTO w VALUES (1); SELECT pg_walfile_name(pg_current_wal_lsn());",
+        )
         .expect("current WAL file");
     stack.psql(Node::Primary, &db, "SELECT pg_switch_wal();").expect("pg_switch_wal");
     let archived = stack.info().archive_dir.join(&segment);
@@ -105,7 +110,8 @@ fn pg_stat_statements_is_preloaded_and_queryable() {
     let stack = shared();
     let preload = stack.psql(Node::Primary, "postgres", "SHOW shared_preload_libraries").expect("show");
     assert!(preload.contains("pg_stat_statements"), "{preload}");
-    let n = stack.psql(Node::Primary, "postgres", "SELECT count(*) >= 0 FROM pg_stat_statements").expect("query the view");
+    let n =
+        stack.psql(Node::Primary, "postgres", "SELECT count(*) >= 0 FROM pg_stat_statements").expect("query the view");
     assert_eq!(n, "t");
 }
 
@@ -114,17 +120,23 @@ async fn the_app_role_password_is_stored_as_scram_sha_256_and_opens_a_tcp_sessio
     let stack = shared_async().await;
     let info = stack.info();
     let stored = stack
-        .psql(Node::Primary, "postgres", &format!("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = '{}'", info.app_user))
+        .psql(
+            Node::Primary,
+            "postgres",
+            &format!("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = '{}'", info.app_user),
+        )
         .expect("pg_authid");
     assert_eq!(stored, "t");
 
     let conn = info.app_conn_string(info.primary.port, "postgres");
-    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.expect("SCRAM login over TCP");
+    let (client, connection) =
+        tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.expect("SCRAM login over TCP");
     tokio::spawn(connection);
     let one: i32 = client.query_one("SELECT 1", &[]).await.expect("select 1").get(0);
     assert_eq!(one, 1);
 
-    let wrong = format!("host={} port={} user={} password=wrong dbname=postgres", info.host, info.primary.port, info.app_user);
+    let wrong =
+        format!("host={} port={} user={} password=wrong dbname=postgres", info.host, info.primary.port, info.app_user);
     let err = tokio_postgres::connect(&wrong, tokio_postgres::NoTls).await.err().expect("a wrong password is refused");
     let code = err.as_db_error().map(|e| e.code().clone());
     assert_eq!(code, Some(tokio_postgres::error::SqlState::INVALID_PASSWORD), "{err:?}");
@@ -210,7 +222,13 @@ fn a_dev_folder_left_by_a_crashed_run_starts_again_on_its_data() {
     stack.psql(Node::Primary, &db, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42);").expect("write");
 
     // While it runs, a second start is refused with a pointer to `fwdb dev status`.
-    let again = Stack::start(StackOptions { dir: Some(dir.clone()), replicas: 1, mongo: false, lifetime: Lifetime::Detached, ..Default::default() });
+    let again = Stack::start(StackOptions {
+        dir: Some(dir.clone()),
+        replicas: 1,
+        mongo: false,
+        lifetime: Lifetime::Detached,
+        ..Default::default()
+    });
     match again {
         Err(e @ TestkitError::AlreadyRunning { .. }) => assert!(e.to_string().contains("fwdb dev status"), "{e}"),
         other => panic!("expected AlreadyRunning, got {other:?}"),
@@ -251,7 +269,8 @@ fn a_killed_owner_of_an_attached_stack_leaves_no_server_behind() {
         .stderr(Stdio::null())
         .spawn()
         .expect("fwdb dev up --foreground starts");
-    let up = eventually(Duration::from_secs(120), || fwdb_testkit::status(&dir).map(|s| s.all_running()).unwrap_or(false));
+    let up =
+        eventually(Duration::from_secs(120), || fwdb_testkit::status(&dir).map(|s| s.all_running()).unwrap_or(false));
     if !up {
         let _ = owner.kill();
         panic!("the stack did not come up: {:?}", fwdb_testkit::status(&dir));
@@ -308,7 +327,9 @@ fn states_in_json(json: &str) -> Vec<(String, String)> {
         .as_array()
         .expect("a servers list")
         .iter()
-        .map(|s| (s["name"].as_str().unwrap_or_default().to_string(), s["state"].as_str().unwrap_or_default().to_string()))
+        .map(|s| {
+            (s["name"].as_str().unwrap_or_default().to_string(), s["state"].as_str().unwrap_or_default().to_string())
+        })
         .collect()
 }
 

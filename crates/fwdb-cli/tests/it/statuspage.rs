@@ -13,7 +13,15 @@ fn chromium() -> Option<&'static str> {
 fn headless(url: &str, extra: &[&str], profile: &std::path::Path) -> std::process::Output {
     let bin = chromium().expect("chromium");
     Command::new(bin)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
@@ -48,10 +56,17 @@ async fn the_status_page_renders_the_servers_state_in_a_browser() {
     .await
     .expect("join");
     let dom = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success() && dom.contains("</html>"), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && dom.contains("</html>"),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dom.contains(r#"id="overall" class="badge READY""#), "{dom}");
     for name in ["primary", "replica 0 (", "replica 1 (", "mongodb"] {
-        let row = dom.split("<tr class=\"server\"").find(|r| r.contains(&format!("<td>{name}"))).unwrap_or_else(|| panic!("no row for {name}:\n{dom}"));
+        let row = dom
+            .split("<tr class=\"server\"")
+            .find(|r| r.contains(&format!("<td>{name}")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{dom}"));
         assert!(row.contains(r#"data-healthy="true""#) && row.contains(">healthy<"), "{name}: {row}");
     }
     assert_eq!(dom.matches(r#"<tr class="pool""#).count(), 3, "{dom}");
@@ -72,7 +87,11 @@ async fn the_status_page_renders_the_servers_state_in_a_browser() {
     })
     .await
     .expect("join");
-    assert!(shot.exists() && std::fs::metadata(&shot).unwrap().len() > 10_000, "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        shot.exists() && std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if let Ok(dir) = std::env::var("FWDB_KEEP_SCREENSHOT") {
         let _ = std::fs::copy(&shot, std::path::Path::new(&dir).join("status.png"));
     }

@@ -3,8 +3,8 @@
 //! actor as SQL sees it, a per-transaction statement timeout.
 
 use crate::helpers::TestApp;
-use fwdb::{Actor, Consistency, Error, Executor, PgCluster, Route, TxOptions};
 use futures::FutureExt;
+use fwdb::{Actor, Consistency, Error, Executor, PgCluster, Route, TxOptions};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,7 +184,9 @@ async fn a_savepoint_rolled_back_keeps_the_outer_work() {
                 .await;
             assert!(inner.expect_err("the nested work fails").is_conflict());
             let kept = tx
-                .savepoint(|tx| async move { tx.savepoint(|tx| async move { tx.execute(insert_sql(), &[&4i32]).await }).await })
+                .savepoint(|tx| async move {
+                    tx.savepoint(|tx| async move { tx.execute(insert_sql(), &[&4i32]).await }).await
+                })
                 .await?;
             assert_eq!(kept, 1);
             tx.execute(insert_sql(), &[&3i32]).await?;
@@ -216,7 +218,8 @@ async fn the_actor_of_a_transaction_is_visible_to_sql_and_to_repositories() {
     assert_eq!(exec_actor, Some(b));
     // SET LOCAL: gone after the transaction, on the same (only) connection.
     let conn = cluster.checkout(Route::Primary).await.expect("conn");
-    let after: Option<String> = conn.query_one("select current_setting('fwdb.actor', true)", &[]).await.expect("q").get(0);
+    let after: Option<String> =
+        conn.query_one("select current_setting('fwdb.actor', true)", &[]).await.expect("q").get(0);
     assert!(after.as_deref().unwrap_or("").is_empty(), "no actor leaks out of the transaction: {after:?}");
     drop(conn);
     // A write through a handle with an actor: triggers see it, the next user does not.
@@ -227,11 +230,17 @@ async fn the_actor_of_a_transaction_is_visible_to_sql_and_to_repositories() {
         .await
         .expect("write with actor");
     assert_eq!(rows[0].get::<_, Option<String>>(0), Some(a.0.to_string()));
-    let rows = cluster.write("insert into t (id) values (2) returning current_setting('fwdb.actor', true)", &[]).await.expect("write");
+    let rows = cluster
+        .write("insert into t (id) values (2) returning current_setting('fwdb.actor', true)", &[])
+        .await
+        .expect("write");
     assert!(rows[0].get::<_, Option<String>>(0).unwrap_or_default().is_empty(), "the actor did not leak");
     let err = with_a.write("insert into t (id) values (1)", &[]).await.expect_err("duplicate");
     assert!(err.is_conflict(), "{err}");
-    with_a.write("insert into t (id) values (3)", &[]).await.expect("the connection is usable after a failed write with an actor");
+    with_a
+        .write("insert into t (id) values (3)", &[])
+        .await
+        .expect("the connection is usable after a failed write with an actor");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,7 +263,9 @@ async fn a_statement_timeout_set_on_a_transaction_applies_to_it_alone() {
 async fn a_read_only_transaction_refuses_writes_without_marking_the_primary_down() {
     let (_app, cluster) = setup(2).await;
     let err = cluster
-        .transaction(TxOptions::default().read_only(), |tx| async move { tx.execute(insert_sql(), &[&1i32]).await.map(|_| ()) })
+        .transaction(TxOptions::default().read_only(), |tx| async move {
+            tx.execute(insert_sql(), &[&1i32]).await.map(|_| ())
+        })
         .await
         .expect_err("read only");
     assert_eq!(err.code().map(|c| c.code()), Some("25006"));

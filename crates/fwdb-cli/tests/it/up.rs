@@ -64,8 +64,10 @@ async fn the_backup_schedule_fires_inside_up_and_metrics_show_scheduled_and_outs
     let app = crate::helpers::TestApp::migrated().await;
     let b = BackupEnv::new(app.stack);
     let outside = json(b.cmd(&app.env).args(["backup", "create", "--kind", "mongo"]));
-    let outside_at = chrono::DateTime::parse_from_rfc3339(outside["finished_at"].as_str().expect("finished_at")).expect("a time");
-    let outside_size: u64 = outside["objects"].as_array().expect("objects").iter().map(|o| o["size"].as_u64().unwrap_or(0)).sum();
+    let outside_at =
+        chrono::DateTime::parse_from_rfc3339(outside["finished_at"].as_str().expect("finished_at")).expect("a time");
+    let outside_size: u64 =
+        outside["objects"].as_array().expect("objects").iter().map(|o| o["size"].as_u64().unwrap_or(0)).sum();
 
     let mut cmd = b.cmd(&app.env);
     cmd.env("FWDB__BACKUP__SCHEDULE__ENABLED", "true")
@@ -78,15 +80,21 @@ async fn the_backup_schedule_fires_inside_up_and_metrics_show_scheduled_and_outs
         let (code, text) = crate::serve::get(&format!("{}/metrics", up.url)).await;
         assert_eq!(code, 200, "{text}");
         let s = crate::metrics::parse(&text);
-        if backup_gauge(&s, "last_success_timestamp_seconds", "logical").is_some() && backup_gauge(&s, "last_success_timestamp_seconds", "mongo").is_some() {
+        if backup_gauge(&s, "last_success_timestamp_seconds", "logical").is_some()
+            && backup_gauge(&s, "last_success_timestamp_seconds", "mongo").is_some()
+        {
             break s;
         }
-        assert!(Instant::now() < deadline, "no scheduled logical backup (or no catalog) on /metrics within 120 s:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled logical backup (or no catalog) on /metrics within 120 s:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     // The schedule's run is in storage, with a manifest.
     let listed = json(b.cmd(&app.env).args(["backup", "list"]));
-    let logical: Vec<&serde_json::Value> = listed.as_array().expect("list").iter().filter(|m| m["kind"] == "logical").collect();
+    let logical: Vec<&serde_json::Value> =
+        listed.as_array().expect("list").iter().filter(|m| m["kind"] == "logical").collect();
     assert!(!logical.is_empty(), "the schedule wrote no logical backup: {listed}");
     assert!(backup_gauge(&scrape, "last_size_bytes", "logical").unwrap_or(0.0) > 0.0);
     assert_eq!(backup_gauge(&scrape, "failures_total", "logical"), Some(0.0));
@@ -98,7 +106,10 @@ async fn the_backup_schedule_fires_inside_up_and_metrics_show_scheduled_and_outs
     let (code, page) = crate::serve::get(&format!("{}/", up.url)).await;
     assert_eq!(code, 200);
     for kind in ["logical", "mongo"] {
-        assert!(page.contains(&format!(r#"<tr class="backup" data-kind="{kind}">"#)), "the status page shows no {kind} backup:\n{page}");
+        assert!(
+            page.contains(&format!(r#"<tr class="backup" data-kind="{kind}">"#)),
+            "the status page shows no {kind} backup:\n{page}"
+        );
     }
 
     let pg = app.pg().await;
@@ -108,7 +119,10 @@ async fn the_backup_schedule_fires_inside_up_and_metrics_show_scheduled_and_outs
     let deadline = Instant::now() + Duration::from_secs(10);
     let left = loop {
         let row = pg
-            .query_one("select count(*) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()", &[&app.pg_database])
+            .query_one(
+                "select count(*) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+                &[&app.pg_database],
+            )
             .await
             .expect("pg_stat_activity");
         let n: i64 = row.get(0);

@@ -26,8 +26,8 @@ mod storage;
 mod wal;
 
 pub use crypto::{generate_key, write_key};
-pub use mongo_archive::crc64_ecma;
 pub use manifest::{BackupKind, Manifest, ObjectEntry};
+pub use mongo_archive::crc64_ecma;
 pub use pg_physical::{PitrOptions, PitrReport, RecoveryTarget};
 pub use pipe::Progress;
 pub use retention::{PruneItem, PruneReport};
@@ -96,7 +96,11 @@ impl Backups {
     }
 
     fn encryption_name(&self) -> String {
-        if self.cfg.backup.encryption.recipients.is_empty() { "age-scrypt".into() } else { "age-x25519".into() }
+        if self.cfg.backup.encryption.recipients.is_empty() {
+            "age-scrypt".into()
+        } else {
+            "age-x25519".into()
+        }
     }
 
     fn new_manifest(&self, kind: BackupKind, started_at: chrono::DateTime<chrono::Utc>) -> Manifest {
@@ -127,7 +131,8 @@ impl Backups {
     /// Streams one object of backup `id`.
     async fn put_object<R: std::io::Read + Send + 'static>(&self, id: &str, name: &str, src: R) -> Result<ObjectEntry> {
         let key = format!("{}/{name}.zst.age", manifest::dir_of(id));
-        pipe::upload(&self.st, &self.keys, self.cfg.backup.compression_level, &key, name, src, self.progress.clone()).await
+        pipe::upload(&self.st, &self.keys, self.cfg.backup.compression_level, &key, name, src, self.progress.clone())
+            .await
     }
 
     async fn get_object<W: std::io::Write + Send + 'static>(&self, o: &ObjectEntry, sink: W) -> Result<W> {
@@ -136,7 +141,8 @@ impl Backups {
 
     /// Written last: from now on the backup exists.
     async fn write_manifest(&self, m: &Manifest) -> Result<()> {
-        let json = serde_json::to_vec_pretty(m).map_err(|e| Error::new(ErrorKind::Internal, "manifest").with_source(e))?;
+        let json =
+            serde_json::to_vec_pretty(m).map_err(|e| Error::new(ErrorKind::Internal, "manifest").with_source(e))?;
         self.st.put(&manifest::manifest_key(&m.id), json).await
     }
 
@@ -173,7 +179,9 @@ impl Backups {
     pub async fn list(&self) -> Result<Vec<Manifest>> {
         let mut out = Vec::new();
         for l in self.st.list("backups").await? {
-            if let Some(id) = l.key.strip_prefix("backups/").and_then(|r| r.strip_suffix(&format!("/{}", manifest::MANIFEST))) {
+            if let Some(id) =
+                l.key.strip_prefix("backups/").and_then(|r| r.strip_suffix(&format!("/{}", manifest::MANIFEST)))
+            {
                 if !id.contains('/') {
                     out.push(self.manifest(id).await?);
                 }
@@ -199,7 +207,10 @@ impl Backups {
         let mut pg_verifybackup = None;
         for o in &m.objects {
             self.get_object(o, std::io::sink()).await?;
-            checks.push(format!("{}: {} bytes stored, SHA-256 and decryption ok, {} bytes plain", o.name, o.size, o.raw_size));
+            checks.push(format!(
+                "{}: {} bytes stored, SHA-256 and decryption ok, {} bytes plain",
+                o.name, o.size, o.raw_size
+            ));
         }
         if depth == VerifyDepth::Full {
             match m.kind {
@@ -229,7 +240,8 @@ impl Backups {
 
 /// PostgreSQL refuses to run as root: then scratch servers run as `postgres`.
 fn default_run_as() -> Option<String> {
-    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let is_root =
+        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     is_root.then(|| "postgres".to_string())
 }
 
@@ -239,7 +251,10 @@ pub fn parse_cron(expr: &str) -> std::result::Result<(), String> {
 }
 
 /// The next time `expr` fires after `after`.
-pub fn next_run(expr: &str, after: chrono::DateTime<chrono::Utc>) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
+pub fn next_run(
+    expr: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
     use croner::parser::{CronParser, Seconds};
     // Seconds are optional so that tests (and drills) can schedule every few seconds.
     let cron = CronParser::builder()

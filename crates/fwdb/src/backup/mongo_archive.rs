@@ -68,7 +68,10 @@ impl Backups {
     pub async fn export_mongo_archive(&self, id: &str, path: &std::path::Path) -> Result<()> {
         let m = self.manifest(id).await?;
         if m.kind != BackupKind::Mongo {
-            return Err(Error::validation(format!("backup {id} is a {} backup; only MongoDB dumps have an archive form", m.kind)));
+            return Err(Error::validation(format!(
+                "backup {id} is a {} backup; only MongoDB dumps have an archive form",
+                m.kind
+            )));
         }
         let prelude: serde_json::Value = match self.objects_named(&m.objects, "prelude.json") {
             Some(o) => serde_json::from_slice(&self.get_object(o, Vec::new()).await?).unwrap_or_default(),
@@ -79,11 +82,9 @@ impl Backups {
         for o in m.objects.iter().filter(|o| o.name.ends_with(".metadata.json")) {
             let Some((db, rest)) = o.name.split_once('/') else { continue };
             let coll = rest.trim_end_matches(".metadata.json").to_string();
-            let docs = m
-                .objects
-                .iter()
-                .find(|d| d.name == format!("{db}/{coll}.bson"))
-                .ok_or_else(|| Error::validation(format!("backup {id} has metadata but no documents for {db}.{coll}")))?;
+            let docs = m.objects.iter().find(|d| d.name == format!("{db}/{coll}.bson")).ok_or_else(|| {
+                Error::validation(format!("backup {id} has metadata but no documents for {db}.{coll}"))
+            })?;
             let meta = String::from_utf8_lossy(&self.get_object(o, Vec::new()).await?).into_owned();
             namespaces.push((db.to_string(), coll, meta, docs.clone()));
         }

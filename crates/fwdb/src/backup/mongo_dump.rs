@@ -74,7 +74,10 @@ impl Write for DocSplitter {
         while self.buf.len() - at >= 4 {
             let len = i32::from_le_bytes(self.buf[at..at + 4].try_into().unwrap());
             if len < 5 {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("a BSON document of length {len}")));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a BSON document of length {len}"),
+                ));
             }
             let len = len as usize;
             if self.buf.len() - at < len {
@@ -102,8 +105,10 @@ impl Write for DocSplitter {
 
 async fn first_batch(db: &mongodb::Database, cmd: Document) -> Result<Vec<Document>> {
     let reply = db.run_command(cmd).await?;
-    let cursor = reply.get_document("cursor").map_err(|e| Error::new(ErrorKind::Mongo, "unexpected reply").with_source(e))?;
-    let batch = cursor.get_array("firstBatch").map_err(|e| Error::new(ErrorKind::Mongo, "unexpected reply").with_source(e))?;
+    let cursor =
+        reply.get_document("cursor").map_err(|e| Error::new(ErrorKind::Mongo, "unexpected reply").with_source(e))?;
+    let batch =
+        cursor.get_array("firstBatch").map_err(|e| Error::new(ErrorKind::Mongo, "unexpected reply").with_source(e))?;
     Ok(batch.iter().filter_map(|b| b.as_document().cloned()).collect())
 }
 
@@ -136,7 +141,14 @@ impl Backups {
         let info = client.database("admin").run_command(doc! {"buildInfo": 1}).await?;
         let version = info.get_str("version").unwrap_or("unknown").to_string();
         m.versions.push(format!("MongoDB {version}"));
-        m.servers.push(self.cfg.mongo.uri.as_deref().map(crate::config::redact_url_password).unwrap_or_else(|| self.cfg.mongo.hosts.join(",")));
+        m.servers.push(
+            self.cfg
+                .mongo
+                .uri
+                .as_deref()
+                .map(crate::config::redact_url_password)
+                .unwrap_or_else(|| self.cfg.mongo.hosts.join(",")),
+        );
         let prelude = serde_json::json!({ "ServerVersion": version, "ToolVersion": m.tool_version }).to_string();
         m.objects.push(self.put_object(&m.id, "prelude.json", std::io::Cursor::new(prelude.into_bytes())).await?);
         let mut colls = first_batch(&db, doc! {"listCollections": 1, "cursor": {"batchSize": 100_000}}).await?;
@@ -152,7 +164,9 @@ impl Backups {
                 Some(Bson::Binary(b)) => Some(hex::encode(&b.bytes)),
                 _ => None,
             });
-            let indexes = first_batch(&db, doc! {"listIndexes": &name, "cursor": {"batchSize": 100_000}}).await.unwrap_or_default();
+            let indexes = first_batch(&db, doc! {"listIndexes": &name, "cursor": {"batchSize": 100_000}})
+                .await
+                .unwrap_or_default();
             let meta = metadata_json(&name, options, indexes, uuid);
             // Documents: streamed from the cursor into the upload.
             let (tx, rx) = mpsc::channel::<std::result::Result<Vec<u8>, String>>(4);
@@ -194,7 +208,14 @@ impl Backups {
             let (count, entry) = futures::join!(producer, upload);
             let (count, entry) = (count?, entry?);
             m.objects.push(entry);
-            m.objects.push(self.put_object(&m.id, &format!("{dbname}/{name}.metadata.json"), std::io::Cursor::new(meta.into_bytes())).await?);
+            m.objects.push(
+                self.put_object(
+                    &m.id,
+                    &format!("{dbname}/{name}.metadata.json"),
+                    std::io::Cursor::new(meta.into_bytes()),
+                )
+                .await?,
+            );
             m.counts.insert(format!("{dbname}.{name}"), count);
         }
         m.databases.push(dbname);
@@ -214,7 +235,12 @@ impl Backups {
         let source = match from {
             Some(d) => d.to_string(),
             None if m.databases.len() == 1 => m.databases[0].clone(),
-            None => return Err(Error::validation(format!("backup {id} holds several databases ({}); name one with --from", m.databases.join(", ")))),
+            None => {
+                return Err(Error::validation(format!(
+                    "backup {id} holds several databases ({}); name one with --from",
+                    m.databases.join(", ")
+                )))
+            }
         };
         if target.is_empty() || target.contains(['/', '\\', '.', ' ', '"', '$']) {
             return Err(Error::validation(format!("`{target}` is not a MongoDB database name")));
@@ -222,7 +248,10 @@ impl Backups {
         let client = crate::mongo::client(&self.cfg.mongo).await?;
         let db = client.database(target);
         if !db.list_collection_names().await?.is_empty() {
-            return Err(Error::new(ErrorKind::Conflict, format!("MongoDB database {target} already has collections; restore into a new name")));
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("MongoDB database {target} already has collections; restore into a new name"),
+            ));
         }
         let result = self.restore_mongo_into(&m, &source, &db).await;
         if result.is_err() {
@@ -231,7 +260,12 @@ impl Backups {
         result
     }
 
-    async fn restore_mongo_into(&self, m: &Manifest, source: &str, db: &mongodb::Database) -> Result<BTreeMap<String, u64>> {
+    async fn restore_mongo_into(
+        &self,
+        m: &Manifest,
+        source: &str,
+        db: &mongodb::Database,
+    ) -> Result<BTreeMap<String, u64>> {
         let prefix = format!("{source}/");
         let mut counts = BTreeMap::new();
         for meta_obj in m.objects.iter().filter(|o| o.name.starts_with(&prefix) && o.name.ends_with(".metadata.json")) {
@@ -241,8 +275,9 @@ impl Backups {
                 continue;
             }
             let meta_bytes = self.get_object(meta_obj, Vec::new()).await?;
-            let meta: serde_json::Value = serde_json::from_slice(&meta_bytes)
-                .map_err(|e| Error::new(ErrorKind::Validation, format!("{} is not JSON", meta_obj.name)).with_source(e))?;
+            let meta: serde_json::Value = serde_json::from_slice(&meta_bytes).map_err(|e| {
+                Error::new(ErrorKind::Validation, format!("{} is not JSON", meta_obj.name)).with_source(e)
+            })?;
             let to_doc = |v: &serde_json::Value| -> Result<Document> {
                 match Bson::try_from(v.clone()) {
                     Ok(Bson::Document(d)) => Ok(d),
@@ -257,7 +292,9 @@ impl Backups {
                 .objects
                 .iter()
                 .find(|o| o.name == format!("{source}/{coll_name}.bson"))
-                .ok_or_else(|| Error::validation(format!("backup {} has metadata but no documents for {coll_name}", m.id)))?
+                .ok_or_else(|| {
+                    Error::validation(format!("backup {} has metadata but no documents for {coll_name}", m.id))
+                })?
                 .clone();
             let (tx, mut rx) = mpsc::channel::<Vec<RawDocumentBuf>>(2);
             let splitter = DocSplitter { buf: Vec::new(), batch: Vec::new(), batch_bytes: 0, tx };
@@ -275,7 +312,9 @@ impl Backups {
                 tokio::task::spawn_blocking(move || s.flush().map(|_| s))
                     .await
                     .map_err(|e| Error::new(ErrorKind::Internal, "flush").with_source(e))?
-                    .map_err(|e| Error::new(ErrorKind::Validation, format!("{}: corrupt BSON", bson_obj.name)).with_source(e))?;
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Validation, format!("{}: corrupt BSON", bson_obj.name)).with_source(e)
+                    })?;
                 Ok::<(), Error>(())
             };
             let (fed, inserted) = futures::join!(feeder, inserter);
@@ -300,7 +339,11 @@ impl Backups {
             if want.is_some_and(|w| w != n) {
                 return Err(Error::new(
                     ErrorKind::Validation,
-                    format!("restored collection {coll_name} has {n} documents; the manifest of {} records {}", m.id, want.unwrap_or(0)),
+                    format!(
+                        "restored collection {coll_name} has {n} documents; the manifest of {} records {}",
+                        m.id,
+                        want.unwrap_or(0)
+                    ),
                 ));
             }
             counts.insert(coll_name, n);

@@ -64,7 +64,8 @@ impl Backups {
             .await
             .map_err(super::db_error("reading the WAL position".into()))?
             .get(0);
-        futures::future::try_join_all(held.iter().zip(&readers).map(|(h, r)| import_snapshot(r, &h.db, &h.snapshot))).await?;
+        futures::future::try_join_all(held.iter().zip(&readers).map(|(h, r)| import_snapshot(r, &h.db, &h.snapshot)))
+            .await?;
         futures::future::try_join_all(held.iter().map(|h| async move {
             h.client.batch_execute("commit").await.map_err(super::db_error(format!("releasing the locks on {}", h.db)))
         }))
@@ -77,20 +78,26 @@ impl Backups {
 
     /// Locks every user table of `db` in SHARE mode and exports a snapshot taken after the locks.
     async fn hold_writes(&self, db: &str) -> Result<Held> {
-        let client = crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await?;
+        let client =
+            crate::postgres::connect(&self.backup_pg_config(db), crate::postgres::ConnectTarget::Primary).await?;
         let mut tries = 0;
         let tables = loop {
             tries += 1;
             match lock_tables(&client).await {
                 Ok(t) => break t,
-                Err(e) if tries < LOCK_TRIES && e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-                    client.batch_execute("rollback").await.map_err(super::db_error(format!("retrying the locks on {db}")))?;
+                Err(e)
+                    if tries < LOCK_TRIES && e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+                {
+                    client
+                        .batch_execute("rollback")
+                        .await
+                        .map_err(super::db_error(format!("retrying the locks on {db}")))?;
                     tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(tries))).await;
                 }
                 Err(e) => {
                     return Err(Error::from(e).with_context(format!(
-                        "locking the tables of {db} (the backup role needs to own them, or UPDATE on them; {tries} tries)"
-                    )))
+                    "locking the tables of {db} (the backup role needs to own them, or UPDATE on them; {tries} tries)"
+                )))
                 }
             }
         };
@@ -114,7 +121,9 @@ async fn import_snapshot(client: &tokio_postgres::Client, db: &str, snapshot: &s
         return Err(Error::new(ErrorKind::Internal, format!("unexpected snapshot id `{snapshot}`")));
     }
     client
-        .batch_execute(&format!("begin isolation level repeatable read read only; set transaction snapshot '{snapshot}'"))
+        .batch_execute(&format!(
+            "begin isolation level repeatable read read only; set transaction snapshot '{snapshot}'"
+        ))
         .await
         .map_err(super::db_error(format!("importing the snapshot on {db}")))
 }
@@ -139,9 +148,13 @@ async fn close_segment(client: &tokio_postgres::Client) {
 }
 
 /// In a new transaction: every user table of the database locked in SHARE mode; the tables.
-async fn lock_tables(client: &tokio_postgres::Client) -> std::result::Result<Vec<(String, String)>, tokio_postgres::Error> {
+async fn lock_tables(
+    client: &tokio_postgres::Client,
+) -> std::result::Result<Vec<(String, String)>, tokio_postgres::Error> {
     // READ COMMITTED: the snapshot exported after this is taken after the locks, not at the table list.
-    client.batch_execute(&format!("begin isolation level read committed; set local lock_timeout = '{LOCK_TIMEOUT}'")).await?;
+    client
+        .batch_execute(&format!("begin isolation level read committed; set local lock_timeout = '{LOCK_TIMEOUT}'"))
+        .await?;
     let tables = user_tables(client).await?;
     if !tables.is_empty() {
         let list: Vec<String> = tables.iter().map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t))).collect();
@@ -151,7 +164,9 @@ async fn lock_tables(client: &tokio_postgres::Client) -> std::result::Result<Vec
 }
 
 /// User tables (plain and partitioned), `(schema, table)`, sorted.
-pub(crate) async fn user_tables(client: &tokio_postgres::Client) -> std::result::Result<Vec<(String, String)>, tokio_postgres::Error> {
+pub(crate) async fn user_tables(
+    client: &tokio_postgres::Client,
+) -> std::result::Result<Vec<(String, String)>, tokio_postgres::Error> {
     let rows = client
         .query(
             "select n.nspname::text, c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace \
@@ -163,8 +178,15 @@ pub(crate) async fn user_tables(client: &tokio_postgres::Client) -> std::result:
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-pub(crate) async fn count_table(client: &tokio_postgres::Client, schema: &str, table: &str) -> std::result::Result<u64, tokio_postgres::Error> {
-    let n: i64 = client.query_one(&format!("select count(*) from {}.{}", quote_ident(schema), quote_ident(table)), &[]).await?.get(0);
+pub(crate) async fn count_table(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let n: i64 = client
+        .query_one(&format!("select count(*) from {}.{}", quote_ident(schema), quote_ident(table)), &[])
+        .await?
+        .get(0);
     Ok(n as u64)
 }
 

@@ -82,7 +82,10 @@ impl Backups {
             }
         };
         m.objects.iter().find(|o| o.name == format!("{db}.dump")).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, format!("backup {} has no dump of database {db} (it has {})", m.id, m.databases.join(", ")))
+            Error::new(
+                ErrorKind::NotFound,
+                format!("backup {} has no dump of database {db} (it has {})", m.id, m.databases.join(", ")),
+            )
         })
     }
 
@@ -146,7 +149,8 @@ impl Backups {
     }
 
     async fn check_counts(&self, m: &Manifest, source_db: &str, target: &str) -> Result<BTreeMap<String, u64>> {
-        let client = crate::postgres::connect(&self.backup_pg_config(target), crate::postgres::ConnectTarget::Primary).await?;
+        let client =
+            crate::postgres::connect(&self.backup_pg_config(target), crate::postgres::ConnectTarget::Primary).await?;
         let got = count_rows(&client).await?;
         let prefix = format!("{source_db}.");
         for (key, want) in m.counts.iter().filter(|(k, _)| k.starts_with(&prefix)) {
@@ -155,7 +159,11 @@ impl Backups {
             if have != Some(*want) {
                 return Err(Error::new(
                     ErrorKind::Validation,
-                    format!("restored table {table} has {} rows; the manifest of {} records {want}", have.map(|h| h.to_string()).unwrap_or("no".into()), m.id),
+                    format!(
+                        "restored table {table} has {} rows; the manifest of {} records {want}",
+                        have.map(|h| h.to_string()).unwrap_or("no".into()),
+                        m.id
+                    ),
                 ));
             }
         }

@@ -102,7 +102,9 @@ impl Backups {
         m.versions.push(format!("PostgreSQL {v}"));
         let seg: String = client.query_one("show wal_segment_size", &[]).await?.get(0);
         let seg_size = parse_size(&seg).unwrap_or(16 << 20);
-        let dbs = client.query("select datname::text from pg_database where datallowconn and not datistemplate order by 1", &[]).await?;
+        let dbs = client
+            .query("select datname::text from pg_database where datallowconn and not datistemplate order by 1", &[])
+            .await?;
         m.databases = dbs.iter().map(|r| r.get(0)).collect();
         drop(client);
 
@@ -124,7 +126,10 @@ impl Backups {
             m.start_wal = wal::segment_name(tl, lsn, seg_size);
         }
         if m.start_lsn.is_none() || m.stop_lsn.is_none() {
-            return Err(Error::new(ErrorKind::Internal, format!("pg_basebackup did not report its WAL positions:\n  {}", pgtools::tail(text.as_bytes()))));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("pg_basebackup did not report its WAL positions:\n  {}", pgtools::tail(text.as_bytes())),
+            ));
         }
         m.objects.push(entry);
         m.wal_segment_size = Some(seg_size);
@@ -161,7 +166,10 @@ impl Backups {
             .map_err(|e| Error::io("waiting for tar", e))?;
         fed?;
         if !out.status.success() {
-            return Err(Error::new(ErrorKind::Io, format!("extracting {} failed: {}", m.id, pgtools::tail(&out.stderr))));
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("extracting {} failed: {}", m.id, pgtools::tail(&out.stderr)),
+            ));
         }
         Ok(())
     }
@@ -175,7 +183,8 @@ impl Backups {
             let (a, b) = (wal::parse_lsn(start).unwrap_or(0) / seg, wal::parse_lsn(stop).unwrap_or(0) / seg);
             let have: std::collections::HashSet<String> = self.wal_list().await?.into_iter().map(|(n, _)| n).collect();
             for s in a..=b {
-                let name = wal::segment_name(tl, &format!("{:X}/{:X}", (s * seg) >> 32, (s * seg) & 0xffff_ffff), seg).unwrap_or_default();
+                let name = wal::segment_name(tl, &format!("{:X}/{:X}", (s * seg) >> 32, (s * seg) & 0xffff_ffff), seg)
+                    .unwrap_or_default();
                 if !have.contains(&name) {
                     missing.push(name);
                 }
@@ -203,7 +212,10 @@ impl Backups {
         fulls.iter().rev().find(fits).map(|m| (*m).clone()).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
-                format!("no full backup in {} ends before {target:?}; take one with `fwdb backup create --kind full`", self.st.url),
+                format!(
+                    "no full backup in {} ends before {target:?}; take one with `fwdb backup create --kind full`",
+                    self.st.url
+                ),
             )
         })
     }
@@ -217,13 +229,19 @@ impl Backups {
         }
         let dir = &opts.target_dir;
         if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-            return Err(Error::validation(format!("--target-dir {} is not empty; restores go into a new folder", dir.display())));
+            return Err(Error::validation(format!(
+                "--target-dir {} is not empty; restores go into a new folder",
+                dir.display()
+            )));
         }
         let m = match &opts.backup_id {
             Some(id) => {
                 let m = self.manifest(id).await?;
                 if m.kind != BackupKind::Full {
-                    return Err(Error::validation(format!("backup {id} is a {} backup; point-in-time recovery needs a full one", m.kind)));
+                    return Err(Error::validation(format!(
+                        "backup {id} is a {} backup; point-in-time recovery needs a full one",
+                        m.kind
+                    )));
                 }
                 m
             }
@@ -241,7 +259,10 @@ impl Backups {
 
     async fn restore_pitr_into(&self, m: &Manifest, opts: &PitrOptions) -> Result<PitrReport> {
         use std::os::unix::fs::PermissionsExt;
-        let dir = opts.target_dir.canonicalize().map_err(|e| Error::io(format!("resolving {}", opts.target_dir.display()), e))?;
+        let dir = opts
+            .target_dir
+            .canonicalize()
+            .map_err(|e| Error::io(format!("resolving {}", opts.target_dir.display()), e))?;
         // backup_manifest stays: PostgreSQL ignores it, and pg_verifybackup needs it.
         self.extract_base(m, &dir).await?;
         std::fs::create_dir_all(dir.join("pg_wal")).map_err(|e| Error::io("creating pg_wal", e))?;
@@ -295,7 +316,8 @@ impl Backups {
         std::fs::write(dir.join("recovery.signal"), b"").map_err(|e| Error::io("writing recovery.signal", e))?;
         comment_out_includes(&dir.join("postgresql.conf"))?;
         let _ = std::fs::remove_file(dir.join("standby.signal"));
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod 700", e))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("chmod 700", e))?;
         let ids = match &opts.run_as {
             Some(u) => {
                 let ids = user_ids(u)?;
@@ -354,7 +376,8 @@ impl Backups {
             .await;
             match attempt {
                 Ok((client, false)) => {
-                    let tl: i32 = client.query_one("select timeline_id from pg_control_checkpoint()", &[]).await?.get(0);
+                    let tl: i32 =
+                        client.query_one("select timeline_id from pg_control_checkpoint()", &[]).await?.get(0);
                     report.timeline = Some(tl as u32);
                     let rows = client
                         .query("select datname::text from pg_database where not datistemplate order by 1", &[])
@@ -366,7 +389,11 @@ impl Backups {
                     let log = std::fs::read_to_string(&log_file).unwrap_or_default();
                     return Err(Error::new(
                         ErrorKind::Timeout,
-                        format!("the restored server in {} did not finish recovery:\n  {}", dir.display(), pgtools::tail(log.as_bytes())),
+                        format!(
+                            "the restored server in {} did not finish recovery:\n  {}",
+                            dir.display(),
+                            pgtools::tail(log.as_bytes())
+                        ),
                     ));
                 }
                 _ => {
@@ -374,7 +401,11 @@ impl Backups {
                         let log = std::fs::read_to_string(&log_file).unwrap_or_default();
                         return Err(Error::new(
                             ErrorKind::Postgres,
-                            format!("the restored server in {} stopped during recovery:\n  {}", dir.display(), pgtools::tail(log.as_bytes())),
+                            format!(
+                                "the restored server in {} stopped during recovery:\n  {}",
+                                dir.display(),
+                                pgtools::tail(log.as_bytes())
+                            ),
                         ));
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await
@@ -396,7 +427,10 @@ fn comment_out_includes(conf: &Path) -> Result<()> {
     if !text.lines().any(is_include) {
         return Ok(());
     }
-    let kept: String = text.lines().map(|l| if is_include(l) { format!("# (fwdb restore) {l}\n") } else { format!("{l}\n") }).collect();
+    let kept: String = text
+        .lines()
+        .map(|l| if is_include(l) { format!("# (fwdb restore) {l}\n") } else { format!("{l}\n") })
+        .collect();
     std::fs::write(conf, kept).map_err(|e| Error::io(format!("writing {}", conf.display()), e))
 }
 
@@ -455,7 +489,17 @@ pub(crate) struct TarWatch<R> {
 impl<R> TarWatch<R> {
     pub fn new(inner: R) -> (Self, std::sync::Arc<std::sync::Mutex<TarFacts>>) {
         let facts = std::sync::Arc::new(std::sync::Mutex::new(TarFacts::default()));
-        (TarWatch { inner, facts: facts.clone(), header: Vec::with_capacity(512), remaining: 0, current: 0, data_left: 0 }, facts)
+        (
+            TarWatch {
+                inner,
+                facts: facts.clone(),
+                header: Vec::with_capacity(512),
+                remaining: 0,
+                current: 0,
+                data_left: 0,
+            },
+            facts,
+        )
     }
 
     fn feed(&mut self, mut buf: &[u8]) {
@@ -468,7 +512,8 @@ impl<R> TarWatch<R> {
                     let h = std::mem::take(&mut self.header);
                     let name_end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
                     let name = String::from_utf8_lossy(&h[..name_end]).to_string();
-                    let size_field = String::from_utf8_lossy(&h[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
+                    let size_field =
+                        String::from_utf8_lossy(&h[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
                     let size = u64::from_str_radix(&size_field, 8).unwrap_or(0);
                     self.current = match name.trim_start_matches("./") {
                         "backup_label" => 1,

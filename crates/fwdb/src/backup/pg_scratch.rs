@@ -24,7 +24,8 @@ impl Backups {
     /// pg_verifybackup's verdict and the line on the counts.
     pub(crate) async fn restore_and_count(&self, m: &Manifest) -> Result<(String, String)> {
         let (target, upto) = scratch_target(m)?;
-        let dir = std::env::temp_dir().join(format!("fwdb-verify-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+        let dir =
+            std::env::temp_dir().join(format!("fwdb-verify-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
         let opts = PitrOptions {
             target,
             target_dir: dir.clone(),
@@ -132,7 +133,8 @@ fn scratch_target(m: &Manifest) -> Result<(RecoveryTarget, String)> {
     let Some(l) = &m.counts_lsn else {
         return Ok((RecoveryTarget::Immediate, m.stop_lsn.clone().ok_or_else(|| no_positions(m))?));
     };
-    let lsn = wal::parse_lsn(l).ok_or_else(|| Error::validation(format!("the manifest of {}: `{l}` is not an LSN", m.id)))?;
+    let lsn =
+        wal::parse_lsn(l).ok_or_else(|| Error::validation(format!("the manifest of {}: `{l}` is not an LSN", m.id)))?;
     let size = seg_size(m);
     // Counts taken right after a segment switch, with nothing written since: the
     // segment holding them may never be archived (a switch of an empty segment
@@ -161,10 +163,14 @@ fn segments_through(m: &Manifest, upto: &str) -> Result<Vec<String>> {
     let (Some(start), Some(tl)) = (m.start_lsn.as_deref().and_then(wal::parse_lsn), m.timeline) else {
         return Err(no_positions(m));
     };
-    let end = wal::parse_lsn(upto).ok_or_else(|| Error::validation(format!("`{upto}` is not an LSN (e.g. 0/3000060)")))?;
+    let end =
+        wal::parse_lsn(upto).ok_or_else(|| Error::validation(format!("`{upto}` is not an LSN (e.g. 0/3000060)")))?;
     let size = seg_size(m);
     (start / size..=end / size)
-        .map(|s| wal::segment_name(tl, &format!("{:X}/{:X}", (s * size) >> 32, (s * size) & 0xffff_ffff), size).ok_or_else(|| no_positions(m)))
+        .map(|s| {
+            wal::segment_name(tl, &format!("{:X}/{:X}", (s * size) >> 32, (s * size) & 0xffff_ffff), size)
+                .ok_or_else(|| no_positions(m))
+        })
         .collect()
 }
 
@@ -179,7 +185,10 @@ fn next_segment(name: &str, size: u64) -> Option<String> {
 async fn scratch_client(socket_dir: &Path, port: u16, db: &str) -> Result<tokio_postgres::Client> {
     let mut c = tokio_postgres::Config::new();
     c.host_path(socket_dir).port(port).user(CHECK_USER).dbname(db);
-    let (client, conn) = c.connect(tokio_postgres::NoTls).await.map_err(super::db_error(format!("connecting to {db} on the scratch server")))?;
+    let (client, conn) = c
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(super::db_error(format!("connecting to {db} on the scratch server")))?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -198,7 +207,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             segments_through(&m, "1/1000060").unwrap(),
-            ["0000000100000000000000FE", "0000000100000000000000FF", "000000010000000100000000", "000000010000000100000001"]
+            [
+                "0000000100000000000000FE",
+                "0000000100000000000000FF",
+                "000000010000000100000000",
+                "000000010000000100000001"
+            ]
         );
         assert_eq!(next_segment("0000000100000000000000FF", 16 << 20).unwrap(), "000000010000000100000000");
         assert!(segments_through(&m, "zz").unwrap_err().to_string().contains("not an LSN"));

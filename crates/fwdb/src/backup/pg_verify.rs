@@ -38,7 +38,10 @@ pub(crate) async fn verify_restore(cfg: &BackupConfig, id: &str, dir: &Path, par
         Some(0) => Ok(verdict(&stdout, parse_wal)),
         // 1 is pg_verifybackup's answer for a backup that does not verify (and for one it cannot read).
         Some(1) => Err(Error::new(ErrorKind::Validation, problems(id, &stderr))),
-        _ => Err(Error::new(ErrorKind::Io, format!("pg_verifybackup failed ({}):\n  {}", out.status, pgtools::tail(&out.stderr)))),
+        _ => Err(Error::new(
+            ErrorKind::Io,
+            format!("pg_verifybackup failed ({}):\n  {}", out.status, pgtools::tail(&out.stderr)),
+        )),
     }
 }
 
@@ -85,7 +88,9 @@ mod tests {
         assert!(text.starts_with("pg_verifybackup: the restore of backup full-1 does not match"), "{text}");
         assert!(text.contains("\n  error: checksum mismatch for file \"PG_VERSION\""), "{text}");
         assert!(text.contains("\"base/5/16384\" has size 0"), "{text}");
-        let many: String = (0..25).map(|i| format!("pg_verifybackup: error: \"base/5/{i}\" is present in the manifest but not on disk\n")).collect();
+        let many: String = (0..25)
+            .map(|i| format!("pg_verifybackup: error: \"base/5/{i}\" is present in the manifest but not on disk\n"))
+            .collect();
         let text = problems("full-1", &many);
         assert_eq!(text.lines().count(), 1 + QUOTED + 1, "{text}");
         assert!(text.ends_with("(and 15 more)"), "{text}");

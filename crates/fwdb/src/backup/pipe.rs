@@ -196,7 +196,11 @@ pub(crate) async fn download<W: Write + Send + 'static>(
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        return Err(Error::new(ErrorKind::Validation, format!("cannot read {what}: corrupt or truncated")).with_source(e))
+                        return Err(Error::new(
+                            ErrorKind::Validation,
+                            format!("cannot read {what}: corrupt or truncated"),
+                        )
+                        .with_source(e))
                     }
                 };
                 raw_hasher.update(&buf[..n]);
@@ -231,7 +235,13 @@ pub(crate) async fn download<W: Write + Send + 'static>(
         if let Some(exp) = &expect2 {
             let got = hex::encode(raw_hasher.finalize());
             if got != exp.raw_sha256 || raw_size != exp.raw_size {
-                return Err(Error::new(ErrorKind::Validation, format!("{what}: its content does not match the manifest (SHA-256 {got}, expected {})", exp.raw_sha256)));
+                return Err(Error::new(
+                    ErrorKind::Validation,
+                    format!(
+                        "{what}: its content does not match the manifest (SHA-256 {got}, expected {})",
+                        exp.raw_sha256
+                    ),
+                ));
             }
         }
         sink.flush().map_err(|e| Error::io(format!("writing out {what}"), e))?;
@@ -267,7 +277,9 @@ mod tests {
         let st = storage(dir.path());
         let keys = Arc::new(Keys::for_identity(age::x25519::Identity::generate()));
         let plain = data();
-        let e = upload(&st, &keys, 3, "b/x.zst.age", "x", std::io::Cursor::new(plain.clone()), no_progress()).await.unwrap();
+        let e = upload(&st, &keys, 3, "b/x.zst.age", "x", std::io::Cursor::new(plain.clone()), no_progress())
+            .await
+            .unwrap();
         assert_eq!(e.raw_size, plain.len() as u64);
         assert!(e.size < e.raw_size / 4, "compressed: {} of {}", e.size, e.raw_size);
         let back = download(&st, &keys, "b/x.zst.age", Some(&e), Vec::new(), no_progress()).await.unwrap();
@@ -296,7 +308,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let st = storage(dir.path());
         let enc = |p: &str| {
-            Arc::new(Keys::from_config(&EncryptionConfig { passphrase: Some(Secret::new(p)), ..Default::default() }).unwrap())
+            Arc::new(
+                Keys::from_config(&EncryptionConfig { passphrase: Some(Secret::new(p)), ..Default::default() })
+                    .unwrap(),
+            )
         };
         let keys = enc("correct horse");
         let e = upload(&st, &keys, 1, "p", "p", std::io::Cursor::new(b"hello".to_vec()), no_progress()).await.unwrap();

@@ -26,7 +26,11 @@ fn age_of(d: std::time::Duration) -> chrono::Duration {
 }
 
 /// Which backups to keep at `now`, with why; the rest go.
-pub(crate) fn plan(all: &[Manifest], r: &crate::config::RetentionConfig, now: DateTime<Utc>) -> Vec<(String, bool, String)> {
+pub(crate) fn plan(
+    all: &[Manifest],
+    r: &crate::config::RetentionConfig,
+    now: DateTime<Utc>,
+) -> Vec<(String, bool, String)> {
     let mut out = Vec::new();
     let newest_full = all.iter().filter(|m| m.kind == BackupKind::Full).map(|m| m.id.clone()).next_back();
     let window_start = now - age_of(r.recovery_window);
@@ -54,9 +58,21 @@ pub(crate) fn plan(all: &[Manifest], r: &crate::config::RetentionConfig, now: Da
                 if Some(&m.id) == newest_of(k).as_ref() {
                     (true, format!("the newest {k} backup"))
                 } else if m.started_at > now - age_of(r.incremental) {
-                    (true, format!("younger than backup.retention.incremental ({})", humantime::format_duration(r.incremental)))
+                    (
+                        true,
+                        format!(
+                            "younger than backup.retention.incremental ({})",
+                            humantime::format_duration(r.incremental)
+                        ),
+                    )
                 } else {
-                    (false, format!("older than backup.retention.incremental ({})", humantime::format_duration(r.incremental)))
+                    (
+                        false,
+                        format!(
+                            "older than backup.retention.incremental ({})",
+                            humantime::format_duration(r.incremental)
+                        ),
+                    )
                 }
             }
         };
@@ -86,7 +102,11 @@ impl Backups {
             }
         }
         // WAL before the oldest kept full backup's first segment is needed by no kept backup.
-        let oldest_needed = kept_fulls.iter().filter_map(|m| m.start_wal.as_deref().and_then(wal::segment_position)).min().map(str::to_string);
+        let oldest_needed = kept_fulls
+            .iter()
+            .filter_map(|m| m.start_wal.as_deref().and_then(wal::segment_position))
+            .min()
+            .map(str::to_string);
         if let Some(floor) = oldest_needed {
             for (name, _) in self.wal_list().await? {
                 let Some(pos) = wal::segment_position(&name) else { continue };
@@ -97,7 +117,10 @@ impl Backups {
                 if !dry_run {
                     self.st.delete(&wal::wal_key(&name)).await?;
                 }
-                report.deleted.push(PruneItem { what: format!("wal/{name}"), reason: format!("before {floor}, the first segment any kept full backup needs") });
+                report.deleted.push(PruneItem {
+                    what: format!("wal/{name}"),
+                    reason: format!("before {floor}, the first segment any kept full backup needs"),
+                });
             }
         }
         // Interrupted runs: objects without a manifest, older than a day (a day: never a run in progress).
@@ -117,7 +140,9 @@ impl Backups {
                         self.st.delete(&l.key).await?;
                     }
                 }
-                report.deleted.push(PruneItem { what: format!("backups/{id}/"), reason: "interrupted (no manifest)".into() });
+                report
+                    .deleted
+                    .push(PruneItem { what: format!("backups/{id}/"), reason: "interrupted (no manifest)".into() });
             }
         }
         Ok(report)

@@ -30,7 +30,14 @@ pub struct JobStatus {
 
 impl JobStatus {
     fn empty(job: &str) -> JobStatus {
-        JobStatus { job: job.into(), last_success: None, last_detail: None, last_size_bytes: None, last_error: None, last_error_at: None }
+        JobStatus {
+            job: job.into(),
+            last_success: None,
+            last_detail: None,
+            last_size_bytes: None,
+            last_error: None,
+            last_error_at: None,
+        }
     }
 }
 
@@ -45,7 +52,9 @@ fn kind_of(job: &str) -> Option<BackupKind> {
 impl Backups {
     async fn job_status(&self, job: &str) -> Result<JobStatus> {
         match self.st.get(&status_key(job)).await {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::new(ErrorKind::Validation, format!("{} is unreadable", status_key(job))).with_source(e)),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                Error::new(ErrorKind::Validation, format!("{} is unreadable", status_key(job))).with_source(e)
+            }),
             Err(e) if e.is_not_found() => Ok(JobStatus::empty(job)),
             Err(e) => Err(e),
         }
@@ -64,7 +73,8 @@ impl Backups {
                 s.last_error_at = Some(Utc::now());
             }
         }
-        let json = serde_json::to_vec_pretty(&s).map_err(|e| Error::new(ErrorKind::Internal, "status").with_source(e))?;
+        let json =
+            serde_json::to_vec_pretty(&s).map_err(|e| Error::new(ErrorKind::Internal, "status").with_source(e))?;
         self.st.put(&status_key(job), json).await
     }
 
@@ -128,7 +138,9 @@ impl Backups {
                 return Ok(seg);
             }
             if std::time::Instant::now() > deadline {
-                let row = client.query_one("select coalesce(last_failed_wal, ''), failed_count from pg_stat_archiver", &[]).await?;
+                let row = client
+                    .query_one("select coalesce(last_failed_wal, ''), failed_count from pg_stat_archiver", &[])
+                    .await?;
                 let (failed, count): (String, i64) = (row.get(0), row.get(1));
                 let msg = format!(
                     "WAL {seg} did not reach {} within {}s; is archive_command `fwdb wal push %p`? (archiver: {count} failures, last {failed})",
@@ -175,7 +187,9 @@ impl Backups {
             "incremental" => self.incremental(Duration::from_secs(300)).await.map(|seg| (seg, None)),
             other => match kind_of(other) {
                 Some(kind) => self.create(kind).await.map(|m| (m.id.clone(), Some(m.stored_size()))),
-                None => Err(Error::validation(format!("`{other}` is not a scheduled job (full, incremental, logical, mongo)"))),
+                None => Err(Error::validation(format!(
+                    "`{other}` is not a scheduled job (full, incremental, logical, mongo)"
+                ))),
             },
         }
     }
@@ -183,7 +197,8 @@ impl Backups {
     /// The verify drill after a full backup: a backup that cannot be restored is a failure.
     async fn drill(&self, id: &str, runs: &BackupRuns) -> Result<()> {
         runs.started("verify");
-        let drill = self.verify(id).await.map(|r| format!("{}: {} checks", r.id, r.checks.len())).map_err(|e| e.to_string());
+        let drill =
+            self.verify(id).await.map(|r| format!("{}: {} checks", r.id, r.checks.len())).map_err(|e| e.to_string());
         match &drill {
             Ok(d) => runs.succeeded("verify", d, None),
             Err(e) => runs.failed("verify", e),
@@ -199,7 +214,11 @@ impl Backups {
     }
 
     /// [`run_schedule`](Self::run_schedule), also telling `runs` (what `/metrics` shows).
-    pub async fn run_schedule_observed<F: std::future::Future<Output = ()>>(&self, stop: F, runs: &BackupRuns) -> Result<()> {
+    pub async fn run_schedule_observed<F: std::future::Future<Output = ()>>(
+        &self,
+        stop: F,
+        runs: &BackupRuns,
+    ) -> Result<()> {
         let jobs = self.cfg.backup.schedule.jobs();
         for (job, cron) in &jobs {
             super::parse_cron(cron).map_err(|e| Error::validation(format!("backup.schedule.{job}: {e}")))?;
@@ -260,7 +279,8 @@ mod tests {
         let status = b.status().await.unwrap();
         let logical = status.iter().find(|s| s.job == "logical").unwrap();
         assert!(logical.last_success.is_none() && logical.last_error_at.is_some(), "{logical:?}");
-        let text = crate::metrics::render_backups(&crate::metrics::merge_backups(&status, &runs.snapshot()), 0.0).unwrap();
+        let text =
+            crate::metrics::render_backups(&crate::metrics::merge_backups(&status, &runs.snapshot()), 0.0).unwrap();
         assert!(text.contains("fwdb_backup_failures_total{kind=\"logical\"} 1\n"), "{text}");
         assert!(text.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"logical\"}"), "{text}");
         assert!(!text.contains("fwdb_backup_last_success_timestamp_seconds{kind=\"logical\"}"), "{text}");

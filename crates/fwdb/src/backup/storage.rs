@@ -36,7 +36,9 @@ fn store_err(what: String, e: object_store::Error) -> Error {
 impl Storage {
     pub fn open(cfg: &BackupConfig) -> Result<Storage> {
         if cfg.storage.is_empty() {
-            return Err(Error::validation("backup.storage is not set; e.g. file:///var/backups/fwdb or s3://bucket/prefix"));
+            return Err(Error::validation(
+                "backup.storage is not set; e.g. file:///var/backups/fwdb or s3://bucket/prefix",
+            ));
         }
         let url = StorageUrl::parse(&cfg.storage).map_err(|m| Error::validation(format!("backup.storage: {m}")))?;
         match url {
@@ -91,7 +93,11 @@ impl Storage {
     }
 
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
-        let r = self.store.get(&self.path(key)).await.map_err(|e| store_err(format!("reading {key} from {}", self.url), e))?;
+        let r = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| store_err(format!("reading {key} from {}", self.url), e))?;
         let b = r.bytes().await.map_err(|e| store_err(format!("reading {key} from {}", self.url), e))?;
         Ok(b.to_vec())
     }
@@ -106,7 +112,11 @@ impl Storage {
 
     /// The object as a stream of chunks.
     pub async fn get_stream(&self, key: &str) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes>>> {
-        let r = self.store.get(&self.path(key)).await.map_err(|e| store_err(format!("reading {key} from {}", self.url), e))?;
+        let r = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| store_err(format!("reading {key} from {}", self.url), e))?;
         let k = key.to_string();
         let url = self.url.clone();
         Ok(r.into_stream().map(move |c| c.map_err(|e| store_err(format!("reading {k} from {url}"), e))).boxed())

@@ -73,17 +73,22 @@ impl Backups {
         check_wal_name(name)?;
         let key = wal_key(name);
         if self.st.exists(&key).await? {
-            let stored = pipe::download(&self.st, &self.keys, &key, None, HashSink(Sha256::new()), pipe::no_progress()).await?;
+            let stored =
+                pipe::download(&self.st, &self.keys, &key, None, HashSink(Sha256::new()), pipe::no_progress()).await?;
             if hex::encode(stored.0.finalize()) == file_sha256(path)? {
                 return Ok(());
             }
             return Err(Error::new(
                 ErrorKind::Conflict,
-                format!("{name} is already archived in {} with different content; refusing to overwrite it", self.st.url),
+                format!(
+                    "{name} is already archived in {} with different content; refusing to overwrite it",
+                    self.st.url
+                ),
             ));
         }
         let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        pipe::upload(&self.st, &self.keys, self.cfg.backup.compression_level, &key, name, f, self.progress.clone()).await?;
+        pipe::upload(&self.st, &self.keys, self.cfg.backup.compression_level, &key, name, f, self.progress.clone())
+            .await?;
         Ok(())
     }
 
@@ -93,12 +98,13 @@ impl Backups {
         check_wal_name(name)?;
         let key = wal_key(name);
         if !self.st.exists(&key).await? {
-            return Err(Error::new(ErrorKind::NotFound, format!("{name} is not in the WAL archive of {}", self.st.url)));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{name} is not in the WAL archive of {}", self.st.url),
+            ));
         }
-        let tmp = dest.with_file_name(format!(
-            ".{}.fwdb-partial",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal")
-        ));
+        let tmp = dest
+            .with_file_name(format!(".{}.fwdb-partial", dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal")));
         let f = std::fs::File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         match pipe::download(&self.st, &self.keys, &key, None, f, self.progress.clone()).await {
             Ok(f) => {

@@ -76,7 +76,13 @@ pub struct S3Config {
 impl Default for S3Config {
     fn default() -> Self {
         // us-east-1: the region S3 assumes when none is named.
-        S3Config { endpoint: None, region: "us-east-1".into(), access_key_id: None, secret_access_key: None, allow_http: false }
+        S3Config {
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+        }
     }
 }
 
@@ -176,7 +182,8 @@ pub enum StorageUrl {
 
 impl StorageUrl {
     pub fn parse(raw: &str) -> Result<StorageUrl, String> {
-        let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL ({e}); write file:///path or s3://bucket/prefix"))?;
+        let url = url::Url::parse(raw)
+            .map_err(|e| format!("`{raw}` is not a URL ({e}); write file:///path or s3://bucket/prefix"))?;
         match url.scheme() {
             "file" => {
                 if url.host_str().is_some_and(|h| !h.is_empty()) {

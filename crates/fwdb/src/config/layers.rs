@@ -188,8 +188,10 @@ pub struct ParsedFile {
 
 impl ParsedFile {
     pub fn parse(path: &Path, text: &str) -> Result<ParsedFile, ConfigProblem> {
-        let problem = |message: String| ConfigProblem { key: "(file)".into(), origin: path.display().to_string(), message };
-        let table: Table = toml::from_str(text).map_err(|e| problem(format!("not valid TOML: {}", e.to_string().trim())))?;
+        let problem =
+            |message: String| ConfigProblem { key: "(file)".into(), origin: path.display().to_string(), message };
+        let table: Table =
+            toml::from_str(text).map_err(|e| problem(format!("not valid TOML: {}", e.to_string().trim())))?;
         let doc = toml_edit::Document::parse(text).map_err(|e| problem(format!("not valid TOML: {e}")))?;
         let mut lines = BTreeMap::new();
         key_lines("", doc.as_table(), text, &mut lines);

@@ -15,8 +15,8 @@ mod validate;
 pub use backup::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
 pub use layers::Origin;
 pub use model::{
-    AdminLogin, Config, MongoConfig, MongoPoolConfig, MongoTlsConfig, PgHost, PoolConfig, PostgresConfig, Profile, ReadPreference,
-    SslMode, TlsConfig,
+    AdminLogin, Config, MongoConfig, MongoPoolConfig, MongoTlsConfig, PgHost, PoolConfig, PostgresConfig, Profile,
+    ReadPreference, SslMode, TlsConfig,
 };
 pub use routing::RoutingConfig;
 pub use secret::{redact_url_password, Secret, REDACTED};
@@ -183,7 +183,8 @@ fn build(
 }
 
 fn add_file_layers(layered: &mut Layered, f: &ParsedFile, profile: Profile) {
-    let base: Table = f.table.iter().filter(|(k, _)| !is_profile_section(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let base: Table =
+        f.table.iter().filter(|(k, _)| !is_profile_section(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     layered.add_table(&base, |key| Origin::File { path: f.path.clone(), line: f.line_of(key), profile: None });
     if let Some(Value::Table(section)) = f.table.get(profile.as_str()) {
         layered.add_table(section, |key| Origin::File {
@@ -248,7 +249,8 @@ fn check_other_profiles(active: Profile, file: Option<&ParsedFile>, problems: &m
         }
         let mut scratch = Vec::new();
         let (_, _) = build(p, Some(f), &[], &mut scratch);
-        problems.extend(scratch.into_iter().filter(|s| s.message == "unknown key" && s.origin.contains(&format!("[{p}]"))));
+        problems
+            .extend(scratch.into_iter().filter(|s| s.message == "unknown key" && s.origin.contains(&format!("[{p}]"))));
     }
 }
 

@@ -60,7 +60,8 @@ pub struct Config {
     pub backup: super::backup::BackupConfig,
     #[serde(default)]
     pub security: super::security::SecurityConfig,
-    #[serde(default)] pub server: super::server::ServerConfig,
+    #[serde(default)]
+    pub server: super::server::ServerConfig,
     /// Where each value came from, for errors and `fwdb config show`.
     #[serde(skip)]
     pub(crate) provenance: super::Provenance,
@@ -190,7 +191,11 @@ impl FromStr for PgHost {
             return Err(format!("`{s}` is not a host name, expected host:port"));
         }
         let port = match port {
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{s}`: `{p}` is not a port (1-65535)"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("`{s}`: `{p}` is not a port (1-65535)"))?,
             None => 5432,
         };
         Ok(PgHost::new(host, port))
@@ -199,7 +204,11 @@ impl FromStr for PgHost {
 
 impl fmt::Display for PgHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') { write!(f, "[{}]:{}", self.host, self.port) } else { write!(f, "{}:{}", self.host, self.port) }
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
     }
 }
 

@@ -110,8 +110,11 @@ mod tests {
         let c = load(&[]).expect("defaults load");
         assert_eq!(c.postgres.routing.max_replica_lag, Duration::from_secs(5));
         assert_eq!(c.postgres.routing.probe_interval, Duration::from_secs(1));
-        let c = load(&[("FWDB__POSTGRES__ROUTING__PROBE_INTERVAL", "250ms"), ("FWDB__POSTGRES__ROUTING__MAX_REPLICA_LAG_BYTES", "1024")])
-            .expect("overrides load");
+        let c = load(&[
+            ("FWDB__POSTGRES__ROUTING__PROBE_INTERVAL", "250ms"),
+            ("FWDB__POSTGRES__ROUTING__MAX_REPLICA_LAG_BYTES", "1024"),
+        ])
+        .expect("overrides load");
         assert_eq!(c.postgres.routing.probe_interval, Duration::from_millis(250));
         assert_eq!(c.postgres.routing.max_replica_lag_bytes, 1024);
     }

@@ -52,9 +52,21 @@ impl SecurityConfig {
     pub(crate) fn secret_keys(&self) -> Vec<(&'static str, bool, Option<&Path>)> {
         vec![
             ("security.admin_password", self.admin_password.is_some(), self.admin_password_file.as_deref()),
-            ("security.avatar_service_password", self.avatar_service_password.is_some(), self.avatar_service_password_file.as_deref()),
-            ("security.catalog_service_password", self.catalog_service_password.is_some(), self.catalog_service_password_file.as_deref()),
-            ("security.design_service_password", self.design_service_password.is_some(), self.design_service_password_file.as_deref()),
+            (
+                "security.avatar_service_password",
+                self.avatar_service_password.is_some(),
+                self.avatar_service_password_file.as_deref(),
+            ),
+            (
+                "security.catalog_service_password",
+                self.catalog_service_password.is_some(),
+                self.catalog_service_password_file.as_deref(),
+            ),
+            (
+                "security.design_service_password",
+                self.design_service_password.is_some(),
+                self.design_service_password_file.as_deref(),
+            ),
         ]
     }
 }

@@ -55,7 +55,11 @@ fn the_file_then_the_profile_then_the_environment_each_override_the_last() {
     assert_eq!(cfg.postgres.database, "from_profile");
     assert_eq!(cfg.postgres.pool.max_size, 50);
     assert!(cfg.origin_of("postgres.user").ends_with("fwdb.toml:3"), "{}", cfg.origin_of("postgres.user"));
-    assert!(cfg.origin_of("postgres.database").ends_with("fwdb.toml:8 [staging]"), "{}", cfg.origin_of("postgres.database"));
+    assert!(
+        cfg.origin_of("postgres.database").ends_with("fwdb.toml:8 [staging]"),
+        "{}",
+        cfg.origin_of("postgres.database")
+    );
     assert_eq!(cfg.origin_of("postgres.pool.max_size"), "env FWDB__POSTGRES__POOL__MAX_SIZE");
 }
 
@@ -91,7 +95,12 @@ fn an_unknown_key_is_named_with_its_file_and_line() {
 #[test]
 fn an_unknown_key_in_the_environment_names_the_variable() {
     let err = Fixture::new("").load(None, &[("FWDB__POSTGRES__POOL__MAXSIZE", "5")]).unwrap_err();
-    assert!(problems(&err).iter().any(|p| p.contains("postgres.pool.maxsize (env FWDB__POSTGRES__POOL__MAXSIZE): unknown key")), "{err}");
+    assert!(
+        problems(&err)
+            .iter()
+            .any(|p| p.contains("postgres.pool.maxsize (env FWDB__POSTGRES__POOL__MAXSIZE): unknown key")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -117,9 +126,13 @@ fn sharing_more_than_half_of_a_pool_is_refused_when_asked_and_cut_when_defaulted
     assert_eq!(p.key, "postgres.pool.multiplex");
     assert!(p.origin.ends_with("fwdb.toml:4"), "{}", p.origin);
     assert!(p.message.contains("multiplex (5) is above half of max_size (8)"), "{}", p.message);
-    let ok = Fixture::new("[postgres.pool]\nmin_size = 1\nmax_size = 8\nmultiplex = 4\n").load(None, &[]).expect("half is allowed");
+    let ok = Fixture::new("[postgres.pool]\nmin_size = 1\nmax_size = 8\nmultiplex = 4\n")
+        .load(None, &[])
+        .expect("half is allowed");
     assert_eq!(ok.postgres.pool.shared_connections(), 4);
-    let small = Fixture::new("[postgres.pool]\nmin_size = 1\nmax_size = 5\n").load(None, &[]).expect("the default fits any pool");
+    let small = Fixture::new("[postgres.pool]\nmin_size = 1\nmax_size = 5\n")
+        .load(None, &[])
+        .expect("the default fits any pool");
     assert_eq!(small.postgres.pool.multiplex, 8);
     assert_eq!(small.postgres.pool.shared_connections(), 2);
     let off = Fixture::new("").load(None, &[("FWDB__POSTGRES__POOL__MULTIPLEX", "0")]).expect("0 turns it off");
@@ -145,11 +158,15 @@ fn a_bad_element_of_a_list_in_the_file_is_named_with_the_file_and_its_line() {
     assert_eq!(p.key, "postgres.replicas[1]");
     assert!(p.origin.ends_with("fwdb.toml:2"), "{p}");
     assert!(p.message.contains("invalid type"), "{p}");
-    let err = Fixture::new("[mongo]\nhosts = [\n  \"db5:27017\",\n  \"db6:27017\",\n  false,\n]\n").load(None, &[]).unwrap_err();
+    let err = Fixture::new("[mongo]\nhosts = [\n  \"db5:27017\",\n  \"db6:27017\",\n  false,\n]\n")
+        .load(None, &[])
+        .unwrap_err();
     let p = &err.config_problems()[0];
     assert_eq!(p.key, "mongo.hosts[2]");
     assert!(p.origin.ends_with("fwdb.toml:5"), "{p}");
-    let err = Fixture::new("[staging.postgres]\nreplicas = [\"db1:5432\", \"db2:0\"]\n").load(Some(Profile::Staging), &[]).unwrap_err();
+    let err = Fixture::new("[staging.postgres]\nreplicas = [\"db1:5432\", \"db2:0\"]\n")
+        .load(Some(Profile::Staging), &[])
+        .unwrap_err();
     assert!(problems(&err)[0].starts_with("postgres.replicas[1] ("), "{err}");
     assert!(problems(&err)[0].contains("fwdb.toml:2 [staging]"), "{err}");
 }
@@ -178,9 +195,16 @@ fn a_malformed_mongodb_url_is_refused() {
 
 #[test]
 fn missing_files_are_named() {
-    let err = Fixture::new("[postgres.tls]\nmode = \"verify-full\"\nca_file = \"/nonexistent/ca.pem\"\n").load(None, &[]).unwrap_err();
+    let err = Fixture::new("[postgres.tls]\nmode = \"verify-full\"\nca_file = \"/nonexistent/ca.pem\"\n")
+        .load(None, &[])
+        .unwrap_err();
     assert!(problems(&err)[0].contains("file not found: /nonexistent/ca.pem"), "{err}");
-    let err = Config::load(LoadOptions { file: Some("/nonexistent/fwdb.toml".into()), env: Some(vec![]), ..Default::default() }).unwrap_err();
+    let err = Config::load(LoadOptions {
+        file: Some("/nonexistent/fwdb.toml".into()),
+        env: Some(vec![]),
+        ..Default::default()
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("cannot read /nonexistent/fwdb.toml"), "{err}");
 }
 
@@ -198,7 +222,8 @@ fn a_password_file_is_read_and_its_origin_kept() {
     let cfg = f.load(None, &[("FWDB__POSTGRES__PASSWORD_FILE", pw.to_str().unwrap())]).unwrap();
     assert_eq!(cfg.postgres.password.as_ref().map(Secret::expose), Some("file-secret-123"));
     assert_eq!(cfg.origin_of("postgres.password"), "env FWDB__POSTGRES__PASSWORD_FILE");
-    let both = f.load(None, &[("FWDB__POSTGRES__PASSWORD_FILE", pw.to_str().unwrap()), ("FWDB__POSTGRES__PASSWORD", "x")]);
+    let both =
+        f.load(None, &[("FWDB__POSTGRES__PASSWORD_FILE", pw.to_str().unwrap()), ("FWDB__POSTGRES__PASSWORD", "x")]);
     assert!(both.unwrap_err().to_string().contains("keep one"));
 }
 
@@ -270,12 +295,19 @@ fn every_problem_is_reported_at_once() {
 fn the_admin_login_is_configured_apart_with_its_password_read_from_a_file() {
     let f = Fixture::new("");
     let pw = f.file("admin.pw", "s3cret-admin\n");
-    f.file(DEFAULT_FILE, &format!("[postgres.admin]\nuser = \"migrator\"\npassword_file = {:?}\n", pw.display().to_string()));
+    f.file(
+        DEFAULT_FILE,
+        &format!("[postgres.admin]\nuser = \"migrator\"\npassword_file = {:?}\n", pw.display().to_string()),
+    );
     let cfg = f.load(None, &[("FWDB__POSTGRES__PASSWORD", "rt")]).unwrap();
     let admin = cfg.postgres.as_admin();
     assert_eq!((admin.user.as_str(), cfg.postgres.user.as_str()), ("migrator", "fwdb_app"));
     assert_eq!(admin.password.as_ref().map(|s| s.expose().to_string()).as_deref(), Some("s3cret-admin"));
-    assert!(cfg.origin_of("postgres.admin.password").ends_with("fwdb.toml:3"), "{}", cfg.origin_of("postgres.admin.password"));
+    assert!(
+        cfg.origin_of("postgres.admin.password").ends_with("fwdb.toml:3"),
+        "{}",
+        cfg.origin_of("postgres.admin.password")
+    );
     assert!(!format!("{cfg:?}").contains("s3cret-admin"));
 }
 
@@ -284,7 +316,15 @@ fn outside_development_one_login_for_services_and_migrations_is_refused() {
     let f = Fixture::new("[postgres]\nuser = \"app\"\n[postgres.admin]\nuser = \"app\"\n");
     assert!(f.load(None, &[]).is_ok(), "development allows it");
     let err = f.load(Some(Profile::Staging), &[]).unwrap_err();
-    assert!(problems(&err).iter().any(|p| p.starts_with("postgres.admin.user (") && p.contains("fwdb.toml:4") && p.contains("the same login as postgres.user")), "{err}");
+    assert!(
+        problems(&err).iter().any(|p| p.starts_with("postgres.admin.user (")
+            && p.contains("fwdb.toml:4")
+            && p.contains("the same login as postgres.user")),
+        "{err}"
+    );
     let err = Fixture::new("").load(None, &[("FWDB__POSTGRES__ADMIN__USER", "Bad-Name")]).unwrap_err();
-    assert!(problems(&err).iter().any(|p| p.starts_with("postgres.admin.user (env FWDB__POSTGRES__ADMIN__USER)")), "{err}");
+    assert!(
+        problems(&err).iter().any(|p| p.starts_with("postgres.admin.user (env FWDB__POSTGRES__ADMIN__USER)")),
+        "{err}"
+    );
 }

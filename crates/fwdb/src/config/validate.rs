@@ -3,8 +3,8 @@
 
 use super::layers::{Layered, Origin};
 use super::model::{Config, Profile, SslMode};
-use super::secret::REDACTED;
 use super::read_secret_file;
+use super::secret::REDACTED;
 use crate::error::ConfigProblem;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,11 @@ struct Problems<'a> {
 
 impl Problems<'_> {
     fn add(&mut self, key: &str, message: impl Into<String>) {
-        self.out.push(ConfigProblem { key: key.into(), origin: self.layered.origin_of(key).to_string(), message: message.into() });
+        self.out.push(ConfigProblem {
+            key: key.into(),
+            origin: self.layered.origin_of(key).to_string(),
+            message: message.into(),
+        });
     }
 
     fn file_exists(&mut self, key: &str, path: Option<&PathBuf>) {
@@ -80,12 +84,14 @@ pub(super) fn validate(config: &Config, layered: &Layered) -> Vec<ConfigProblem>
     p.out
 }
 
-fn postgres(config: &Config, p: &mut Problems) {
+fn postgres(config: &Config, p: &mut Problems<'_>) {
     let pg = &config.postgres;
     if pg.primary.is_empty() {
         p.add("postgres.primary", "at least one host is needed");
     }
-    for (key, value) in [("postgres.database", &pg.database), ("postgres.user", &pg.user), ("postgres.admin.user", &pg.admin.user)] {
+    for (key, value) in
+        [("postgres.database", &pg.database), ("postgres.user", &pg.user), ("postgres.admin.user", &pg.admin.user)]
+    {
         if value.trim().is_empty() {
             p.add(key, "must not be empty");
         }
@@ -121,7 +127,10 @@ fn postgres(config: &Config, p: &mut Problems) {
         p.add("postgres.tls.cert_file", "a client certificate needs both cert_file and key_file");
     }
     if tls.mode >= SslMode::VerifyCa && tls.ca_file.is_none() {
-        p.add("postgres.tls.ca_file", format!("tls.mode {} needs the CA certificate that signed the server's", tls.mode.as_str()));
+        p.add(
+            "postgres.tls.ca_file",
+            format!("tls.mode {} needs the CA certificate that signed the server's", tls.mode.as_str()),
+        );
     }
     if tls.mode == SslMode::Disable && tls.cert_file.is_some() {
         p.add("postgres.tls.mode", "a client certificate is configured but TLS is disabled");
@@ -130,7 +139,7 @@ fn postgres(config: &Config, p: &mut Problems) {
 
 /// The admin login is a login of its own, outside development: the runtime
 /// login must not be able to change the schema (architecture 9.1).
-fn admin_login(config: &Config, p: &mut Problems) {
+fn admin_login(config: &Config, p: &mut Problems<'_>) {
     let pg = &config.postgres;
     if let Err(e) = crate::security::validate_identifier(&pg.admin.user) {
         p.add("postgres.admin.user", e.to_string());
@@ -151,7 +160,7 @@ fn admin_login(config: &Config, p: &mut Problems) {
     }
 }
 
-fn routing(p: &mut Problems, r: &super::RoutingConfig) {
+fn routing(p: &mut Problems<'_>, r: &super::RoutingConfig) {
     for (key, d) in [
         ("postgres.routing.probe_interval", r.probe_interval),
         ("postgres.routing.probe_timeout", r.probe_timeout),
@@ -187,7 +196,7 @@ fn routing(p: &mut Problems, r: &super::RoutingConfig) {
     }
 }
 
-fn pool_sizes(p: &mut Problems, section: &str, min: u32, max: u32) {
+fn pool_sizes(p: &mut Problems<'_>, section: &str, min: u32, max: u32) {
     if max == 0 {
         p.add(&format!("{section}.max_size"), "must be at least 1");
     }
@@ -196,7 +205,7 @@ fn pool_sizes(p: &mut Problems, section: &str, min: u32, max: u32) {
     }
 }
 
-fn mongo(config: &Config, p: &mut Problems) {
+fn mongo(config: &Config, p: &mut Problems<'_>) {
     let m = &config.mongo;
     if let Some(uri) = &m.uri {
         if let Err(e) = mongodb::options::ConnectionString::parse(uri) {
@@ -217,7 +226,10 @@ fn mongo(config: &Config, p: &mut Problems) {
     }
     const MECHANISMS: [&str; 4] = ["SCRAM-SHA-256", "SCRAM-SHA-1", "MONGODB-X509", "PLAIN"];
     if !MECHANISMS.contains(&m.auth_mechanism.as_str()) {
-        p.add("mongo.auth_mechanism", format!("unknown mechanism `{}`; expected one of {}", m.auth_mechanism, MECHANISMS.join(", ")));
+        p.add(
+            "mongo.auth_mechanism",
+            format!("unknown mechanism `{}`; expected one of {}", m.auth_mechanism, MECHANISMS.join(", ")),
+        );
     }
     if m.write_concern != "majority" && m.write_concern.parse::<u32>().is_err() {
         p.add("mongo.write_concern", format!("`{}` is neither \"majority\" nor a number of nodes", m.write_concern));
@@ -226,15 +238,18 @@ fn mongo(config: &Config, p: &mut Problems) {
     p.file_exists("mongo.tls.cert_key_file", m.tls.cert_key_file.as_ref());
 }
 
-fn layered_origin(p: &Problems, key: &str) -> Origin {
+fn layered_origin(p: &Problems<'_>, key: &str) -> Origin {
     p.layered.get(key).map(|(_, o)| o.clone()).unwrap_or(Origin::Default)
 }
 
 /// 9.2: verified TLS and SCRAM, and no passwords in files under version control.
-fn production(config: &Config, p: &mut Problems) {
+fn production(config: &Config, p: &mut Problems<'_>) {
     let pg = &config.postgres;
     if pg.tls.mode != SslMode::VerifyFull {
-        p.add("postgres.tls.mode", format!("the production profile requires verify-full, not {}", pg.tls.mode.as_str()));
+        p.add(
+            "postgres.tls.mode",
+            format!("the production profile requires verify-full, not {}", pg.tls.mode.as_str()),
+        );
     }
     if pg.password.is_none() {
         p.add("postgres.password", "the production profile requires SCRAM password authentication: set FWDB__POSTGRES__PASSWORD or postgres.password_file (trust authentication is refused)");
@@ -248,19 +263,26 @@ fn production(config: &Config, p: &mut Problems) {
         p.add("mongo.tls.enabled", "the production profile requires TLS to MongoDB");
     }
     if m.auth_mechanism != "SCRAM-SHA-256" {
-        p.add("mongo.auth_mechanism", format!("the production profile requires SCRAM-SHA-256, not {}", m.auth_mechanism));
+        p.add(
+            "mongo.auth_mechanism",
+            format!("the production profile requires SCRAM-SHA-256, not {}", m.auth_mechanism),
+        );
     }
-    let uri_has_credentials = uri.split_once("://").is_some_and(|(_, r)| r.split('/').next().unwrap_or("").contains('@'));
+    let uri_has_credentials =
+        uri.split_once("://").is_some_and(|(_, r)| r.split('/').next().unwrap_or("").contains('@'));
     if (m.user.is_none() || m.password.is_none()) && !uri_has_credentials {
         p.add("mongo.user", "the production profile requires authentication: set mongo.user and a password");
     }
     plaintext_in_file(p, "mongo.password");
     if uri_has_credentials && matches!(layered_origin(p, "mongo.uri"), Origin::File { .. }) {
-        p.add("mongo.uri", "a password in a config file is refused in production; pass the URI through FWDB__MONGO__URI");
+        p.add(
+            "mongo.uri",
+            "a password in a config file is refused in production; pass the URI through FWDB__MONGO__URI",
+        );
     }
 }
 
-fn plaintext_in_file(p: &mut Problems, key: &str) {
+fn plaintext_in_file(p: &mut Problems<'_>, key: &str) {
     if let Origin::File { .. } = layered_origin(p, key) {
         let section = key.strip_suffix(".password").unwrap_or(key);
         let var = section.replace('.', "__").to_uppercase();
@@ -272,7 +294,7 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-fn backup(config: &Config, p: &mut Problems) {
+fn backup(config: &Config, p: &mut Problems<'_>) {
     let b = &config.backup;
     if !(1..=19).contains(&b.compression_level) {
         p.add("backup.compression_level", format!("{} is not a zstd level; use 1 to 19", b.compression_level));
@@ -285,14 +307,24 @@ fn backup(config: &Config, p: &mut Problems) {
         }
     }
     let r = &b.retention;
-    for (key, d) in [("backup.retention.full", r.full), ("backup.retention.incremental", r.incremental), ("backup.retention.recovery_window", r.recovery_window)] {
+    for (key, d) in [
+        ("backup.retention.full", r.full),
+        ("backup.retention.incremental", r.incremental),
+        ("backup.retention.recovery_window", r.recovery_window),
+    ] {
         if d.is_zero() {
             p.add(key, "must be longer than zero");
         }
     }
     if let Some(d) = &b.pg_socket_dir {
         if !d.is_absolute() {
-            p.add("backup.pg_socket_dir", format!("{} is not an absolute path (the folder of the server's unix socket, e.g. /var/run/postgresql)", d.display()));
+            p.add(
+                "backup.pg_socket_dir",
+                format!(
+                    "{} is not an absolute path (the folder of the server's unix socket, e.g. /var/run/postgresql)",
+                    d.display()
+                ),
+            );
         } else if !d.is_dir() {
             p.add("backup.pg_socket_dir", format!("folder not found: {}", d.display()));
         }
@@ -301,7 +333,10 @@ fn backup(config: &Config, p: &mut Problems) {
     p.file_exists("backup.encryption.identity_file", e.identity_file.as_ref());
     p.file_exists("backup.encryption.passphrase_file", e.passphrase_file.as_ref());
     if e.passphrase.is_some() && e.passphrase_file.is_some() {
-        p.add("backup.encryption.passphrase_file", "both backup.encryption.passphrase and passphrase_file are set; keep one");
+        p.add(
+            "backup.encryption.passphrase_file",
+            "both backup.encryption.passphrase and passphrase_file are set; keep one",
+        );
     }
     for (i, r) in e.recipients.iter().enumerate() {
         if r.parse::<age::x25519::Recipient>().is_err() {
@@ -315,7 +350,10 @@ fn backup(config: &Config, p: &mut Problems) {
         Err(msg) => p.add("backup.storage", msg),
         Ok(super::StorageUrl::S3 { .. }) => {
             if b.s3.access_key_id.is_some() != b.s3.secret_access_key.is_some() {
-                p.add("backup.s3.secret_access_key", "set both backup.s3.access_key_id and backup.s3.secret_access_key, or neither");
+                p.add(
+                    "backup.s3.secret_access_key",
+                    "set both backup.s3.access_key_id and backup.s3.secret_access_key, or neither",
+                );
             }
             if let Some(ep) = &b.s3.endpoint {
                 if url::Url::parse(ep).is_err() {
@@ -335,7 +373,7 @@ fn backup(config: &Config, p: &mut Problems) {
 
 /// `[security]`: one of password / password_file per secret, files that exist,
 /// and no plaintext password in a file under production.
-fn security(config: &Config, p: &mut Problems) {
+fn security(config: &Config, p: &mut Problems<'_>) {
     let s = &config.security;
     if let Some(u) = &s.admin_user {
         if let Err(e) = crate::security::validate_identifier(u) {

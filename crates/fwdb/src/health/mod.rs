@@ -49,13 +49,24 @@ impl HealthReport {
 
 /// Like [`check`], on the pools of a running cluster and a MongoDB client
 /// (what `/readyz` uses: no connection set up per probe). Each server within `timeout`.
-pub async fn check_cluster(cluster: &crate::PgCluster, mongo: &mongodb::Client, database: &str, timeout: Duration) -> HealthReport {
+pub async fn check_cluster(
+    cluster: &crate::PgCluster,
+    mongo: &mongodb::Client,
+    database: &str,
+    timeout: Duration,
+) -> HealthReport {
     use crate::postgres::Route;
     let status = cluster.status();
     let mut checks = Vec::new();
     checks.push(pool_check(cluster.clone(), "primary".into(), Role::Primary, Route::Primary, timeout));
     for (i, r) in status.replicas.iter().enumerate() {
-        checks.push(pool_check(cluster.clone(), format!("replica {i} ({})", r.host), Role::Replica, Route::Replica(i), timeout));
+        checks.push(pool_check(
+            cluster.clone(),
+            format!("replica {i} ({})", r.host),
+            Role::Replica,
+            Route::Replica(i),
+            timeout,
+        ));
     }
     let db = mongo.database(database);
     let mongo_check = finish("mongodb".into(), Role::Mongodb, timeout, async move {
@@ -69,7 +80,13 @@ pub async fn check_cluster(cluster: &crate::PgCluster, mongo: &mongodb::Client, 
     HealthReport { healthy: servers.iter().all(|s| s.healthy), servers }
 }
 
-async fn pool_check(cluster: crate::PgCluster, name: String, role: Role, route: crate::postgres::Route, timeout: Duration) -> ServerHealth {
+async fn pool_check(
+    cluster: crate::PgCluster,
+    name: String,
+    role: Role,
+    route: crate::postgres::Route,
+    timeout: Duration,
+) -> ServerHealth {
     let work = async move {
         let client = cluster.checkout(route).await?;
         server_answers_as(&client, role).await
@@ -79,7 +96,10 @@ async fn pool_check(cluster: crate::PgCluster, name: String, role: Role, route: 
 
 /// The server's version, and what is wrong if it is not in the role we expect
 /// (a primary in recovery, a replica promoted behind our back).
-async fn server_answers_as(client: &tokio_postgres::Client, role: Role) -> crate::Result<(String, Option<&'static str>)> {
+async fn server_answers_as(
+    client: &tokio_postgres::Client,
+    role: Role,
+) -> crate::Result<(String, Option<&'static str>)> {
     let row = client.query_one("select current_setting('server_version'), pg_is_in_recovery()", &[]).await?;
     let (version, in_recovery): (String, bool) = (row.get(0), row.get(1));
     let wrong_role = match role {

@@ -110,7 +110,10 @@ impl BackupCatalog {
     }
 
     /// A catalog read by `load` (tests give a loader of their own).
-    pub fn with_loader(max_age: Duration, load: impl Fn() -> BoxFuture<'static, Result<Vec<JobStatus>>> + Send + Sync + 'static) -> BackupCatalog {
+    pub fn with_loader(
+        max_age: Duration,
+        load: impl Fn() -> BoxFuture<'static, Result<Vec<JobStatus>>> + Send + Sync + 'static,
+    ) -> BackupCatalog {
         let (tx, _) = tokio::sync::watch::channel(None);
         BackupCatalog { load: Arc::new(load), view: Arc::new(tx), reading: Arc::new(AtomicBool::new(false)), max_age }
     }
@@ -148,7 +151,9 @@ impl BackupCatalog {
             let (jobs, error) = match tokio::time::timeout(CATALOG_READ_LIMIT, load()).await {
                 Ok(Ok(jobs)) => (jobs, None),
                 Ok(Err(e)) => (previous, Some(e.to_string())),
-                Err(_) => (previous, Some(format!("reading the backup catalog took over {} s", CATALOG_READ_LIMIT.as_secs()))),
+                Err(_) => {
+                    (previous, Some(format!("reading the backup catalog took over {} s", CATALOG_READ_LIMIT.as_secs())))
+                }
             };
             view.send_replace(Some(Arc::new(CatalogView { read_at: Instant::now(), jobs, error })));
             reading.store(false, Ordering::Release);
@@ -213,7 +218,8 @@ pub fn merge_backups(catalog: &[JobStatus], runs: &[RunState]) -> Vec<BackupGaug
         g.running = r.running;
     }
     let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
-    let mut v: Vec<BackupGauge> = out.into_values().filter(|g| g.last_success.is_some() || g.last_failure.is_some() || g.running).collect();
+    let mut v: Vec<BackupGauge> =
+        out.into_values().filter(|g| g.last_success.is_some() || g.last_failure.is_some() || g.running).collect();
     v.sort_by(|a, b| rank(&a.kind).cmp(&rank(&b.kind)).then(a.kind.cmp(&b.kind)));
     v
 }
@@ -221,11 +227,13 @@ pub fn merge_backups(catalog: &[JobStatus], runs: &[RunState]) -> Vec<BackupGaug
 /// The `fwdb_backup_*` families; `now` in Unix seconds gives the ages.
 pub(super) fn write_backups(o: &mut Out<'_>, gauges: &[BackupGauge], now: f64) -> Res {
     let successes: Vec<(&BackupGauge, f64)> = gauges.iter().filter_map(|g| g.last_success.map(|t| (g, t))).collect();
-    let mut f = o.gauges("fwdb_backup_last_success_timestamp_seconds", "Unix time of the last successful backup, by kind.")?;
+    let mut f =
+        o.gauges("fwdb_backup_last_success_timestamp_seconds", "Unix time of the last successful backup, by kind.")?;
     for (g, t) in &successes {
         f.sample(&[("kind", &g.kind)], *t)?;
     }
-    let mut f = o.gauges("fwdb_backup_last_success_age_seconds", "Seconds since the last successful backup, by kind.")?;
+    let mut f =
+        o.gauges("fwdb_backup_last_success_age_seconds", "Seconds since the last successful backup, by kind.")?;
     for (g, t) in &successes {
         f.sample(&[("kind", &g.kind)], (now - t).max(0.0))?;
     }
@@ -234,7 +242,8 @@ pub(super) fn write_backups(o: &mut Out<'_>, gauges: &[BackupGauge], now: f64) -
     for (g, n) in gauges.iter().filter_map(|g| g.last_size_bytes.map(|n| (g, n))) {
         f.sample(&[("kind", &g.kind)], n)?;
     }
-    let mut f = o.gauges("fwdb_backup_last_failure_timestamp_seconds", "Unix time of the last failed backup, by kind.")?;
+    let mut f =
+        o.gauges("fwdb_backup_last_failure_timestamp_seconds", "Unix time of the last failed backup, by kind.")?;
     for (g, t) in gauges.iter().filter_map(|g| g.last_failure.map(|t| (g, t))) {
         f.sample(&[("kind", &g.kind)], t)?;
     }
@@ -324,7 +333,11 @@ mod tests {
     }
 
     /// A catalog whose reads wait for the gate `open`, counting them.
-    fn gated(max_age: Duration, open: &tokio::sync::watch::Receiver<bool>, loads: &Arc<std::sync::atomic::AtomicUsize>) -> BackupCatalog {
+    fn gated(
+        max_age: Duration,
+        open: &tokio::sync::watch::Receiver<bool>,
+        loads: &Arc<std::sync::atomic::AtomicUsize>,
+    ) -> BackupCatalog {
         let (open, loads) = (open.clone(), loads.clone());
         BackupCatalog::with_loader(max_age, move || {
             let mut gate = open.clone();
@@ -373,7 +386,11 @@ mod tests {
         until_read(&catalog, |d| d == "read 1").await;
         open_tx.send_replace(false);
         // Stale (max_age 0) and the bucket hangs: the old view comes back without waiting for the new read.
-        let old = catalog.view(Duration::from_secs(3600)).await.and_then(|v| v.jobs[0].last_detail.clone()).expect("the stale view");
+        let old = catalog
+            .view(Duration::from_secs(3600))
+            .await
+            .and_then(|v| v.jobs[0].last_detail.clone())
+            .expect("the stale view");
         open_tx.send_replace(true);
         // The read started in the background ends and replaces it.
         until_read(&catalog, |d| d != old).await;

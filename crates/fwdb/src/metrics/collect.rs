@@ -43,7 +43,11 @@ impl PgServerStats {
     /// blks_hit / (blks_hit + blks_read); 1 when nothing was read yet.
     pub fn cache_hit_ratio(&self) -> f64 {
         let total = self.blks_hit + self.blks_read;
-        if total == 0 { 1.0 } else { self.blks_hit as f64 / total as f64 }
+        if total == 0 {
+            1.0
+        } else {
+            self.blks_hit as f64 / total as f64
+        }
     }
 }
 
@@ -129,7 +133,12 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(config: Config, cluster: PgCluster, mongo: mongodb::Client, queries: Option<Arc<QueryMetrics>>) -> Collector {
+    pub fn new(
+        config: Config,
+        cluster: PgCluster,
+        mongo: mongodb::Client,
+        queries: Option<Arc<QueryMetrics>>,
+    ) -> Collector {
         Collector {
             config,
             cluster,
@@ -301,7 +310,8 @@ impl Collector {
         }
         let client = guard.as_ref().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no connection"))?;
         Ok(read(client.query(SQL, &[&db, &n]).await.map_err(|e| {
-            Error::new(ErrorKind::Unavailable, "pg_stat_statements is not installed in this database nor in `postgres`").with_source(e)
+            Error::new(ErrorKind::Unavailable, "pg_stat_statements is not installed in this database nor in `postgres`")
+                .with_source(e)
         })?))
     }
 
@@ -321,7 +331,10 @@ impl Collector {
             Err(e) => out.error = Some(e.to_string()),
         }
         if let Ok(rs) = rs {
-            let members = rs.get_array("members").map(|a| a.iter().filter_map(Bson::as_document).collect::<Vec<_>>()).unwrap_or_default();
+            let members = rs
+                .get_array("members")
+                .map(|a| a.iter().filter_map(Bson::as_document).collect::<Vec<_>>())
+                .unwrap_or_default();
             let optime = |m: &Document| m.get_datetime("optimeDate").map(|d| d.timestamp_millis() as f64 / 1000.0).ok();
             let primary = members.iter().find(|m| m.get_str("stateStr") == Ok("PRIMARY")).and_then(|m| optime(m));
             out.members = members
@@ -345,7 +358,7 @@ impl Collector {
         let mut out = Vec::new();
         let pg_set = MigrationSource::Embedded.load(Store::Postgres)?;
         let conn = self.cluster.checkout(Route::Primary).await?;
-        let status = Migrator::postgres(&*conn, &*conn, &pg_set)?.status().await?;
+        let status = Migrator::postgres(&conn, &conn, &pg_set)?.status().await?;
         out.push(MigrationGauge {
             store: "postgres".into(),
             applied: status.count(State::Applied),
@@ -373,9 +386,9 @@ impl Collector {
 }
 
 async fn bounded<T>(limit: Duration, work: impl Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(limit, work)
-        .await
-        .unwrap_or_else(|_| Err(Error::new(ErrorKind::Unavailable, format!("no answer within {} ms", limit.as_millis()))))
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(Error::new(ErrorKind::Unavailable, format!("no answer within {} ms", limit.as_millis())))
+    })
 }
 
 fn split<T>(r: Result<T>) -> (Option<T>, Option<String>) {

@@ -9,7 +9,9 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -92,8 +94,9 @@ pub(super) fn expose<T: Send + Sync + 'static>(data: T, write: fn(&mut Out<'_>, 
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Source { data, write }));
     let mut text = String::with_capacity(16 * 1024);
-    prometheus_text::encode(&mut text, &registry)
-        .map_err(|e| Error::new(ErrorKind::Internal, "encoding the metrics in the Prometheus text format failed").with_source(e))?;
+    prometheus_text::encode(&mut text, &registry).map_err(|e| {
+        Error::new(ErrorKind::Internal, "encoding the metrics in the Prometheus text format failed").with_source(e)
+    })?;
     Ok(text)
 }
 
@@ -111,7 +114,7 @@ impl<T> std::fmt::Debug for Source<T> {
 }
 
 impl<T: Send + Sync + 'static> Collector for Source<T> {
-    fn encode(&self, encoder: DescriptorEncoder) -> Res {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Res {
         (self.write)(&mut Out(encoder), &self.data)
     }
 }
@@ -129,10 +132,20 @@ mod tests {
     #[test]
     fn counters_get_total_from_the_encoder_and_histograms_their_series() {
         let t = expose((), sample).unwrap();
-        assert!(t.contains("# HELP fwdb_things_total Things done.\n# TYPE fwdb_things_total counter\nfwdb_things_total 3\n"), "{t}");
+        assert!(
+            t.contains(
+                "# HELP fwdb_things_total Things done.\n# TYPE fwdb_things_total counter\nfwdb_things_total 3\n"
+            ),
+            "{t}"
+        );
         assert!(t.contains("# TYPE fwdb_level gauge\nfwdb_level{pool=\"a\\\"b\"} 1.5\n"), "{t}");
         assert!(t.contains("# TYPE fwdb_wait_seconds histogram\n"), "{t}");
-        assert!(t.contains("fwdb_wait_seconds_bucket{pool=\"p\",le=\"0.1\"} 1\nfwdb_wait_seconds_bucket{pool=\"p\",le=\"1\"} 2\n"), "{t}");
+        assert!(
+            t.contains(
+                "fwdb_wait_seconds_bucket{pool=\"p\",le=\"0.1\"} 1\nfwdb_wait_seconds_bucket{pool=\"p\",le=\"1\"} 2\n"
+            ),
+            "{t}"
+        );
         assert!(
             t.contains("fwdb_wait_seconds_bucket{pool=\"p\",le=\"+Inf\"} 3\nfwdb_wait_seconds_sum{pool=\"p\"} 0.7\nfwdb_wait_seconds_count{pool=\"p\"} 3\n"),
             "{t}"

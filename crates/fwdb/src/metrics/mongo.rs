@@ -52,7 +52,12 @@ impl MongoOpMetrics {
     }
 
     /// Runs `work`, recording its duration and outcome.
-    pub async fn observe<T>(&self, operation: &str, collection: &str, work: impl Future<Output = crate::error::Result<T>>) -> crate::error::Result<T> {
+    pub async fn observe<T>(
+        &self,
+        operation: &str,
+        collection: &str,
+        work: impl Future<Output = crate::error::Result<T>>,
+    ) -> crate::error::Result<T> {
         let start = Instant::now();
         let out = work.await;
         self.record(operation, collection, start.elapsed(), out.as_ref().err());
@@ -100,7 +105,8 @@ fn driver_code(e: &mongodb::error::Error) -> String {
 
 /// `fwdb_mongo_op_duration_seconds` and `fwdb_mongo_op_errors_total`.
 pub(super) fn write_mongo_ops(o: &mut Out<'_>, ops: &MongoOpSnapshot) -> Res {
-    let mut f = o.histograms("fwdb_mongo_op_duration_seconds", "MongoDB operation latency by operation and collection.")?;
+    let mut f =
+        o.histograms("fwdb_mongo_op_duration_seconds", "MongoDB operation latency by operation and collection.")?;
     for (op, coll, h) in &ops.latency {
         f.sample(&[("operation", op), ("collection", coll)], h.sum, h.count, &h.per_bucket())?;
     }
@@ -135,8 +141,21 @@ mod tests {
         let t = super::super::exposition::expose(s, write_mongo_ops).unwrap();
         assert!(t.contains("# TYPE fwdb_mongo_op_duration_seconds histogram\n"), "{t}");
         assert!(t.contains("fwdb_mongo_op_duration_seconds_bucket{operation=\"insert_one\",collection=\"designs\",le=\"0.005\"} 1\n"), "{t}");
-        assert!(t.contains("fwdb_mongo_op_duration_seconds_bucket{operation=\"insert_one\",collection=\"designs\",le=\"1\"} 2\n"), "{t}");
-        assert!(t.contains("fwdb_mongo_op_duration_seconds_count{operation=\"insert_one\",collection=\"designs\"} 2\n"), "{t}");
-        assert!(t.contains("fwdb_mongo_op_errors_total{operation=\"insert_one\",collection=\"designs\",code=\"timeout\"} 1\n"), "{t}");
+        assert!(
+            t.contains(
+                "fwdb_mongo_op_duration_seconds_bucket{operation=\"insert_one\",collection=\"designs\",le=\"1\"} 2\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("fwdb_mongo_op_duration_seconds_count{operation=\"insert_one\",collection=\"designs\"} 2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "fwdb_mongo_op_errors_total{operation=\"insert_one\",collection=\"designs\",code=\"timeout\"} 1\n"
+            ),
+            "{t}"
+        );
     }
 }

@@ -118,7 +118,12 @@ impl QueryMetrics {
                 .iter()
                 .rev()
                 .filter(|(s, ..)| now - s < HISTORY_SECONDS as u64)
-                .map(|&(s, count, sum, max)| LatencyPoint { age_s: now - s, count, max_ms: max, mean_ms: sum / count.max(1) as f64 })
+                .map(|&(s, count, sum, max)| LatencyPoint {
+                    age_s: now - s,
+                    count,
+                    max_ms: max,
+                    mean_ms: sum / count.max(1) as f64,
+                })
                 .collect(),
         }
     }
@@ -138,13 +143,21 @@ impl QueryObserver for QueryMetrics {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.latency.entry((operation.clone(), route.clone(), e.kind.as_str().to_string())).or_default().observe(secs);
         if let Some(err) = e.error {
-            let class = err.code().map(|c| c.code().chars().take(2).collect::<String>()).unwrap_or_else(|| "none".into());
+            let class =
+                err.code().map(|c| c.code().chars().take(2).collect::<String>()).unwrap_or_else(|| "none".into());
             *st.errors.entry((operation.clone(), route.clone(), class)).or_default() += 1;
         }
         if let Some(statement) = normalized {
             st.slow_total += 1;
             let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-            st.slow.push_back(SlowQuery { at, duration_ms: ms, operation, route, statement, error: e.error.map(|x| x.to_string()) });
+            st.slow.push_back(SlowQuery {
+                at,
+                duration_ms: ms,
+                operation,
+                route,
+                statement,
+                error: e.error.map(|x| x.to_string()),
+            });
             while st.slow.len() > SLOW_KEPT {
                 st.slow.pop_front();
             }

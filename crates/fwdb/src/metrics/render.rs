@@ -51,7 +51,8 @@ fn pg_server(o: &mut Out<'_>, pg: &PgServerStats) -> Res {
     for (name, help, v) in counters {
         o.counters(name, help)?.sample(&db, count(v))?;
     }
-    o.gauges("fwdb_pg_cache_hit_ratio", "blks_hit / (blks_hit + blks_read) of this database.")?.sample(&db, pg.cache_hit_ratio())?;
+    o.gauges("fwdb_pg_cache_hit_ratio", "blks_hit / (blks_hit + blks_read) of this database.")?
+        .sample(&db, pg.cache_hit_ratio())?;
     o.gauges("pg_database_size_bytes", "Disk space used by the database.")?.sample(&db, pg.size_bytes)?;
     archiver(o, pg)?;
     let mut f = o.gauges("pg_replication_slots_active", "Whether a replication slot is in use.")?;
@@ -69,7 +70,8 @@ fn archiver(o: &mut Out<'_>, pg: &PgServerStats) -> Res {
     if let Some(age) = pg.last_archive_age_s {
         f.sample(&[], age)?;
     }
-    let mut f = o.gauges("fwdb_pg_archiver_last_failure_age_seconds", "Seconds since archiving a WAL segment last failed.")?;
+    let mut f =
+        o.gauges("fwdb_pg_archiver_last_failure_age_seconds", "Seconds since archiving a WAL segment last failed.")?;
     if let Some(age) = pg.last_archive_failure_age_s {
         f.sample(&[], age)?;
     }
@@ -88,7 +90,8 @@ fn replication(o: &mut Out<'_>, c: &ClusterStatus) -> Res {
     for (server, r) in &replicas {
         f.sample(&[("server", server), ("host", &r.host)], 1)?;
     }
-    let mut f = o.gauges("pg_replication_lag_seconds", "Age of the last replayed transaction while behind, per replica.")?;
+    let mut f =
+        o.gauges("pg_replication_lag_seconds", "Age of the last replayed transaction while behind, per replica.")?;
     for (server, r) in &replicas {
         if let Some(lag) = r.lag_seconds {
             f.sample(&[("server", server), ("host", &r.host)], lag)?;
@@ -124,7 +127,11 @@ fn statements(o: &mut Out<'_>, statements: &[TopStatement]) -> Res {
 type PoolGauge = (&'static str, &'static str, fn(&PoolStatus) -> usize);
 
 const POOL_GAUGES: [PoolGauge; 5] = [
-    ("fwdb_pool_shared_connections", "Connections of a pool that reads share, pipelined (postgres.pool.multiplex); counted in in_use.", |p| p.shared),
+    (
+        "fwdb_pool_shared_connections",
+        "Connections of a pool that reads share, pipelined (postgres.pool.multiplex); counted in in_use.",
+        |p| p.shared,
+    ),
     ("fwdb_pool_shared_reads", "Reads running on a pool's shared connections.", |p| p.shared_reads),
     ("fwdb_pool_size", "Open connections of a pool.", |p| p.size),
     ("fwdb_pool_max_size", "Maximum connections of a pool.", |p| p.max_size),
@@ -132,8 +139,9 @@ const POOL_GAUGES: [PoolGauge; 5] = [
 ];
 
 fn pools(o: &mut Out<'_>, c: &ClusterStatus) -> Res {
-    let pools: Vec<(String, &PoolStatus)> =
-        std::iter::once(("primary".to_string(), &c.primary.pool)).chain(replicas(c).into_iter().map(|(server, r)| (server, &r.pool))).collect();
+    let pools: Vec<(String, &PoolStatus)> = std::iter::once(("primary".to_string(), &c.primary.pool))
+        .chain(replicas(c).into_iter().map(|(server, r)| (server, &r.pool)))
+        .collect();
     let mut f = o.gauges("fwdb_pool_connections", "Pooled connections by state (idle, in_use).")?;
     for (p, st) in &pools {
         f.sample(&[("pool", p), ("state", "idle")], st.idle)?;
@@ -173,7 +181,11 @@ fn per_bucket(h: &DurationHistogram) -> Vec<(f64, u64)> {
 
 fn router(o: &mut Out<'_>, c: &ClusterStatus) -> Res {
     o.gauge("fwdb_primary_up", "Whether the router has a primary that accepts writes.", flag(c.primary.up))?;
-    o.counter("fwdb_primary_drains", "Times the primary pool was drained (primary lost or changed).", c.primary.drains)?;
+    o.counter(
+        "fwdb_primary_drains",
+        "Times the primary pool was drained (primary lost or changed).",
+        c.primary.drains,
+    )?;
     o.counter("fwdb_writes_unavailable", "Writes refused because no primary was known.", c.primary.writes_unavailable)?;
     let replicas = replicas(c);
     let mut f = o.gauges("fwdb_replica_ejected", "1 while a replica is left out of routing.")?;
@@ -218,7 +230,8 @@ fn mongo(o: &mut Out<'_>, m: &MongoStats) -> Res {
     for (op, v) in &m.opcounters {
         f.sample(&[("legacy_op_type", op)], *v)?;
     }
-    let mut f = o.gauges("mongodb_rs_members_optime_date_seconds", "Last applied operation of each member, Unix seconds.")?;
+    let mut f =
+        o.gauges("mongodb_rs_members_optime_date_seconds", "Last applied operation of each member, Unix seconds.")?;
     for (name, state, t, _) in &m.members {
         f.sample(&[("member_idx", name), ("member_state", state)], *t)?;
     }
@@ -277,5 +290,9 @@ fn process(o: &mut Out<'_>, s: &MetricsSnapshot) -> Res {
 /// A statement's text on one line, at most 200 characters (label values stay small).
 fn short(q: &str) -> String {
     let one: String = q.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 200 { one.chars().take(199).collect::<String>() + "…" } else { one }
+    if one.chars().count() > 200 {
+        one.chars().take(199).collect::<String>() + "…"
+    } else {
+        one
+    }
 }

@@ -160,7 +160,12 @@ pub(crate) async fn plan<B: Backend>(b: &B, set: &MigrationSet, opts: &UpOptions
     Ok(Plan { store: set.store(), steps, blocked })
 }
 
-pub(crate) async fn up<B: Backend>(b: &B, set: &MigrationSet, opts: &UpOptions, ev: &Option<EventSink>) -> Result<Report> {
+pub(crate) async fn up<B: Backend>(
+    b: &B,
+    set: &MigrationSet,
+    opts: &UpOptions,
+    ev: &Option<EventSink>,
+) -> Result<Report> {
     locked!(b, ev, up_locked(b, set, opts, ev))
 }
 
@@ -185,11 +190,21 @@ async fn up_locked<B: Backend>(b: &B, set: &MigrationSet, opts: &UpOptions, ev: 
     Ok(Report { store: set.store(), ran })
 }
 
-pub(crate) async fn down<B: Backend>(b: &B, set: &MigrationSet, opts: &DownOptions, ev: &Option<EventSink>) -> Result<Report> {
+pub(crate) async fn down<B: Backend>(
+    b: &B,
+    set: &MigrationSet,
+    opts: &DownOptions,
+    ev: &Option<EventSink>,
+) -> Result<Report> {
     locked!(b, ev, down_locked(b, set, opts, ev))
 }
 
-async fn down_locked<B: Backend>(b: &B, set: &MigrationSet, opts: &DownOptions, ev: &Option<EventSink>) -> Result<Report> {
+async fn down_locked<B: Backend>(
+    b: &B,
+    set: &MigrationSet,
+    opts: &DownOptions,
+    ev: &Option<EventSink>,
+) -> Result<Report> {
     b.ensure_history().await?;
     let history = b.history().await?;
     let status = compute(set, &history);
@@ -239,7 +254,13 @@ pub(crate) async fn verify<B: Backend>(b: &B, set: &MigrationSet) -> Result<Stat
 
 /// `repair --accept VERSION --reason`: accepts a changed file's new checksum,
 /// or records a failed migration as finished by hand.
-pub(crate) async fn repair<B: Backend>(b: &B, set: &MigrationSet, version: i64, reason: &str, ev: &Option<EventSink>) -> Result<MigrationStatus> {
+pub(crate) async fn repair<B: Backend>(
+    b: &B,
+    set: &MigrationSet,
+    version: i64,
+    reason: &str,
+    ev: &Option<EventSink>,
+) -> Result<MigrationStatus> {
     if reason.trim().is_empty() {
         return Err(Error::validation("repair needs --reason: say why the change is accepted"));
     }
@@ -247,9 +268,11 @@ pub(crate) async fn repair<B: Backend>(b: &B, set: &MigrationSet, version: i64, 
         b.ensure_history().await?;
         let history = b.history().await?;
         let status = compute(set, &history);
-        let m = status.migrations.iter().find(|m| m.version == version).ok_or_else(|| {
-            migration_error(format!("no migration with version {version} in {}", set.store()))
-        })?;
+        let m = status
+            .migrations
+            .iter()
+            .find(|m| m.version == version)
+            .ok_or_else(|| migration_error(format!("no migration with version {version} in {}", set.store())))?;
         if !matches!(m.state, State::Changed | State::Failed) {
             return Err(migration_error(format!(
                 "{}_{} is {:?}: only a changed or failed migration can be repaired",
@@ -265,13 +288,23 @@ pub(crate) async fn repair<B: Backend>(b: &B, set: &MigrationSet, version: i64, 
         };
         b.record(&entry).await?;
         let after = compute(set, &b.history().await?);
-        after.migrations.into_iter().find(|m| m.version == version).ok_or_else(|| migration_error("repair: row vanished"))
+        after
+            .migrations
+            .into_iter()
+            .find(|m| m.version == version)
+            .ok_or_else(|| migration_error("repair: row vanished"))
     })
 }
 
 /// `baseline VERSION`: records every migration up to VERSION as applied,
 /// without running it, in a database that existed before fwdb.
-pub(crate) async fn baseline<B: Backend>(b: &B, set: &MigrationSet, version: i64, reason: Option<&str>, ev: &Option<EventSink>) -> Result<usize> {
+pub(crate) async fn baseline<B: Backend>(
+    b: &B,
+    set: &MigrationSet,
+    version: i64,
+    reason: Option<&str>,
+    ev: &Option<EventSink>,
+) -> Result<usize> {
     if set.get(version).is_none() {
         return Err(migration_error(format!("no {} migration has version {version}", set.store())));
     }
@@ -313,7 +346,17 @@ impl<B: Backend> Runner<'_, B> {
             Direction::Down => (&m.down, Outcome::Reverted),
         };
         let store = self.b.store();
-        emit(self.ev, Event::Started { store, version: m.version, name: m.name.clone(), direction: dir, index, total: self.total });
+        emit(
+            self.ev,
+            Event::Started {
+                store,
+                version: m.version,
+                name: m.name.clone(),
+                direction: dir,
+                index,
+                total: self.total,
+            },
+        );
         let started = Instant::now();
         let entry = HistoryEntry { seq: self.seq, ..entry_for(m, outcome, &self.runner) };
         if self.b.is_atomic(script) {
@@ -355,8 +398,7 @@ impl<B: Backend> Runner<'_, B> {
         let leftovers = self.b.leftovers().await.unwrap_or_default();
         let mut msg = format!(
             "{}\n{} ran outside a transaction, so what ran before the failure took effect; it is recorded as failed.",
-            e,
-            script.path
+            e, script.path
         );
         push_next_steps(&mut msg, &leftovers, version_of(script));
         // No source: `e`'s text, already in msg, holds the server's message
@@ -412,7 +454,12 @@ fn next_seq(history: &[HistoryEntry]) -> i64 {
 }
 
 /// Pending migrations in version order (a failed one too when retrying).
-fn pending_steps<'s>(set: &'s MigrationSet, status: &Status, opts: &UpOptions, retry_interrupted: bool) -> Vec<&'s Migration> {
+fn pending_steps<'s>(
+    set: &'s MigrationSet,
+    status: &Status,
+    opts: &UpOptions,
+    retry_interrupted: bool,
+) -> Vec<&'s Migration> {
     status
         .migrations
         .iter()

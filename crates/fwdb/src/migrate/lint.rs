@@ -30,8 +30,16 @@ impl std::fmt::Display for LintFinding {
 /// rewrites the whole table under an ACCESS EXCLUSIVE lock (PostgreSQL 11+
 /// adds columns with a non-volatile default without a rewrite).
 const VOLATILE: &[&str] = &[
-    "RANDOM", "GEN_RANDOM_UUID", "UUID_GENERATE_V1", "UUID_GENERATE_V1MC", "UUID_GENERATE_V4", "CLOCK_TIMESTAMP",
-    "TIMEOFDAY", "NEXTVAL", "GEN_RANDOM_BYTES", "TXID_CURRENT",
+    "RANDOM",
+    "GEN_RANDOM_UUID",
+    "UUID_GENERATE_V1",
+    "UUID_GENERATE_V1MC",
+    "UUID_GENERATE_V4",
+    "CLOCK_TIMESTAMP",
+    "TIMEOFDAY",
+    "NEXTVAL",
+    "GEN_RANDOM_BYTES",
+    "TXID_CURRENT",
 ];
 
 pub(crate) fn lint_sql(path: &str, sql: &str) -> Vec<LintFinding> {
@@ -58,7 +66,6 @@ fn lint_statement(stmt: &Statement<'_>, created: &HashSet<String>, add: &mut imp
     match (w(t, 0), w(t, 1)) {
         ("DROP", kind @ ("TABLE" | "SCHEMA" | "DATABASE")) => {
             add(rule_for_drop(kind), format!("DROP {kind} deletes data"));
-            return;
         }
         ("DROP", _) if t.iter().any(|x| x.is_word("CASCADE")) => {
             add("drop-cascade", "DROP ... CASCADE also drops every object that depends on it".into())
@@ -67,10 +74,9 @@ fn lint_statement(stmt: &Statement<'_>, created: &HashSet<String>, add: &mut imp
         ("DELETE", _) if !t.iter().any(|x| x.is_word("WHERE")) => {
             add("delete-all", "DELETE without WHERE deletes every row".into())
         }
-        ("UPDATE", _) if !t.iter().any(|x| x.is_word("WHERE")) => add(
-            "update-all",
-            "UPDATE without WHERE rewrites every row and locks them all; batch it".into(),
-        ),
+        ("UPDATE", _) if !t.iter().any(|x| x.is_word("WHERE")) => {
+            add("update-all", "UPDATE without WHERE rewrites every row and locks them all; batch it".into())
+        }
         ("LOCK", _) => add("lock-table", "LOCK TABLE blocks other sessions for the rest of the transaction".into()),
         ("VACUUM", _) if t.iter().any(|x| x.is_word("FULL")) => {
             add("exclusive-lock", "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock".into())
@@ -172,9 +178,9 @@ fn lint_add(a: &[Token], table: &str, add: &mut impl FnMut(&'static str, String)
         }
         return;
     }
-    let volatile_default = a.windows(2).any(|p| {
-        p[1].is_punct('(') && p[0].word().is_some_and(|f| VOLATILE.contains(&f))
-    }) && has("DEFAULT");
+    let volatile_default =
+        a.windows(2).any(|p| p[1].is_punct('(') && p[0].word().is_some_and(|f| VOLATILE.contains(&f)))
+            && has("DEFAULT");
     if volatile_default {
         add(
             "add-column-volatile-default",
@@ -247,7 +253,12 @@ pub(crate) fn lint_mongo(path: &str, commands: &[(Document, usize)]) -> Vec<Lint
             "renameCollection" => "renameCollection breaks code still using the old name",
             _ => continue,
         };
-        out.push(LintFinding { file: path.to_owned(), line: *line, rule: "mongo-destructive", message: message.into() });
+        out.push(LintFinding {
+            file: path.to_owned(),
+            line: *line,
+            rule: "mongo-destructive",
+            message: message.into(),
+        });
     }
     out
 }

@@ -102,7 +102,8 @@ impl Backend for MongoBackend<'_> {
     }
 
     async fn history(&self) -> Result<Vec<HistoryEntry>> {
-        let docs: Vec<Document> = self.history_coll().find(doc! {}).sort(doc! { "seq": 1 }).await?.try_collect().await?;
+        let docs: Vec<Document> =
+            self.history_coll().find(doc! {}).sort(doc! { "seq": 1 }).await?.try_collect().await?;
         docs.iter().map(entry_from_doc).collect()
     }
 
@@ -127,11 +128,8 @@ impl Backend for MongoBackend<'_> {
             }
             result.map_err(|e| {
                 let name = cmd.keys().next().map(String::as_str).unwrap_or("?");
-                Error::new(
-                    ErrorKind::Migration,
-                    format!("{}:{line}: command #{} ({name}) failed", script.path, i + 1),
-                )
-                .with_source(e)
+                Error::new(ErrorKind::Migration, format!("{}:{line}: command #{} ({name}) failed", script.path, i + 1))
+                    .with_source(e)
             })?;
         }
         Ok(())
@@ -173,7 +171,9 @@ fn entry_to_doc(e: &HistoryEntry) -> Document {
 }
 
 fn entry_from_doc(d: &Document) -> Result<HistoryEntry> {
-    let bad = |field: &str| Error::new(ErrorKind::Migration, format!("{HISTORY_COLLECTION}: a row has no valid {field}: {d}"));
+    let bad = |field: &str| {
+        Error::new(ErrorKind::Migration, format!("{HISTORY_COLLECTION}: a row has no valid {field}: {d}"))
+    };
     let int = |field: &str| match d.get(field) {
         Some(Bson::Int64(v)) => Ok(*v),
         Some(Bson::Int32(v)) => Ok(i64::from(*v)),

@@ -55,18 +55,22 @@ fn lease_end(lease: Duration) -> BsonDateTime {
 }
 
 /// One attempt: the lock, or who holds it.
-pub(crate) async fn try_acquire(db: &Database, owner: &str, runner: &str, lease: Duration) -> Result<std::result::Result<LeaseLock, Holder>> {
+pub(crate) async fn try_acquire(
+    db: &Database,
+    owner: &str,
+    runner: &str,
+    lease: Duration,
+) -> Result<std::result::Result<LeaseLock, Holder>> {
     let coll = db.collection::<Document>(LOCK_COLLECTION);
     let now = bson_time(Utc::now());
     let free = doc! { "_id": LOCK_ID, "$or": [ { "owner": Bson::Null }, { "expires_at": { "$lt": now } } ] };
-    let take = doc! { "$set": { "owner": owner, "runner": runner, "acquired_at": now, "expires_at": lease_end(lease) } };
+    let take =
+        doc! { "$set": { "owner": owner, "runner": runner, "acquired_at": now, "expires_at": lease_end(lease) } };
     // Upsert creates the document on first use; when it exists but is held,
     // the upsert's insert collides on _id (E11000): that means "held".
     let taken = coll.find_one_and_update(free, take).upsert(true).return_document(ReturnDocument::After).await;
     match taken {
-        Ok(Some(d)) if d.get_str("owner").ok() == Some(owner) => {
-            Ok(Ok(start_renewing(coll, owner.to_owned(), lease)))
-        }
+        Ok(Some(d)) if d.get_str("owner").ok() == Some(owner) => Ok(Ok(start_renewing(coll, owner.to_owned(), lease))),
         Ok(_) => Ok(Err(holder(&coll).await)),
         Err(e) if is_duplicate_key(&e) => Ok(Err(holder(&coll).await)),
         Err(e) => Err(e.into()),

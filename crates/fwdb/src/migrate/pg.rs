@@ -77,7 +77,7 @@ impl Backend for PgBackend<'_> {
                 emit(events, Event::LockAcquired { store: Store::Postgres });
                 return Ok(());
             }
-            if polls % REPORT_EVERY == 0 {
+            if polls.is_multiple_of(REPORT_EVERY) {
                 emit(events, Event::WaitingForLock { store: Store::Postgres, holder: self.lock_holder().await });
             }
             polls = polls.wrapping_add(1);
@@ -106,11 +106,8 @@ impl Backend for PgBackend<'_> {
     }
 
     async fn history(&self) -> Result<Vec<HistoryEntry>> {
-        let exists: bool = self
-            .conn
-            .query_one("SELECT to_regclass('fwdb_migrations.history') IS NOT NULL", &[])
-            .await?
-            .get(0);
+        let exists: bool =
+            self.conn.query_one("SELECT to_regclass('fwdb_migrations.history') IS NOT NULL", &[]).await?.get(0);
         if !exists {
             return Ok(Vec::new());
         }
@@ -142,7 +139,11 @@ impl Backend for PgBackend<'_> {
             entry.duration_ms = (Utc::now() - entry.applied_at).num_milliseconds();
             insert(self.conn, &entry).await?;
             self.conn.batch_execute("COMMIT").await.map_err(|e| {
-                Error::new(ErrorKind::Migration, format!("{}: COMMIT failed (a deferred constraint?); rolled back", script.path)).with_source(e)
+                Error::new(
+                    ErrorKind::Migration,
+                    format!("{}: COMMIT failed (a deferred constraint?); rolled back", script.path),
+                )
+                .with_source(e)
             })
         }
         .await;
@@ -252,10 +253,7 @@ fn statement_error(script: &Script, stmt: &Statement<'_>, e: tokio_postgres::Err
     }
     Error::new(
         ErrorKind::Migration,
-        format!(
-            "{}:{line}: in the statement starting on line {} ({note}): {snippet}",
-            script.path, stmt.line
-        ),
+        format!("{}:{line}: in the statement starting on line {} ({note}): {snippet}", script.path, stmt.line),
     )
     .with_source(e)
 }

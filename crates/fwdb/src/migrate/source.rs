@@ -84,9 +84,9 @@ fn embedded_files(store: Store) -> Result<Vec<SourceFile>> {
     dir.files()
         .map(|f| {
             let name = f.path().file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-            let text = f.contents_utf8().ok_or_else(|| {
-                Error::validation(format!("embedded migration {} is not UTF-8", f.path().display()))
-            })?;
+            let text = f
+                .contents_utf8()
+                .ok_or_else(|| Error::validation(format!("embedded migration {} is not UTF-8", f.path().display())))?;
             Ok(SourceFile { path: format!("migrations/{}", f.path().display()), name, text: text.to_owned() })
         })
         .collect()
@@ -274,11 +274,12 @@ fn reject_transaction_control(path: &str, text: &str, no_transaction: bool) -> R
         let is_tx = matches!(first, "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "ABORT")
             || (first == "START" && second == "TRANSACTION");
         if is_tx && !(first == "BEGIN" && second == "ATOMIC") {
-            let how = if no_transaction { "statements run one by one" } else { "fwdb runs each migration in its own transaction" };
-            return Err(Error::validation(format!(
-                "{path}:{}: {first} in a migration: {how}; remove it",
-                stmt.line
-            )));
+            let how = if no_transaction {
+                "statements run one by one"
+            } else {
+                "fwdb runs each migration in its own transaction"
+            };
+            return Err(Error::validation(format!("{path}:{}: {first} in a migration: {how}; remove it", stmt.line)));
         }
     }
     Ok(())
@@ -287,11 +288,7 @@ fn reject_transaction_control(path: &str, text: &str, no_transaction: bool) -> R
 /// A MongoDB migration is a JSON array of database commands, run in order.
 fn parse_mongo_commands(path: &str, text: &str) -> Result<Vec<(Document, usize)>> {
     let docs: Vec<Document> = serde_json::from_str(text).map_err(|e| {
-        Error::validation(format!(
-            "{path}:{}:{}: not a JSON array of MongoDB commands: {e}",
-            e.line(),
-            e.column()
-        ))
+        Error::validation(format!("{path}:{}:{}: not a JSON array of MongoDB commands: {e}", e.line(), e.column()))
     })?;
     let lines = top_level_element_lines(text);
     Ok(docs.into_iter().enumerate().map(|(i, d)| (d, lines.get(i).copied().unwrap_or(1))).collect())
@@ -395,7 +392,9 @@ mod tests {
             let embedded = MigrationSource::Embedded.load(store).unwrap();
             let disk = MigrationSource::Dir(root.clone()).load(store).unwrap();
             assert!(!embedded.migrations().is_empty());
-            let sums = |s: &MigrationSet| -> Vec<_> { s.migrations().iter().map(|m| (m.version, m.up.checksum.clone(), m.down.checksum.clone())).collect() };
+            let sums = |s: &MigrationSet| -> Vec<_> {
+                s.migrations().iter().map(|m| (m.version, m.up.checksum.clone(), m.down.checksum.clone())).collect()
+            };
             assert_eq!(sums(&embedded), sums(&disk), "{store}: rebuild (touch crates/fwdb/src/migrate/source.rs)");
         }
     }

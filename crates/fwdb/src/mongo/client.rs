@@ -69,8 +69,9 @@ fn write_concern(w: &str) -> WriteConcern {
 }
 
 fn mechanism(name: &str) -> Result<AuthMechanism> {
-    name.parse::<AuthMechanism>()
-        .map_err(|e| Error::new(ErrorKind::Config, format!("mongo.auth_mechanism: `{name}` is not supported")).with_source(e))
+    name.parse::<AuthMechanism>().map_err(|e| {
+        Error::new(ErrorKind::Config, format!("mongo.auth_mechanism: `{name}` is not supported")).with_source(e)
+    })
 }
 
 /// The one client a process should create (each holds its own pools).

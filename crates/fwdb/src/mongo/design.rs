@@ -163,8 +163,19 @@ impl Entity for Design {
     const SCHEMA: &'static str = "mongodb";
     const TABLE: &'static str = DESIGNS;
     const FIELDS: &'static [&'static str] = &[
-        "_id", "userId", "name", "status", "layers", "metadata", "avatarId", "catalogItemIds", "version", "history",
-        "createdAt", "updatedAt", "deletedAt",
+        "_id",
+        "userId",
+        "name",
+        "status",
+        "layers",
+        "metadata",
+        "avatarId",
+        "catalogItemIds",
+        "version",
+        "history",
+        "createdAt",
+        "updatedAt",
+        "deletedAt",
     ];
     const ID: Column<Self, Uuid> = Design::ID;
     const DELETED_AT: Option<&'static str> = Some("deletedAt");
@@ -362,18 +373,16 @@ fn from_json_value<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Resu
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let why = if inner.contains("UUID") || inner.contains("uuid") {
-            format!("malformed id ({inner})")
-        } else {
-            inner
-        };
+        let why =
+            if inner.contains("UUID") || inner.contains("uuid") { format!("malformed id ({inner})") } else { inner };
         invalid(if path == "." { "(document)" } else { &path }, why)
     })
 }
 
 /// Parses a design id given as text (a path segment, a reference): a clear error when malformed.
 pub fn parse_design_id(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s.trim()).map_err(|_| invalid("_id", format!("malformed id `{}` (expected a UUID)", s.escape_debug())))
+    Uuid::parse_str(s.trim())
+        .map_err(|_| invalid("_id", format!("malformed id `{}` (expected a UUID)", s.escape_debug())))
 }
 
 fn check_user(u: Uuid) -> Result<()> {
@@ -437,7 +446,10 @@ fn check_layers(layers: &[Layer]) -> Result<()> {
             return Err(invalid(&format!("{f}.order"), format!("duplicate order {}", l.order)));
         }
         if let Some(key) = bad_key(&l.data) {
-            return Err(invalid(&format!("{f}.data"), format!("key `{key}` (keys must not start with `$` or contain `.` or NUL)")));
+            return Err(invalid(
+                &format!("{f}.data"),
+                format!("key `{key}` (keys must not start with `$` or contain `.` or NUL)"),
+            ));
         }
     }
     Ok(())
@@ -482,7 +494,10 @@ fn check_metadata(m: &Metadata) -> Result<()> {
 fn check_size(d: &Document) -> Result<()> {
     let n = mongodb::bson::to_vec(d).map(|v| v.len()).unwrap_or(usize::MAX);
     if n > MAX_DOCUMENT_BYTES {
-        return Err(invalid("(document)", format!("{n} bytes, over MongoDB's 16 MiB document limit ({MAX_DOCUMENT_BYTES} bytes)")));
+        return Err(invalid(
+            "(document)",
+            format!("{n} bytes, over MongoDB's 16 MiB document limit ({MAX_DOCUMENT_BYTES} bytes)"),
+        ));
     }
     Ok(())
 }
@@ -505,7 +520,11 @@ fn layers_bson(layers: &[Layer]) -> Bson {
     Bson::Array(
         layers
             .iter()
-            .map(|l| Bson::Document(doc! { "id": &l.id, "type": l.kind.as_str(), "data": json_bson(&l.data), "order": l.order }))
+            .map(|l| {
+                Bson::Document(
+                    doc! { "id": &l.id, "type": l.kind.as_str(), "data": json_bson(&l.data), "order": l.order },
+                )
+            })
             .collect(),
     )
 }
@@ -593,7 +612,9 @@ fn parse_entry(e: &Document) -> Result<HistoryEntry> {
 
 fn history_docs(d: &Document) -> Vec<Document> {
     match d.get("history") {
-        Some(Bson::Array(a)) => a.iter().filter_map(|e| if let Bson::Document(e) = e { Some(e.clone()) } else { None }).collect(),
+        Some(Bson::Array(a)) => {
+            a.iter().filter_map(|e| if let Bson::Document(e) = e { Some(e.clone()) } else { None }).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -679,7 +700,9 @@ fn is_deleted(d: &Document) -> bool {
 
 fn out_of_scope(id: Uuid, scope: Scope) -> Error {
     match scope {
-        Scope::Live => Error::new(ErrorKind::NotFound, format!("no live design with id {id} (missing or soft-deleted)")),
+        Scope::Live => {
+            Error::new(ErrorKind::NotFound, format!("no live design with id {id} (missing or soft-deleted)"))
+        }
         Scope::Deleted => Error::new(ErrorKind::NotFound, format!("no soft-deleted design with id {id}")),
     }
 }
@@ -750,7 +773,13 @@ impl DesignRepo {
     }
 
     /// A user's live designs with this status, newest first (the `userId_1_status_1_createdAt_-1` index).
-    pub async fn list_by_user<M: MongoExec>(&self, exec: &M, user: Uuid, status: DesignStatus, limit: i64) -> Result<Vec<Design>> {
+    pub async fn list_by_user<M: MongoExec>(
+        &self,
+        exec: &M,
+        user: Uuid,
+        status: DesignStatus,
+        limit: i64,
+    ) -> Result<Vec<Design>> {
         let q = self
             .query()
             .filter(Design::USER_ID.eq(user) & Design::STATUS.eq(status.as_str()))
@@ -762,7 +791,11 @@ impl DesignRepo {
     /// Live designs having this tag (the `metadata.tags_1` index), newest first.
     pub async fn list_by_tag<M: MongoExec>(&self, exec: &M, tag: &str, limit: i64) -> Result<Vec<Design>> {
         check_text("metadata.tags", tag, MAX_TAG_CHARS)?;
-        let q = self.query().filter(Design::TAG.eq(tag)).order_by(Design::CREATED_AT, crate::query::Order::Desc).limit(limit);
+        let q = self
+            .query()
+            .filter(Design::TAG.eq(tag))
+            .order_by(Design::CREATED_AT, crate::query::Order::Desc)
+            .limit(limit);
         self.fetch(exec, &q, 0).await
     }
 
@@ -791,7 +824,14 @@ impl DesignRepo {
 
     /// The versioned change every write goes through: it applies only to the
     /// version the caller read, increments it and records a history entry.
-    async fn change<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str, change: Change<'_>) -> Result<Design> {
+    async fn change<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        expected: i64,
+        by: &str,
+        change: Change<'_>,
+    ) -> Result<Design> {
         check_version(expected)?;
         check_by(by)?;
         let mut filter = scoped(id, change.scope);
@@ -845,18 +885,29 @@ impl DesignRepo {
             let v = get_i64(e, "version")?;
             let mut row = e.clone();
             row.insert("designId", id.to_string());
-            exec.update_one(DESIGN_HISTORY, doc! { "_id": history_id(id, v) }, doc! { "$setOnInsert": row }, true).await?;
+            exec.update_one(DESIGN_HISTORY, doc! { "_id": history_id(id, v) }, doc! { "$setOnInsert": row }, true)
+                .await?;
         }
         let keep: Vec<Bson> = entries[cut..].iter().cloned().map(Bson::Document).collect();
         let version = get_i64(&d, "version")?;
-        exec.update_one(DESIGNS, doc! { "_id": id.to_string(), "version": version }, doc! { "$set": { "history": keep.clone() } }, false)
-            .await?;
+        exec.update_one(
+            DESIGNS,
+            doc! { "_id": id.to_string(), "version": version },
+            doc! { "$set": { "history": keep.clone() } },
+            false,
+        )
+        .await?;
         d.insert("history", keep);
         Ok(d)
     }
 
     /// Creates a design after checking, in PostgreSQL, that its avatar exists and is the same user's.
-    pub async fn create_checked<M: MongoExec, E: crate::postgres::Executor>(&self, exec: &M, pg: &E, new: &NewDesign) -> Result<Design> {
+    pub async fn create_checked<M: MongoExec, E: crate::postgres::Executor>(
+        &self,
+        exec: &M,
+        pg: &E,
+        new: &NewDesign,
+    ) -> Result<Design> {
         new.validate()?;
         if let Some(a) = new.avatar_id {
             check_avatar(pg, new.user_id, a).await?;
@@ -884,7 +935,14 @@ impl DesignRepo {
     }
 
     /// Adds a layer (its id must be new).
-    pub async fn add_layer<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str, layer: Layer) -> Result<Design> {
+    pub async fn add_layer<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        expected: i64,
+        by: &str,
+        layer: Layer,
+    ) -> Result<Design> {
         self.edit_layers(exec, id, expected, by, |layers| {
             layers.push(layer);
             Ok(())
@@ -893,7 +951,14 @@ impl DesignRepo {
     }
 
     /// Replaces the layer with this id.
-    pub async fn update_layer<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str, layer: Layer) -> Result<Design> {
+    pub async fn update_layer<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        expected: i64,
+        by: &str,
+        layer: Layer,
+    ) -> Result<Design> {
         self.edit_layers(exec, id, expected, by, |layers| {
             let slot = layers.iter_mut().find(|l| l.id == layer.id).ok_or_else(|| no_layer(&layer.id))?;
             *slot = layer;
@@ -903,7 +968,14 @@ impl DesignRepo {
     }
 
     /// Removes the layer with this id.
-    pub async fn remove_layer<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str, layer_id: &str) -> Result<Design> {
+    pub async fn remove_layer<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        expected: i64,
+        by: &str,
+        layer_id: &str,
+    ) -> Result<Design> {
         self.edit_layers(exec, id, expected, by, |layers| {
             let before = layers.len();
             layers.retain(|l| l.id != layer_id);
@@ -916,7 +988,14 @@ impl DesignRepo {
     }
 
     /// Sets the layers' order to that of `layer_ids` (every layer, each once): order 0, 1, 2, ...
-    pub async fn reorder_layers<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str, layer_ids: &[&str]) -> Result<Design> {
+    pub async fn reorder_layers<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        expected: i64,
+        by: &str,
+        layer_ids: &[&str],
+    ) -> Result<Design> {
         self.edit_layers(exec, id, expected, by, |layers| {
             let distinct: HashSet<&&str> = layer_ids.iter().collect();
             if layer_ids.len() != layers.len() || distinct.len() != layer_ids.len() {
@@ -961,7 +1040,8 @@ impl DesignRepo {
 
     /// draft or published → archived.
     pub async fn archive<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str) -> Result<Design> {
-        self.transition(exec, id, expected, by, &[DesignStatus::Draft, DesignStatus::Published], DesignStatus::Archived).await
+        self.transition(exec, id, expected, by, &[DesignStatus::Draft, DesignStatus::Published], DesignStatus::Archived)
+            .await
     }
 
     async fn transition<M: MongoExec>(
@@ -981,14 +1061,26 @@ impl DesignRepo {
     }
 
     /// A design's history, oldest first, `limit` entries after `after_version` (0 for the start).
-    pub async fn history<M: MongoExec>(&self, exec: &M, id: Uuid, after_version: i64, limit: i64) -> Result<HistoryPage> {
+    pub async fn history<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        after_version: i64,
+        limit: i64,
+    ) -> Result<HistoryPage> {
         let (docs, next) = self.history_docs_page(exec, id, after_version, limit).await?;
         Ok(HistoryPage { entries: docs.iter().map(parse_entry).collect::<Result<_>>()?, next })
     }
 
     /// A page of history entries as stored (BSON), from `design_history`
     /// (the `designId_1_version_1` index) and then from the document.
-    async fn history_docs_page<M: MongoExec>(&self, exec: &M, id: Uuid, after: i64, limit: i64) -> Result<(Vec<Document>, Option<i64>)> {
+    async fn history_docs_page<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<Document>, Option<i64>)> {
         let limit = limit.clamp(1, 1000);
         let filter = doc! { "designId": id.to_string(), "version": { "$gt": after } };
         let spec = FindSpec { sort: Some(doc! { "version": 1 }), limit: Some(limit + 1), skip: None };
@@ -1133,7 +1225,8 @@ impl<M: MongoExec> Repository<Design, M> for DesignRepo {
 
     async fn update(&self, exec: &M, id: Uuid, patch: &DesignPatch) -> Result<Design> {
         patch.validate()?;
-        self.change(exec, id, patch.expected_version, &patch.changed_by, Change::new(patch.changes(), Scope::Live)).await
+        self.change(exec, id, patch.expected_version, &patch.changed_by, Change::new(patch.changes(), Scope::Live))
+            .await
     }
 
     /// A versioned change at the current version (the trait carries none),

@@ -49,7 +49,13 @@ pub trait MongoExec: Send + Sync {
         update: Document,
     ) -> impl Future<Output = Result<Option<Document>>> + Send;
     /// Updates one document; returns how many matched (with `upsert`, 1 also when inserted).
-    fn update_one(&self, coll: &str, filter: Document, update: Document, upsert: bool) -> impl Future<Output = Result<u64>> + Send;
+    fn update_one(
+        &self,
+        coll: &str,
+        filter: Document,
+        update: Document,
+        upsert: bool,
+    ) -> impl Future<Output = Result<u64>> + Send;
     fn delete_one(&self, coll: &str, filter: Document) -> impl Future<Output = Result<u64>> + Send;
     fn delete_many(&self, coll: &str, filter: Document) -> impl Future<Output = Result<u64>> + Send;
 }
@@ -196,7 +202,12 @@ impl Mongo {
 }
 
 /// Runs one operation, recording it when metrics are attached.
-async fn observed<T>(ops: &Option<Arc<MongoOpMetrics>>, verb: &str, coll: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+async fn observed<T>(
+    ops: &Option<Arc<MongoOpMetrics>>,
+    verb: &str,
+    coll: &str,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
     match ops {
         Some(m) => m.observe(verb, coll, work).await,
         None => work.await,
@@ -298,7 +309,9 @@ pub(crate) fn server_code(e: &mongodb::error::Error) -> Option<i32> {
 /// A driver error as ours: a document the server's validator refused (121) is a validation error.
 pub(crate) fn map_err(e: mongodb::error::Error) -> Error {
     match server_code(&e) {
-        Some(121) => Error::new(ErrorKind::Validation, "the server's $jsonSchema validator rejected the document").with_source(e),
+        Some(121) => {
+            Error::new(ErrorKind::Validation, "the server's $jsonSchema validator rejected the document").with_source(e)
+        }
         Some(11000) => Error::new(ErrorKind::Conflict, "duplicate key").with_source(e),
         Some(112) => Error::new(ErrorKind::Conflict, "write conflict").with_source(e),
         _ => Error::from(e),
@@ -359,7 +372,12 @@ impl MongoExec for Mongo {
     }
 
     async fn find_one_and_update(&self, coll: &str, filter: Document, update: Document) -> Result<Option<Document>> {
-        run!(self, "find_one_and_update", coll, self.coll(coll).find_one_and_update(filter, update).return_document(ReturnDocument::After))
+        run!(
+            self,
+            "find_one_and_update",
+            coll,
+            self.coll(coll).find_one_and_update(filter, update).return_document(ReturnDocument::After)
+        )
     }
 
     async fn update_one(&self, coll: &str, filter: Document, update: Document, upsert: bool) -> Result<u64> {
@@ -444,16 +462,22 @@ impl MongoExec for MongoTx {
     }
 
     async fn update_one(&self, coll: &str, filter: Document, update: Document, upsert: bool) -> Result<u64> {
-        let r = in_tx!(self, "update_one", coll, |s| self.coll(coll).update_one(filter, update).upsert(upsert).session(&mut *s))?;
+        let r = in_tx!(self, "update_one", coll, |s| self
+            .coll(coll)
+            .update_one(filter, update)
+            .upsert(upsert)
+            .session(&mut *s))?;
         Ok(r.matched_count + u64::from(r.upserted_id.is_some()))
     }
 
     async fn delete_one(&self, coll: &str, filter: Document) -> Result<u64> {
-        in_tx!(self, "delete_one", coll, |s| self.coll(coll).delete_one(filter).session(&mut *s)).map(|r| r.deleted_count)
+        in_tx!(self, "delete_one", coll, |s| self.coll(coll).delete_one(filter).session(&mut *s))
+            .map(|r| r.deleted_count)
     }
 
     async fn delete_many(&self, coll: &str, filter: Document) -> Result<u64> {
-        in_tx!(self, "delete_many", coll, |s| self.coll(coll).delete_many(filter).session(&mut *s)).map(|r| r.deleted_count)
+        in_tx!(self, "delete_many", coll, |s| self.coll(coll).delete_many(filter).session(&mut *s))
+            .map(|r| r.deleted_count)
     }
 }
 

@@ -7,7 +7,8 @@ pub(crate) mod exec;
 
 pub use client::{client, client_options, mongo_database};
 pub use design::{
-    check_avatar, design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, HistoryEntry, HistoryPage,
-    Layer, LayerType, Metadata, NewDesign, DEFAULT_HISTORY_LIMIT, DESIGNS, DESIGN_HISTORY, MAX_DOCUMENT_BYTES,
+    check_avatar, design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, HistoryEntry,
+    HistoryPage, Layer, LayerType, Metadata, NewDesign, DEFAULT_HISTORY_LIMIT, DESIGNS, DESIGN_HISTORY,
+    MAX_DOCUMENT_BYTES,
 };
 pub use exec::{FindSpec, Mongo, MongoExec, MongoTx, MAX_TX_ATTEMPTS};

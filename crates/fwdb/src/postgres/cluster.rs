@@ -2,8 +2,8 @@
 //! 4.2 and 8.2). Writes and transactions go to the primary; reads go to the
 //! replicas that the probe (probe.rs) finds healthy and close enough behind.
 
-use super::connect::ConnectTarget;
 use super::conn::Client;
+use super::connect::ConnectTarget;
 use super::executor::{Actor, Consistency, Executor, Lsn, Params};
 use super::observe::QueryKind;
 use super::pool::{query_cached, PgConn, PgPool, ReadConn};
@@ -32,7 +32,10 @@ pub struct PgCluster {
 
 impl std::fmt::Debug for PgCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgCluster").field("primary", &self.inner.cfg.primary).field("replicas", &self.inner.cfg.replicas).finish()
+        f.debug_struct("PgCluster")
+            .field("primary", &self.inner.cfg.primary)
+            .field("replicas", &self.inner.cfg.replicas)
+            .finish()
     }
 }
 
@@ -120,7 +123,10 @@ impl PgCluster {
                 pool: PgPool::new(cfg, ConnectTarget::Replica(i), format!("replica {i} ({host})"))?,
                 outstanding: AtomicUsize::new(0),
                 reads: AtomicU64::new(0),
-                health: HealthCell::new(ReplicaHealth { in_recovery: true, ..Default::default() }, (&cfg.routing).into()),
+                health: HealthCell::new(
+                    ReplicaHealth { in_recovery: true, ..Default::default() },
+                    (&cfg.routing).into(),
+                ),
                 ejected_signal: tokio::sync::Notify::new(),
             });
         }
@@ -128,7 +134,13 @@ impl PgCluster {
             cfg: cfg.clone(),
             primary,
             replicas,
-            primary_state: Mutex::new(PrimaryState { up: true, reason: None, last_attempt: None, server: None, lsn: None }),
+            primary_state: Mutex::new(PrimaryState {
+                up: true,
+                reason: None,
+                last_attempt: None,
+                server: None,
+                lsn: None,
+            }),
             primary_up: AtomicBool::new(true),
             rr: AtomicUsize::new(0),
             reads_primary: AtomicU64::new(0),
@@ -261,7 +273,10 @@ impl PgCluster {
             Route::Primary => Ok(PgConn(self.inner.primary_conn().await?)),
             Route::Replica(i) => {
                 let r = self.inner.replicas.get(i).ok_or_else(|| {
-                    Error::new(ErrorKind::Config, format!("postgres.replicas has no entry {i} ({} configured)", self.inner.replicas.len()))
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("postgres.replicas has no entry {i} ({} configured)", self.inner.replicas.len()),
+                    )
                 })?;
                 Ok(PgConn(r.pool.get().await?))
             }
@@ -273,7 +288,9 @@ impl PgCluster {
     /// does not ask the primary where they are.
     pub fn route_for(&self, consistency: Consistency) -> Route {
         let consistency = match consistency {
-            Consistency::ReadOwnWrites if self.own.done.load(Ordering::Acquire) > self.own.covered.load(Ordering::Acquire) => {
+            Consistency::ReadOwnWrites
+                if self.own.done.load(Ordering::Acquire) > self.own.covered.load(Ordering::Acquire) =>
+            {
                 return Route::Primary
             }
             Consistency::ReadOwnWrites => Consistency::ReadYourWrites(Lsn(self.own.lsn.load(Ordering::Acquire))),
@@ -352,7 +369,11 @@ impl PgCluster {
         let share = self.reads_may_share();
         let mut tried: Vec<usize> = Vec::new();
         loop {
-            let pick = if tried.len() as u32 >= inner.cfg.routing.read_retries { None } else { inner.pick(consistency, &tried) };
+            let pick = if tried.len() as u32 >= inner.cfg.routing.read_retries {
+                None
+            } else {
+                inner.pick(consistency, &tried)
+            };
             let Some(i) = pick else {
                 inner.reads_primary.fetch_add(1, Ordering::Relaxed);
                 let conn = inner.primary_read_conn(share).await?;
@@ -409,11 +430,13 @@ impl PgCluster {
         let conn = inner.primary_conn().await?;
         let start = inner.observers.start();
         let res = match self.prelude(true) {
-            None => async {
-                let st = conn.prepare_cached(sql).await?;
-                Ok(conn.query(&st, params).await?)
+            None => {
+                async {
+                    let st = conn.prepare_cached(sql).await?;
+                    Ok(conn.query(&st, params).await?)
+                }
+                .await
             }
-            .await,
             Some(begin) => Box::pin(with_prelude(&conn, &begin, sql, params)).await,
         };
         inner.observers.finish(start, Route::Primary, QueryKind::Write, sql, &res);
@@ -526,7 +549,11 @@ impl Inner {
             self.writes_unavailable.fetch_add(1, Ordering::Relaxed);
             return Err(Error::new(
                 ErrorKind::Unavailable,
-                format!("no PostgreSQL primary among {}: {}", hosts(&self.cfg.primary), st.reason.clone().unwrap_or_else(|| "down".into())),
+                format!(
+                    "no PostgreSQL primary among {}: {}",
+                    hosts(&self.cfg.primary),
+                    st.reason.clone().unwrap_or_else(|| "down".into())
+                ),
             ));
         }
         st.last_attempt = Some(Instant::now());
@@ -547,9 +574,9 @@ impl Inner {
             self.check_primary_error(e);
         }
         let text: Option<String> = rows?.first().map(|r| r.try_get(0)).transpose()?;
-        text.as_deref()
-            .and_then(Lsn::parse)
-            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("pg_current_wal_lsn() gave {text:?}, not a position")))
+        text.as_deref().and_then(Lsn::parse).ok_or_else(|| {
+            Error::new(ErrorKind::Internal, format!("pg_current_wal_lsn() gave {text:?}, not a position"))
+        })
     }
 
     /// After an error on a primary connection: a lost server or a read-only
@@ -623,7 +650,8 @@ impl Executor for PgCluster {
 /// (tokio-postgres pipelines them in this order): no extra round trip.
 async fn with_prelude(conn: &Client, prelude: &str, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
     let st = conn.prepare_cached(sql).await?;
-    let (begin, rows, end) = futures::join!(conn.batch_execute(prelude), conn.query(&st, params), conn.batch_execute("COMMIT"));
+    let (begin, rows, end) =
+        futures::join!(conn.batch_execute(prelude), conn.query(&st, params), conn.batch_execute("COMMIT"));
     begin?;
     let rows = rows?;
     end?;

@@ -23,7 +23,10 @@ pub(crate) fn driver_config(cfg: &PostgresConfig, target: &ConnectTarget) -> Res
     let hosts: Vec<PgHost> = match target {
         ConnectTarget::Primary => cfg.primary.clone(),
         ConnectTarget::Replica(i) => vec![cfg.replicas.get(*i).cloned().ok_or_else(|| {
-            Error::new(ErrorKind::Config, format!("postgres.replicas has no entry {i} ({} configured)", cfg.replicas.len()))
+            Error::new(
+                ErrorKind::Config,
+                format!("postgres.replicas has no entry {i} ({} configured)", cfg.replicas.len()),
+            )
         })?],
         ConnectTarget::Host(h) => vec![h.clone()],
     };
@@ -106,8 +109,7 @@ mod tests {
 
     #[test]
     fn primary_connections_ask_for_a_writable_server_and_carry_the_statement_timeout() {
-        let mut cfg = PostgresConfig::default();
-        cfg.primary = vec![PgHost::new("a", 1), PgHost::new("b", 2)];
+        let cfg = PostgresConfig { primary: vec![PgHost::new("a", 1), PgHost::new("b", 2)], ..Default::default() };
         let c = driver_config(&cfg, &ConnectTarget::Primary).unwrap();
         assert_eq!(c.get_ports(), &[1, 2]);
         assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
@@ -118,8 +120,7 @@ mod tests {
 
     #[test]
     fn the_driver_config_debug_hides_the_password() {
-        let mut cfg = PostgresConfig::default();
-        cfg.password = Some(crate::config::Secret::new("s3cr3t-pw"));
+        let cfg = PostgresConfig { password: Some(crate::config::Secret::new("s3cr3t-pw")), ..Default::default() };
         let c = driver_config(&cfg, &ConnectTarget::Primary).unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t-pw"));
     }

@@ -57,7 +57,12 @@ pub struct Actor(pub Uuid);
 /// everything inside a transaction go to the primary.
 pub trait Executor: Send + Sync {
     /// A statement that only reads.
-    fn read(&self, sql: &str, params: Params<'_>, consistency: Consistency) -> impl Future<Output = Result<Vec<Row>>> + Send;
+    fn read(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+        consistency: Consistency,
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send;
 
     /// A statement that may write; its rows (RETURNING) are returned.
     fn write(&self, sql: &str, params: Params<'_>) -> impl Future<Output = Result<Vec<Row>>> + Send;

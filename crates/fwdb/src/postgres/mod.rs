@@ -14,9 +14,9 @@ mod status;
 mod tls;
 mod tx;
 
+pub use cluster::{PgCluster, Route};
 pub use connect::{connect, ConnectTarget};
 pub use executor::{Actor, Consistency, Executor, Lsn, Params};
-pub use cluster::{PgCluster, Route};
 pub use observe::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
 pub use pool::{PgConn, PoolStatus};
 pub use pool_bench::{measure_pool_checkout, CheckoutCost};

@@ -193,7 +193,15 @@ pub fn operation_of(sql: &str) -> String {
         }
     }
     let Some(first) = words.first() else { return "empty".into() };
-    let verb = if first == "with" { words.iter().find(|w| matches!(w.as_str(), "select" | "insert" | "update" | "delete")).cloned().unwrap_or_else(|| first.clone()) } else { first.clone() };
+    let verb = if first == "with" {
+        words
+            .iter()
+            .find(|w| matches!(w.as_str(), "select" | "insert" | "update" | "delete"))
+            .cloned()
+            .unwrap_or_else(|| first.clone())
+    } else {
+        first.clone()
+    };
     let after = match verb.as_str() {
         "select" | "delete" => "from",
         "insert" => "into",
@@ -216,7 +224,10 @@ mod tests {
 
     #[test]
     fn statements_normalize_and_name_their_operation() {
-        assert_eq!(normalize_sql("SELECT *  FROM users\n WHERE id = $1 AND name = 'it''s' AND n > 42 -- c\n"), "SELECT * FROM users WHERE id = $1 AND name = ? AND n > ?");
+        assert_eq!(
+            normalize_sql("SELECT *  FROM users\n WHERE id = $1 AND name = 'it''s' AND n > 42 -- c\n"),
+            "SELECT * FROM users WHERE id = $1 AND name = ? AND n > ?"
+        );
         assert_eq!(normalize_sql("select t1.a from t1"), "select t1.a from t1");
         assert_eq!(operation_of("SELECT a FROM public.\"users\" WHERE x"), "select users");
         assert_eq!(operation_of("insert into items (a) values ($1)"), "insert items");

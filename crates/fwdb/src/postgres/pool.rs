@@ -3,13 +3,13 @@
 //! lifetime of its own: [`PgPool::maintain`] (run by the cluster's
 //! maintenance task) and a `pre_recycle` hook add them.
 
+use super::conn::{Client, Manager};
 use super::connect::{driver_config, ConnectTarget};
+use super::mux::{Choice, Shared, SharedConn};
 use super::status::DurationHistogram;
 use super::tls;
 use crate::config::PostgresConfig;
 use crate::error::{Error, ErrorKind, Result};
-use super::conn::{Client, Manager};
-use super::mux::{Choice, Shared, SharedConn};
 use deadpool::managed::{Hook, HookError, TimeoutType, Timeouts};
 use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use serde::Serialize;
@@ -94,7 +94,10 @@ impl AcquireTimes {
             })
             .collect();
         // Read last: `count` then covers at least every bucket read (Prometheus wants +Inf >= each).
-        let count = self.count.load(Ordering::Relaxed).max(cum + self.buckets[ACQUIRE_BUCKETS_NS.len()].load(Ordering::Relaxed));
+        let count = self
+            .count
+            .load(Ordering::Relaxed)
+            .max(cum + self.buckets[ACQUIRE_BUCKETS_NS.len()].load(Ordering::Relaxed));
         DurationHistogram { buckets, count, sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9 }
     }
 }
@@ -187,7 +190,11 @@ impl PgPool {
         let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = match tls::client_config(&cfg.tls)? {
             None => deadpool_postgres::Manager::from_config(driver, NoTls, mc),
-            Some(rustls) => deadpool_postgres::Manager::from_config(driver, tokio_postgres_rustls::MakeRustlsConnect::new(rustls), mc),
+            Some(rustls) => deadpool_postgres::Manager::from_config(
+                driver,
+                tokio_postgres_rustls::MakeRustlsConnect::new(rustls),
+                mc,
+            ),
         };
         let manager = Manager::new(manager, cfg.routing.verify_on_checkout);
         let drained_at: Arc<AtomicU64> = Arc::default();
@@ -296,10 +303,15 @@ impl PgPool {
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
                 Error::new(
                     ErrorKind::Timeout,
-                    format!("no free connection to the {} within {:?} (postgres.pool.acquire_timeout)", self.label, self.acquire_timeout),
+                    format!(
+                        "no free connection to the {} within {:?} (postgres.pool.acquire_timeout)",
+                        self.label, self.acquire_timeout
+                    ),
                 )
             }
-            PoolError::Timeout(t) => Error::new(ErrorKind::Unavailable, format!("the {} did not answer in time ({t:?})", self.label)),
+            PoolError::Timeout(t) => {
+                Error::new(ErrorKind::Unavailable, format!("the {} did not answer in time ({t:?})", self.label))
+            }
             PoolError::Backend(e) => {
                 let auth = e.code().is_some_and(|c| c.code() == "28P01" || c.code() == "28000");
                 let kind = if auth { ErrorKind::Config } else { ErrorKind::Unavailable };
@@ -348,7 +360,11 @@ impl PgPool {
             }
             true
         });
-        if refill { self.fill().await } else { Ok(()) }
+        if refill {
+            self.fill().await
+        } else {
+            Ok(())
+        }
     }
 
     /// Forgets every connection: idle ones are closed now, ones in use when

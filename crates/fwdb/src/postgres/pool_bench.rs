@@ -3,8 +3,8 @@
 //! deadpool-postgres (as fwdb's pools use it) and, with the `bb8` and
 //! `bb8-postgres` features, for bb8. Not part of the API proper.
 
-use super::pool::PgPool;
 use super::connect::ConnectTarget;
+use super::pool::PgPool;
 use crate::config::PostgresConfig;
 use crate::error::Result;
 use serde::Serialize;
@@ -27,7 +27,12 @@ pub struct CheckoutCost {
 /// Measures every pool variant at each of `tasks` (e.g. `[1, 16, 64]`):
 /// `total` checkouts shared among the tasks, on a pool of `pool_size` warm
 /// connections to the primary of `cfg`.
-pub async fn measure_pool_checkout(cfg: &PostgresConfig, pool_size: u32, tasks: &[usize], total: usize) -> Result<Vec<CheckoutCost>> {
+pub async fn measure_pool_checkout(
+    cfg: &PostgresConfig,
+    pool_size: u32,
+    tasks: &[usize],
+    total: usize,
+) -> Result<Vec<CheckoutCost>> {
     let mut out = Vec::new();
     for verify in [false, true] {
         let mut c = cfg.clone();
@@ -87,7 +92,12 @@ pub async fn measure_pool_checkout(cfg: &PostgresConfig, pool_size: u32, tasks: 
 }
 
 /// deadpool-postgres as it comes: no hooks, no wrapper (to tell its cost from ours).
-async fn bare_deadpool(cfg: &PostgresConfig, pool_size: u32, tasks: &[usize], total: usize) -> Result<Vec<CheckoutCost>> {
+async fn bare_deadpool(
+    cfg: &PostgresConfig,
+    pool_size: u32,
+    tasks: &[usize],
+    total: usize,
+) -> Result<Vec<CheckoutCost>> {
     use crate::error::{Error, ErrorKind};
     use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
     let driver = super::connect::driver_config(cfg, &ConnectTarget::Primary)?;
@@ -128,7 +138,13 @@ async fn bare_deadpool(cfg: &PostgresConfig, pool_size: u32, tasks: &[usize], to
 
 fn cost(name: &str, pool_size: u32, tasks: usize, per_task: usize, started: Instant) -> CheckoutCost {
     let n = (tasks * per_task) as u64;
-    CheckoutCost { pool: name.into(), pool_size, tasks, checkouts: n, nanos_per_checkout: started.elapsed().as_nanos() as f64 / n as f64 }
+    CheckoutCost {
+        pool: name.into(),
+        pool_size,
+        tasks,
+        checkouts: n,
+        nanos_per_checkout: started.elapsed().as_nanos() as f64 / n as f64,
+    }
 }
 
 #[cfg(all(feature = "bb8", feature = "bb8-postgres"))]
@@ -140,7 +156,12 @@ mod bb8_impl {
     use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
     use tokio_postgres::Socket;
 
-    pub(super) async fn measure(cfg: &PostgresConfig, pool_size: u32, tasks: &[usize], total: usize) -> Result<Vec<CheckoutCost>> {
+    pub(super) async fn measure(
+        cfg: &PostgresConfig,
+        pool_size: u32,
+        tasks: &[usize],
+        total: usize,
+    ) -> Result<Vec<CheckoutCost>> {
         let driver = driver_config(cfg, &ConnectTarget::Primary)?;
         match tls::client_config(&cfg.tls)? {
             None => run(driver, tokio_postgres::NoTls, pool_size, tasks, total).await,
@@ -148,7 +169,13 @@ mod bb8_impl {
         }
     }
 
-    async fn run<T>(driver: tokio_postgres::Config, tls: T, pool_size: u32, tasks: &[usize], total: usize) -> Result<Vec<CheckoutCost>>
+    async fn run<T>(
+        driver: tokio_postgres::Config,
+        tls: T,
+        pool_size: u32,
+        tasks: &[usize],
+        total: usize,
+    ) -> Result<Vec<CheckoutCost>>
     where
         T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
         T::Stream: Send + Sync,

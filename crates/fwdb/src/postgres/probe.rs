@@ -168,7 +168,10 @@ async fn probe_primary(
         if row.get::<_, bool>(0) {
             return Err(("the primary is in recovery (demoted)".to_string(), true));
         }
-        let lsn = row.get::<_, Option<String>>(1).and_then(|t| Lsn::parse(&t)).ok_or(("no WAL position".to_string(), true))?;
+        let lsn = row
+            .get::<_, Option<String>>(1)
+            .and_then(|t| Lsn::parse(&t))
+            .ok_or(("no WAL position".to_string(), true))?;
         Ok((lsn, row.get::<_, String>(2)))
     };
     match tokio::time::timeout(timeout, work).await {
@@ -177,7 +180,12 @@ async fn probe_primary(
     }
 }
 
-async fn probe_replica(cfg: &PostgresConfig, i: usize, slot: &mut Option<Client>, timeout: std::time::Duration) -> Result<ReplicaAnswer, String> {
+async fn probe_replica(
+    cfg: &PostgresConfig,
+    i: usize,
+    slot: &mut Option<Client>,
+    timeout: std::time::Duration,
+) -> Result<ReplicaAnswer, String> {
     let work = async {
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
             *slot = Some(connect(cfg, ConnectTarget::Replica(i)).await.map_err(|e| e.to_string())?);

@@ -79,7 +79,12 @@ pub(crate) struct HealthCell {
 
 impl HealthCell {
     pub(crate) fn new(initial: ReplicaHealth, limits: LagLimits) -> HealthCell {
-        let cell = HealthCell { state: Mutex::new(initial), limits, eventual: AtomicBool::new(false), replayed: AtomicU64::new(0) };
+        let cell = HealthCell {
+            state: Mutex::new(initial),
+            limits,
+            eventual: AtomicBool::new(false),
+            replayed: AtomicU64::new(0),
+        };
         drop(cell.write());
         cell
     }
@@ -165,7 +170,14 @@ mod tests {
                 for replay_lsn in [None, Some(Lsn(0)), Some(Lsn(500)), Some(Lsn(u64::MAX - 1))] {
                     for lag_bytes in [None, Some(0), Some(1000), Some(1001)] {
                         for lag_seconds in [None, Some(0.0), Some(5.0), Some(5.1)] {
-                            v.push(ReplicaHealth { ejected, in_recovery, replay_lsn, lag_bytes, lag_seconds, ..Default::default() });
+                            v.push(ReplicaHealth {
+                                ejected,
+                                in_recovery,
+                                replay_lsn,
+                                lag_bytes,
+                                lag_seconds,
+                                ..Default::default()
+                            });
                         }
                     }
                 }
@@ -202,7 +214,13 @@ mod tests {
 
     #[test]
     fn a_new_cell_publishes_its_initial_state() {
-        let ready = ReplicaHealth { in_recovery: true, replay_lsn: Some(Lsn(7)), lag_bytes: Some(0), lag_seconds: Some(0.0), ..Default::default() };
+        let ready = ReplicaHealth {
+            in_recovery: true,
+            replay_lsn: Some(Lsn(7)),
+            lag_bytes: Some(0),
+            lag_seconds: Some(0.0),
+            ..Default::default()
+        };
         let cell = HealthCell::new(ready, limits());
         assert!(cell.serves(Consistency::Eventual));
         assert!(cell.serves(Consistency::ReadYourWrites(Lsn(7))));
@@ -211,7 +229,13 @@ mod tests {
 
     #[test]
     fn an_ejection_reaches_the_router_when_its_write_ends() {
-        let ready = ReplicaHealth { in_recovery: true, replay_lsn: Some(Lsn(7)), lag_bytes: Some(0), lag_seconds: Some(0.0), ..Default::default() };
+        let ready = ReplicaHealth {
+            in_recovery: true,
+            replay_lsn: Some(Lsn(7)),
+            lag_bytes: Some(0),
+            lag_seconds: Some(0.0),
+            ..Default::default()
+        };
         let cell = HealthCell::new(ready, limits());
         cell.write().ejected = true;
         assert!(!cell.serves(Consistency::Eventual), "an ejection is published when its guard drops");

@@ -30,14 +30,20 @@ pub(crate) fn client_config(tls: &TlsConfig) -> Result<Option<ClientConfig>> {
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| Error::new(ErrorKind::Config, "postgres.tls.ca_file: unusable CA").with_source(e))?;
-            if tls.mode == SslMode::VerifyCa { Arc::new(ChainOnly(webpki)) } else { webpki }
+            if tls.mode == SslMode::VerifyCa {
+                Arc::new(ChainOnly(webpki))
+            } else {
+                webpki
+            }
         }
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let config = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(load_certs(cert, "postgres.tls.cert_file")?, load_key(key)?)
-            .map_err(|e| Error::new(ErrorKind::Config, "postgres.tls: client certificate and key do not match").with_source(e))?,
+        (Some(cert), Some(key)) => {
+            builder.with_client_auth_cert(load_certs(cert, "postgres.tls.cert_file")?, load_key(key)?).map_err(|e| {
+                Error::new(ErrorKind::Config, "postgres.tls: client certificate and key do not match").with_source(e)
+            })?
+        }
         _ => builder.with_no_client_auth(),
     };
     Ok(Some(config))
@@ -49,9 +55,10 @@ fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore> {
     };
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path, "postgres.tls.ca_file")? {
-        roots
-            .add(cert)
-            .map_err(|e| Error::new(ErrorKind::Config, format!("postgres.tls.ca_file {}: not a CA certificate", path.display())).with_source(e))?;
+        roots.add(cert).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("postgres.tls.ca_file {}: not a CA certificate", path.display()))
+                .with_source(e)
+        })?;
     }
     Ok(roots)
 }
@@ -68,10 +75,13 @@ fn load_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let data = std::fs::read(path).map_err(|e| Error::io(format!("postgres.tls.key_file: cannot read {}", path.display()), e))?;
+    let data = std::fs::read(path)
+        .map_err(|e| Error::io(format!("postgres.tls.key_file: cannot read {}", path.display()), e))?;
     rustls_pemfile::private_key(&mut data.as_slice())
         .map_err(|e| Error::io(format!("postgres.tls.key_file: {} is not PEM", path.display()), e))?
-        .ok_or_else(|| Error::new(ErrorKind::Config, format!("postgres.tls.key_file: no private key in {}", path.display())))
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Config, format!("postgres.tls.key_file: no private key in {}", path.display()))
+        })
 }
 
 /// Says in words why a server's certificate was refused, when it was.
@@ -79,8 +89,12 @@ pub(crate) fn explain(err: &(dyn std::error::Error + 'static)) -> Option<&'stati
     let mut cur = Some(err);
     while let Some(e) = cur {
         // io::Error::source() skips the error it wraps, so look inside explicitly.
-        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
-        let candidate = inner.and_then(|i| i.downcast_ref::<rustls::Error>()).or_else(|| e.downcast_ref::<rustls::Error>());
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        let candidate =
+            inner.and_then(|i| i.downcast_ref::<rustls::Error>()).or_else(|| e.downcast_ref::<rustls::Error>());
         if let Some(rustls::Error::AlertReceived(alert)) = candidate {
             use rustls::AlertDescription as A;
             match alert {
@@ -88,7 +102,9 @@ pub(crate) fn explain(err: &(dyn std::error::Error + 'static)) -> Option<&'stati
                 A::BadCertificate | A::UnknownCA | A::CertificateUnknown => {
                     return Some("the server refused our client certificate (not signed by a CA it trusts?)")
                 }
-                A::CertificateRequired => return Some("the server requires a client certificate (postgres.tls.cert_file and key_file)"),
+                A::CertificateRequired => {
+                    return Some("the server requires a client certificate (postgres.tls.cert_file and key_file)")
+                }
                 _ => {}
             }
         }
@@ -97,8 +113,12 @@ pub(crate) fn explain(err: &(dyn std::error::Error + 'static)) -> Option<&'stati
                 CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                     "the server's certificate is not signed by the CA in postgres.tls.ca_file (wrong CA)"
                 }
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => "the server's certificate has expired",
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "the server's certificate is not valid yet",
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    "the server's certificate has expired"
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    "the server's certificate is not valid yet"
+                }
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                     "the server's certificate does not name the host connected to (wrong host name)"
                 }

@@ -20,12 +20,12 @@
 //! handle (clone it freely; do not keep it after the closure returns).
 
 use super::cluster::{lock, server_lost, Inner, PgCluster, Route};
-use super::observe::QueryKind;
 use super::executor::{Actor, Consistency, Executor, Params};
+use super::observe::QueryKind;
 use super::pool::query_cached;
+use super::pool::Object;
 use crate::config::RoutingConfig;
 use crate::error::{Error, ErrorKind, Result};
-use super::pool::Object;
 use futures::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -143,7 +143,8 @@ impl std::fmt::Debug for Tx {
 
 impl Tx {
     async fn begin(conn: Object, opts: &TxOptions, cluster: Arc<Inner>, attempt: u32) -> Result<Tx> {
-        let mut sql = format!("BEGIN ISOLATION LEVEL {}{}", opts.isolation.sql(), if opts.read_only { " READ ONLY" } else { "" });
+        let mut sql =
+            format!("BEGIN ISOLATION LEVEL {}{}", opts.isolation.sql(), if opts.read_only { " READ ONLY" } else { "" });
         if let Some(a) = opts.actor {
             // A Uuid's text form is hex and dashes: nothing to escape.
             sql.push_str(&format!("; SELECT set_config('fwdb.actor', '{}', true)", a.0));
@@ -188,7 +189,10 @@ impl Tx {
     fn check_active(&self) -> Result<()> {
         match self.inner.state.load(Ordering::Acquire) {
             ACTIVE => Ok(()),
-            _ => Err(Error::new(ErrorKind::Internal, "this transaction has ended; a Tx must not be used after its closure returns")),
+            _ => Err(Error::new(
+                ErrorKind::Internal,
+                "this transaction has ended; a Tx must not be used after its closure returns",
+            )),
         }
     }
 
@@ -215,7 +219,12 @@ impl Tx {
 
     /// Times `work` for the cluster's query observers (metrics, slow log):
     /// statements inside transactions are as visible as routed ones.
-    async fn observed<T>(&self, kind: QueryKind, sql: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    async fn observed<T>(
+        &self,
+        kind: QueryKind,
+        sql: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let observers = &self.inner.cluster.observers;
         let start = observers.start();
         let out = work.await;
@@ -266,7 +275,10 @@ impl Tx {
         let undo = format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}");
         match AssertUnwindSafe(f(self.clone())).catch_unwind().await {
             Ok(Ok(v)) => {
-                self.conn().batch_execute(&format!("RELEASE SAVEPOINT {name}")).await.map_err(|e| self.fail(e.into()))?;
+                self.conn()
+                    .batch_execute(&format!("RELEASE SAVEPOINT {name}"))
+                    .await
+                    .map_err(|e| self.fail(e.into()))?;
                 Ok(v)
             }
             Ok(Err(e)) => {
@@ -399,7 +411,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
-        let r = RoutingConfig { tx_backoff_initial: Duration::from_millis(10), tx_backoff_max: Duration::from_millis(50), ..Default::default() };
+        let r = RoutingConfig {
+            tx_backoff_initial: Duration::from_millis(10),
+            tx_backoff_max: Duration::from_millis(50),
+            ..Default::default()
+        };
         for _ in 0..100 {
             let b1 = backoff(&r, 1);
             assert!(b1 >= Duration::from_millis(5) && b1 <= Duration::from_millis(10), "{b1:?}");

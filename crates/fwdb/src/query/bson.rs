@@ -134,7 +134,9 @@ fn cond_doc(c: &Condition) -> Result<Document> {
                 flatten(f, o, &mut d);
                 d
             }
-            Value::Json(serde_json::Value::Array(a)) => doc! { f: { "$all": a.iter().map(json_bson).collect::<Vec<_>>() } },
+            Value::Json(serde_json::Value::Array(a)) => {
+                doc! { f: { "$all": a.iter().map(json_bson).collect::<Vec<_>>() } }
+            }
             _ => return Err(invalid(f, "containment needs a JSON object or array")),
         },
         Op::Similar => return Err(invalid(f, "trigram similarity is PostgreSQL only (no MongoDB equivalent)")),

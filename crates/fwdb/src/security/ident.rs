@@ -11,7 +11,9 @@ const MAX_IDENT: usize = 63;
 /// spellings name the same object, nothing that needs escaping, nothing
 /// reserved for the system (`pg_` prefix).
 pub fn validate_identifier(name: &str) -> Result<&str> {
-    let bad = |why: &str| Err(Error::new(ErrorKind::Validation, format!("{:?} is not an acceptable identifier: {why}", shorten(name))));
+    let bad = |why: &str| {
+        Err(Error::new(ErrorKind::Validation, format!("{:?} is not an acceptable identifier: {why}", shorten(name))))
+    };
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -34,7 +36,11 @@ pub fn validate_identifier(name: &str) -> Result<&str> {
 
 fn shorten(s: &str) -> String {
     let cut: String = s.chars().take(80).collect();
-    if cut.len() < s.len() { format!("{cut}...") } else { cut }
+    if cut.len() < s.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
 }
 
 /// `"name"`, validated first; `"` doubled for good measure.
@@ -68,8 +74,21 @@ mod tests {
         }
         let long = "a".repeat(64);
         for bad in [
-            "", "Robert", "x\"; DROP ROLE postgres; --", "a b", "x'y", "pg_signal_backend", "1abc", "é", "a-b", "a\0b", "x;y",
-            &long, "public\u{202e}", "a.b", "$1",
+            "",
+            "Robert",
+            "x\"; DROP ROLE postgres; --",
+            "a b",
+            "x'y",
+            "pg_signal_backend",
+            "1abc",
+            "é",
+            "a-b",
+            "a\0b",
+            "x;y",
+            &long,
+            "public\u{202e}",
+            "a.b",
+            "$1",
         ] {
             assert!(validate_identifier(bad).is_err(), "{bad:?} accepted");
         }

@@ -10,7 +10,7 @@ mod scram;
 pub use audit::{query_audit, AuditEntry, AuditQuery};
 pub use ident::{quote_ident, quote_literal, validate_identifier};
 pub use roles::{
-    apply_grants, apply_roles, check_roles, connect_admin, privilege_matrix, Access, ApplyReport, ColumnGrant, RoleDifference, RoleSpec,
-    GROUP_ROLES, LOGIN_ROLES, SECURED_SCHEMAS, USER_DIRECTORY,
+    apply_grants, apply_roles, check_roles, connect_admin, privilege_matrix, Access, ApplyReport, ColumnGrant,
+    RoleDifference, RoleSpec, GROUP_ROLES, LOGIN_ROLES, SECURED_SCHEMAS, USER_DIRECTORY,
 };
 pub use scram::scram_sha_256_verifier;

@@ -54,7 +54,12 @@ fn provisions(config: &Config, matrix: &[RoleSpec]) -> Result<Vec<Provision>> {
         out.push(Provision { name: r.name.to_string(), attributes, group: None, password });
     }
     let [runtime, admin]: [ConfiguredLogin; 2] = configured_logins(config)?;
-    out.push(Provision { name: runtime.name, attributes: "LOGIN NOCREATEDB", group: Some(runtime.group), password: runtime.password });
+    out.push(Provision {
+        name: runtime.name,
+        attributes: "LOGIN NOCREATEDB",
+        group: Some(runtime.group),
+        password: runtime.password,
+    });
     // CREATEDB is the DBA's choice for the migrator (a logical restore creates a database).
     out.push(Provision { name: admin.name, attributes: "LOGIN", group: Some(admin.group), password: admin.password });
     Ok(out)
@@ -62,9 +67,15 @@ fn provisions(config: &Config, matrix: &[RoleSpec]) -> Result<Vec<Provision>> {
 
 /// Errors of two sessions changing the same roles at once: try again.
 fn is_race(e: &tokio_postgres::Error) -> bool {
-    [SqlState::UNIQUE_VIOLATION, SqlState::INTERNAL_ERROR, SqlState::T_R_SERIALIZATION_FAILURE, SqlState::T_R_DEADLOCK_DETECTED, SqlState::DUPLICATE_OBJECT]
-        .iter()
-        .any(|s| e.code() == Some(s))
+    [
+        SqlState::UNIQUE_VIOLATION,
+        SqlState::INTERNAL_ERROR,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::DUPLICATE_OBJECT,
+    ]
+    .iter()
+    .any(|s| e.code() == Some(s))
 }
 
 /// Provisions the matrix: roles and memberships (cluster-wide), then the
@@ -106,7 +117,12 @@ pub async fn apply_roles(client: &Client, config: &Config) -> Result<ApplyReport
 }
 
 async fn can_create_roles(client: &Client) -> Result<()> {
-    let row = client.query_one("SELECT current_user::text, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user", &[]).await?;
+    let row = client
+        .query_one(
+            "SELECT current_user::text, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
     if row.get::<_, bool>(1) {
         return Ok(());
     }
@@ -116,7 +132,10 @@ async fn can_create_roles(client: &Client) -> Result<()> {
     )))
 }
 
-async fn cluster_part(client: &Client, roles: &[Provision]) -> std::result::Result<(Vec<String>, Vec<String>), tokio_postgres::Error> {
+async fn cluster_part(
+    client: &Client,
+    roles: &[Provision],
+) -> std::result::Result<(Vec<String>, Vec<String>), tokio_postgres::Error> {
     let mut created = Vec::new();
     client.batch_execute("BEGIN").await?;
     for r in roles {
@@ -160,7 +179,8 @@ async fn memberships(client: &Client, roles: &[Provision]) -> std::result::Resul
         )
         .await?;
     let have: BTreeSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let want: BTreeSet<(String, String)> = roles.iter().filter_map(|r| r.group.map(|g| (g.to_string(), r.name.clone()))).collect();
+    let want: BTreeSet<(String, String)> =
+        roles.iter().filter_map(|r| r.group.map(|g| (g.to_string(), r.name.clone()))).collect();
     let mut revoked = Vec::new();
     for (g, u) in have.difference(&want) {
         client.batch_execute(&format!("REVOKE {} FROM {}", quote_catalog_name(g), quote_catalog_name(u))).await?;
@@ -229,7 +249,10 @@ pub async fn apply_grants(client: &Client, config: &Config) -> Result<ApplyRepor
     let [runtime, admin] = configured_logins(config)?;
     require_roles(client, &matrix, &[runtime.name.as_str(), admin.name.as_str()]).await?;
     let present: Vec<String> = client
-        .query("SELECT nspname::text FROM pg_namespace WHERE nspname = ANY($1) ORDER BY nspname", &[&SECURED_SCHEMAS.to_vec()])
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname = ANY($1) ORDER BY nspname",
+            &[&SECURED_SCHEMAS.to_vec()],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -245,7 +268,10 @@ pub async fn apply_grants(client: &Client, config: &Config) -> Result<ApplyRepor
     // would collide on the same catalog rows: one at a time per database.
     let mut sql = String::from("BEGIN;\nSELECT pg_advisory_xact_lock(hashtext('fwdb roles apply_grants'));\n");
     let owners: Vec<(String, String)> = client
-        .query("SELECT nspname::text, pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = ANY($1)", &[&present])
+        .query(
+            "SELECT nspname::text, pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = ANY($1)",
+            &[&present],
+        )
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -272,7 +298,13 @@ pub async fn apply_grants(client: &Client, config: &Config) -> Result<ApplyRepor
         let _ = client.batch_execute("ROLLBACK").await;
         return Err(Error::from(e));
     }
-    Ok(ApplyReport { database: config.postgres.database.clone(), schemas: present, runtime: runtime.name, migrator: admin.name, ..Default::default() })
+    Ok(ApplyReport {
+        database: config.postgres.database.clone(),
+        schemas: present,
+        runtime: runtime.name,
+        migrator: admin.name,
+        ..Default::default()
+    })
 }
 
 /// The migration history belongs to the migrator, which writes it; the
@@ -306,15 +338,22 @@ async fn history_sql(client: &Client, migrator: &str, acting: &[String]) -> Resu
 async fn require_roles(client: &Client, matrix: &[RoleSpec], logins: &[&str]) -> Result<()> {
     let mut names: Vec<&str> = matrix.iter().map(|r| r.name).collect();
     names.extend(logins.iter().copied());
-    let found: BTreeSet<String> =
-        client.query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)", &[&names]).await?.iter().map(|r| r.get(0)).collect();
+    let found: BTreeSet<String> = client
+        .query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)", &[&names])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     let missing: Vec<&str> = names.into_iter().filter(|n| !found.contains(*n)).collect();
     if missing.is_empty() {
         return Ok(());
     }
     Err(Error::new(
         crate::error::ErrorKind::NotFound,
-        format!("roles of the matrix are missing ({}): run `fwdb roles apply` as a role with CREATEROLE first", missing.join(", ")),
+        format!(
+            "roles of the matrix are missing ({}): run `fwdb roles apply` as a role with CREATEROLE first",
+            missing.join(", ")
+        ),
     ))
 }
 
@@ -359,7 +398,9 @@ fn schema_sql(
         if access != Access::None {
             let t = access.table_privileges().into_iter().collect::<Vec<_>>().join(", ");
             let q = access.sequence_privileges().into_iter().collect::<Vec<_>>().join(", ");
-            sql += &format!("GRANT {t} ON ALL TABLES IN SCHEMA {s} TO {g};\nGRANT {q} ON ALL SEQUENCES IN SCHEMA {s} TO {g};\n");
+            sql += &format!(
+                "GRANT {t} ON ALL TABLES IN SCHEMA {s} TO {g};\nGRANT {q} ON ALL SEQUENCES IN SCHEMA {s} TO {g};\n"
+            );
             for c in creators {
                 sql += &format!(
                     "ALTER DEFAULT PRIVILEGES FOR ROLE {c} IN SCHEMA {s} GRANT {t} ON TABLES TO {g};\n\

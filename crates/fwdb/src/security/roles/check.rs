@@ -41,7 +41,11 @@ impl Expected {
     }
     fn column_privileges(&self, grantee: &str, schema: &str, table: &str, column: &str) -> BTreeSet<&'static str> {
         let Some(r) = self.matrix.iter().find(|r| r.name == grantee) else { return BTreeSet::new() };
-        r.columns.iter().filter(|c| c.schema == schema && c.table == table && c.columns.contains(&column)).map(|c| c.privilege).collect()
+        r.columns
+            .iter()
+            .filter(|c| c.schema == schema && c.table == table && c.columns.contains(&column))
+            .map(|c| c.privilege)
+            .collect()
     }
     fn migrator(&self) -> &str {
         &self.logins[1].name
@@ -52,7 +56,13 @@ fn d(subject: impl Into<String>, message: impl Into<String>) -> RoleDifference {
     RoleDifference { subject: subject.into(), message: message.into() }
 }
 
-fn diff_sets(out: &mut Vec<RoleDifference>, subject: &str, role: &str, expected: &BTreeSet<&str>, actual: &BTreeSet<String>) {
+fn diff_sets(
+    out: &mut Vec<RoleDifference>,
+    subject: &str,
+    role: &str,
+    expected: &BTreeSet<&str>,
+    actual: &BTreeSet<String>,
+) {
     for p in actual.iter().filter(|p| !expected.contains(p.as_str())) {
         out.push(d(subject, format!("{role} has {p}, which the matrix does not grant")));
     }
@@ -113,7 +123,10 @@ async fn roles(client: &Client, e: &Expected, out: &mut Vec<RoleDifference>) -> 
         }
     }
     if let Ok(rows) = client
-        .query("SELECT rolname::text, coalesce(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1) AND rolcanlogin", &[&names])
+        .query(
+            "SELECT rolname::text, coalesce(rolpassword, '') FROM pg_authid WHERE rolname = ANY($1) AND rolcanlogin",
+            &[&names],
+        )
         .await
     {
         for row in rows {
@@ -148,7 +161,10 @@ async fn memberships(client: &Client, e: &Expected, out: &mut Vec<RoleDifference
     }
     for l in &e.logins {
         if !have.contains(&(l.group.to_string(), l.name.clone())) {
-            out.push(d(format!("role {}", l.name), format!("is not a member of {} ({} is a member of it)", l.group, l.key)));
+            out.push(d(
+                format!("role {}", l.name),
+                format!("is not a member of {} ({} is a member of it)", l.group, l.key),
+            ));
         }
     }
     Ok(())
@@ -248,7 +264,8 @@ async fn columns(client: &Client, e: &Expected, out: &mut Vec<RoleDifference>) -
     for (schema, table, column) in &cols {
         let subject = format!("column {schema}.{table}.{column}");
         for g in &e.grantees {
-            let have = acl.get(&(schema.clone(), table.clone(), column.clone(), g.clone())).cloned().unwrap_or_default();
+            let have =
+                acl.get(&(schema.clone(), table.clone(), column.clone(), g.clone())).cloned().unwrap_or_default();
             diff_sets(out, &subject, g, &e.column_privileges(g, schema, table, column), &have);
         }
     }
@@ -292,7 +309,12 @@ async fn routines(client: &Client, e: &Expected, out: &mut Vec<RoleDifference>) 
 }
 
 /// Default privileges, per creator (app_admin and the migrator), schema and kind.
-async fn default_privileges(client: &Client, e: &Expected, schemas: &[String], out: &mut Vec<RoleDifference>) -> Result<()> {
+async fn default_privileges(
+    client: &Client,
+    e: &Expected,
+    schemas: &[String],
+    out: &mut Vec<RoleDifference>,
+) -> Result<()> {
     let rows = client
         .query(
             "SELECT pg_get_userbyid(d.defaclrole)::text, n.nspname::text, d.defaclobjtype::text,
@@ -312,7 +334,8 @@ async fn default_privileges(client: &Client, e: &Expected, schemas: &[String], o
     for schema in schemas {
         for c in &creators {
             for (kind, seq) in [("r", false), ("S", true)] {
-                let subject = format!("default privileges of {c} on {} in {schema}", if seq { "sequences" } else { "tables" });
+                let subject =
+                    format!("default privileges of {c} on {} in {schema}", if seq { "sequences" } else { "tables" });
                 for g in &all_grantees {
                     let expected = match (g == ADMIN, c == ADMIN) {
                         (true, true) => Access::None,
@@ -320,7 +343,10 @@ async fn default_privileges(client: &Client, e: &Expected, schemas: &[String], o
                         _ => e.access(g, schema),
                     };
                     let want = if seq { expected.sequence_privileges() } else { expected.table_privileges() };
-                    let have = dacl.get(&(c.clone(), schema.clone(), kind.to_string(), g.clone())).cloned().unwrap_or_default();
+                    let have = dacl
+                        .get(&(c.clone(), schema.clone(), kind.to_string(), g.clone()))
+                        .cloned()
+                        .unwrap_or_default();
                     diff_sets(out, &subject, g, &want, &have);
                 }
             }
@@ -354,7 +380,10 @@ async fn audit_triggers(client: &Client, out: &mut Vec<RoleDifference>) -> Resul
         out.push(d("table audit.log", "has no trigger refusing changes: the log is not append-only"));
     }
     for row in rows.iter().filter(|r| r.get::<_, String>(1) == "D") {
-        out.push(d("table audit.log", format!("trigger {} is disabled: the log is not append-only", row.get::<_, String>(0))));
+        out.push(d(
+            "table audit.log",
+            format!("trigger {} is disabled: the log is not append-only", row.get::<_, String>(0)),
+        ));
     }
     Ok(())
 }

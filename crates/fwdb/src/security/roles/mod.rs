@@ -113,11 +113,31 @@ pub fn privilege_matrix() -> Vec<RoleSpec> {
     let users: &'static [ColumnGrant] = &[USER_DIRECTORY];
     vec![
         RoleSpec { name: "app_readonly", login: false, access: row(Read, Read, Read, Read, None), columns: &[] },
-        RoleSpec { name: READWRITE, login: false, access: row(ReadWrite, ReadWrite, ReadWrite, ReadWrite, None), columns: &[] },
+        RoleSpec {
+            name: READWRITE,
+            login: false,
+            access: row(ReadWrite, ReadWrite, ReadWrite, ReadWrite, None),
+            columns: &[],
+        },
         RoleSpec { name: ADMIN, login: false, access: row(Owner, Owner, Owner, Owner, Owner), columns: &[] },
-        RoleSpec { name: "avatar_service", login: true, access: row(None, ReadWrite, None, None, None), columns: users },
-        RoleSpec { name: "catalog_service", login: true, access: row(None, None, ReadWrite, None, None), columns: users },
-        RoleSpec { name: "design_service", login: true, access: row(None, None, None, ReadWrite, None), columns: users },
+        RoleSpec {
+            name: "avatar_service",
+            login: true,
+            access: row(None, ReadWrite, None, None, None),
+            columns: users,
+        },
+        RoleSpec {
+            name: "catalog_service",
+            login: true,
+            access: row(None, None, ReadWrite, None, None),
+            columns: users,
+        },
+        RoleSpec {
+            name: "design_service",
+            login: true,
+            access: row(None, None, None, ReadWrite, None),
+            columns: users,
+        },
     ]
 }
 
@@ -135,8 +155,18 @@ pub(super) struct ConfiguredLogin {
 /// to be two distinct logins outside the matrix's own names.
 pub(super) fn configured_logins(config: &Config) -> Result<[ConfiguredLogin; 2]> {
     let pg = &config.postgres;
-    let runtime = ConfiguredLogin { key: "postgres.user", name: pg.user.clone(), group: READWRITE, password: pg.password.clone() };
-    let admin = ConfiguredLogin { key: "postgres.admin.user", name: pg.admin.user.clone(), group: ADMIN, password: pg.admin.password.clone() };
+    let runtime = ConfiguredLogin {
+        key: "postgres.user",
+        name: pg.user.clone(),
+        group: READWRITE,
+        password: pg.password.clone(),
+    };
+    let admin = ConfiguredLogin {
+        key: "postgres.admin.user",
+        name: pg.admin.user.clone(),
+        group: ADMIN,
+        password: pg.admin.password.clone(),
+    };
     for l in [&runtime, &admin] {
         validate_identifier(&l.name).map_err(|e| Error::validation(format!("{}: {e}", l.key)))?;
         if privilege_matrix().iter().any(|r| r.name == l.name) {
@@ -166,10 +196,8 @@ pub async fn connect_admin(config: &Config) -> Result<Client> {
         pg.tls.cert_file = None;
         pg.tls.key_file = None;
     }
-    if let Some(pw) = config
-        .security
-        .admin_password()
-        .map_err(|e| Error::io("security.admin_password_file: cannot read it", e))?
+    if let Some(pw) =
+        config.security.admin_password().map_err(|e| Error::io("security.admin_password_file: cannot read it", e))?
     {
         pg.password = Some(pw);
     }
