@@ -11,9 +11,9 @@
 //! exported snapshots after the locks are released.
 
 use super::manifest::Manifest;
-use super::pg_logical::quote_ident;
 use super::Backups;
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::quote_existing;
 use std::collections::BTreeMap;
 
 /// Each try waits for the locks less than deadlock_timeout (1 s by default):
@@ -157,7 +157,8 @@ async fn lock_tables(
         .await?;
     let tables = user_tables(client).await?;
     if !tables.is_empty() {
-        let list: Vec<String> = tables.iter().map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t))).collect();
+        let list: Vec<String> =
+            tables.iter().map(|(s, t)| format!("{}.{}", quote_existing(s), quote_existing(t))).collect();
         client.batch_execute(&format!("lock table {} in share mode", list.join(", "))).await?;
     }
     Ok(tables)
@@ -184,7 +185,7 @@ pub(crate) async fn count_table(
     table: &str,
 ) -> std::result::Result<u64, tokio_postgres::Error> {
     let n: i64 = client
-        .query_one(&format!("select count(*) from {}.{}", quote_ident(schema), quote_ident(table)), &[])
+        .query_one(&format!("select count(*) from {}.{}", quote_existing(schema), quote_existing(table)), &[])
         .await?
         .get(0);
     Ok(n as u64)

@@ -6,12 +6,9 @@ use super::pgtools;
 use super::Backups;
 use crate::config::PostgresConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::security::quote_existing;
 use std::collections::BTreeMap;
 use std::process::Stdio;
-
-pub(crate) fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
 
 impl Backups {
     /// The PostgreSQL settings of the backup role (`backup.pg_user`, else
@@ -112,7 +109,7 @@ impl Backups {
             ));
         }
         admin
-            .batch_execute(&format!("create database {}", quote_ident(target)))
+            .batch_execute(&format!("create database {}", quote_existing(target)))
             .await
             .map_err(super::db_error(format!("creating database {target}")))?;
         let result = self.restore_dump_into(&obj, target).await;
@@ -121,7 +118,8 @@ impl Backups {
             Err(e) => Err(e),
         };
         if result.is_err() {
-            let _ = admin.batch_execute(&format!("drop database if exists {} with (force)", quote_ident(target))).await;
+            let _ =
+                admin.batch_execute(&format!("drop database if exists {} with (force)", quote_existing(target))).await;
         }
         result
     }
@@ -180,7 +178,7 @@ impl Backups {
                 crate::postgres::ConnectTarget::Primary,
             )
             .await?;
-            admin.batch_execute(&format!("drop database if exists {} with (force)", quote_ident(&scratch))).await?;
+            admin.batch_execute(&format!("drop database if exists {} with (force)", quote_existing(&scratch))).await?;
             out.push(format!(
                 "{db}: restored into scratch database {scratch}, {} tables, {} rows, counts match the manifest; dropped",
                 counts.len(),

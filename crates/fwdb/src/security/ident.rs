@@ -43,10 +43,16 @@ fn shorten(s: &str) -> String {
     }
 }
 
-/// `"name"`, validated first; `"` doubled for good measure.
+/// `"name"`, validated first; quoted anyway.
 pub fn quote_ident(name: &str) -> Result<String> {
     validate_identifier(name)?;
-    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+    Ok(quote_existing(name))
+}
+
+/// Quotes a name that already names an object (read from the catalog, or
+/// a database the caller created): any characters, `"` doubled.
+pub(crate) fn quote_existing(name: &str) -> String {
+    postgres_protocol::escape::escape_identifier(name)
 }
 
 /// A string literal: `'...'` with `'` doubled, backslashes kept literal

@@ -8,6 +8,7 @@ mod roles;
 mod scram;
 
 pub use audit::{query_audit, AuditEntry, AuditQuery};
+pub(crate) use ident::quote_existing;
 pub use ident::{quote_ident, quote_literal, validate_identifier};
 pub use roles::{
     apply_grants, apply_roles, check_roles, connect_admin, privilege_matrix, Access, ApplyReport, ColumnGrant,

@@ -6,7 +6,7 @@
 use super::{configured_logins, privilege_matrix, Access, ConfiguredLogin, RoleSpec, ADMIN, SECURED_SCHEMAS};
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
-use crate::security::ident::quote_ident;
+use crate::security::ident::{quote_existing, quote_ident};
 use crate::security::scram::{scram_sha_256_verifier, verifier_matches};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -140,7 +140,7 @@ async fn cluster_part(
     client.batch_execute("BEGIN").await?;
     for r in roles {
         let exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&r.name]).await?.is_some();
-        let q = quote_catalog_name(&r.name);
+        let q = quote_existing(&r.name);
         let attrs = format!("{} {CONFINED}", r.attributes);
         if exists {
             client.batch_execute(&format!("ALTER ROLE {q} {attrs}")).await?;
@@ -183,19 +183,13 @@ async fn memberships(client: &Client, roles: &[Provision]) -> std::result::Resul
         roles.iter().filter_map(|r| r.group.map(|g| (g.to_string(), r.name.clone()))).collect();
     let mut revoked = Vec::new();
     for (g, u) in have.difference(&want) {
-        client.batch_execute(&format!("REVOKE {} FROM {}", quote_catalog_name(g), quote_catalog_name(u))).await?;
+        client.batch_execute(&format!("REVOKE {} FROM {}", quote_existing(g), quote_existing(u))).await?;
         revoked.push(format!("{u} in {g}"));
     }
     for (g, u) in want.difference(&have) {
-        client.batch_execute(&format!("GRANT {} TO {}", quote_catalog_name(g), quote_catalog_name(u))).await?;
+        client.batch_execute(&format!("GRANT {} TO {}", quote_existing(g), quote_existing(u))).await?;
     }
     Ok(revoked)
-}
-
-/// Quotes a name read from the catalog or checked before (any characters):
-/// it names an existing object, so it is quoted, not validated.
-pub(super) fn quote_catalog_name(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// One object of a secured schema: (schema, name or signature, SQL kind, owner).
