@@ -339,6 +339,17 @@ async fn roles_check_names_column_and_routine_grants_added_by_hand_and_apply_rem
 }
 
 #[tokio::test]
+async fn roles_check_says_when_the_audit_log_is_no_longer_append_only() {
+    let app = TestApp::migrated().await;
+    apply(&app).await;
+    // What its owner could do: no grant shows it.
+    app.pg().await.batch_execute("ALTER TABLE audit.log DISABLE TRIGGER log_append_only").await.expect("disable");
+    let (code, out, err) = roles_cmd(&app, &["roles", "check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("table audit.log: trigger log_append_only is disabled: the log is not append-only"), "{out}");
+}
+
+#[tokio::test]
 async fn a_runtime_login_left_in_app_admin_is_moved_to_app_readwrite_by_apply() {
     let app = TestApp::migrated().await;
     // A login of this test's own, made as older fwdb versions made the runtime login: an admin that may create databases.

@@ -3,7 +3,9 @@
 //! alone ([`apply_grants`]) need only the admin login, so that every
 //! migration run can follow itself with them.
 
-use super::{configured_logins, privilege_matrix, Access, ConfiguredLogin, RoleSpec, ADMIN, SECURED_SCHEMAS};
+use super::{
+    configured_logins, memberships_among, privilege_matrix, Access, ConfiguredLogin, RoleSpec, ADMIN, SECURED_SCHEMAS,
+};
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
 use crate::security::ident::{quote_existing, quote_ident};
@@ -171,14 +173,7 @@ async fn cluster_part(
 /// the matrix's roles (an old runtime login in app_admin, a grant by hand).
 async fn memberships(client: &Client, roles: &[Provision]) -> std::result::Result<Vec<String>, tokio_postgres::Error> {
     let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
-    let rows = client
-        .query(
-            "SELECT g.rolname::text, u.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-             WHERE g.rolname = ANY($1) AND u.rolname = ANY($1)",
-            &[&names],
-        )
-        .await?;
-    let have: BTreeSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let have = memberships_among(client, &names).await?;
     let want: BTreeSet<(String, String)> =
         roles.iter().filter_map(|r| r.group.map(|g| (g.to_string(), r.name.clone()))).collect();
     let mut revoked = Vec::new();

@@ -3,7 +3,9 @@
 //! column and routine privileges, ownership, default privileges, and the
 //! triggers that keep the audit log append-only.
 
-use super::{configured_logins, privilege_matrix, Access, ConfiguredLogin, RoleSpec, ADMIN, SECURED_SCHEMAS};
+use super::{
+    configured_logins, memberships_among, privilege_matrix, Access, ConfiguredLogin, RoleSpec, ADMIN, SECURED_SCHEMAS,
+};
 use crate::config::Config;
 use crate::error::Result;
 use serde::Serialize;
@@ -146,14 +148,7 @@ async fn roles(client: &Client, e: &Expected, out: &mut Vec<RoleDifference>) -> 
 async fn memberships(client: &Client, e: &Expected, out: &mut Vec<RoleDifference>) -> Result<()> {
     let mut names: Vec<&str> = e.matrix.iter().map(|r| r.name).collect();
     names.extend(e.logins.iter().map(|l| l.name.as_str()));
-    let rows = client
-        .query(
-            "SELECT g.rolname::text, u.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-             WHERE g.rolname = ANY($1) AND u.rolname = ANY($1)",
-            &[&names],
-        )
-        .await?;
-    let have: BTreeSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let have = memberships_among(client, &names).await?;
     for (g, u) in &have {
         if !e.logins.iter().any(|l| &l.name == u && l.group == g.as_str()) {
             out.push(d(format!("role {u}"), format!("is a member of {g}, which the matrix does not declare")));

@@ -185,6 +185,21 @@ pub(super) fn configured_logins(config: &Config) -> Result<[ConfiguredLogin; 2]>
     Ok([runtime, admin])
 }
 
+/// Memberships (group, member) with both sides among `names`.
+async fn memberships_among(
+    client: &Client,
+    names: &[&str],
+) -> std::result::Result<BTreeSet<(String, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT g.rolname::text, u.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+             JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = ANY($1) AND u.rolname = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// A connection for `roles apply|check`: as `security.admin_user` with
 /// `security.admin_password` (a role with CREATEROLE, in practice the
 /// cluster's superuser), else as the admin login of `[postgres.admin]`.
