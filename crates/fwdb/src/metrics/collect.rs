@@ -297,7 +297,7 @@ impl Collector {
         let conn = self.cluster.checkout(Route::Primary).await?;
         match conn.query(SQL, &[&db, &n]).await {
             Ok(rows) => return Ok(read(rows)),
-            Err(e) if e.code().is_some_and(|c| c.code() == "42P01") => {}
+            Err(e) if e.code().is_some_and(crate::error::pg::is_undefined_table) => {}
             Err(e) => return Err(e.into()),
         }
         drop(conn);

@@ -87,14 +87,7 @@ async fn holder(coll: &Collection<Document>) -> Holder {
     }
 }
 
-pub(crate) fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind as K, WriteFailure};
-    match &*e.kind {
-        K::Command(c) => c.code == 11000,
-        K::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        _ => e.to_string().contains("E11000"),
-    }
-}
+pub(crate) use crate::error::mongo::is_duplicate_key;
 
 /// Renews the lease every third of it. If a renewal finds another owner, or
 /// none succeeds for a whole lease, the lock is marked lost and the runner

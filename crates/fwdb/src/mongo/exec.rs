@@ -9,6 +9,7 @@
 
 use super::client::client_options;
 use crate::config::{Config, MongoConfig, Profile};
+use crate::error::mongo as mongo_codes;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::MongoOpMetrics;
 use futures::future::BoxFuture;
@@ -294,26 +295,16 @@ async fn backoff(attempt: u32) {
 }
 
 /// The server error code of a driver error (command or write error), if any.
-pub(crate) fn server_code(e: &mongodb::error::Error) -> Option<i32> {
-    use mongodb::error::{ErrorKind as M, WriteFailure};
-    match &*e.kind {
-        M::Command(c) => Some(c.code),
-        M::Write(WriteFailure::WriteError(w)) => Some(w.code),
-        M::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
-        M::InsertMany(m) => m.write_errors.as_ref().and_then(|v| v.first()).map(|w| w.code),
-        M::BulkWrite(_) => None,
-        _ => None,
-    }
-}
+pub(crate) use crate::error::mongo::server_code;
 
 /// A driver error as ours: a document the server's validator refused (121) is a validation error.
 pub(crate) fn map_err(e: mongodb::error::Error) -> Error {
     match server_code(&e) {
-        Some(121) => {
+        Some(mongo_codes::DOCUMENT_VALIDATION_FAILURE) => {
             Error::new(ErrorKind::Validation, "the server's $jsonSchema validator rejected the document").with_source(e)
         }
-        Some(11000) => Error::new(ErrorKind::Conflict, "duplicate key").with_source(e),
-        Some(112) => Error::new(ErrorKind::Conflict, "write conflict").with_source(e),
+        Some(mongo_codes::DUPLICATE_KEY) => Error::new(ErrorKind::Conflict, "duplicate key").with_source(e),
+        Some(mongo_codes::WRITE_CONFLICT) => Error::new(ErrorKind::Conflict, "write conflict").with_source(e),
         _ => Error::from(e),
     }
 }

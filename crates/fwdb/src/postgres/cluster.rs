@@ -582,7 +582,7 @@ impl Inner {
     /// After an error on a primary connection: a lost server or a read-only
     /// one (demoted, 25006) means the primary is gone.
     pub(crate) fn check_primary_error(&self, e: &Error) {
-        if server_lost(e) || e.code().is_some_and(|c| c.code() == "25006") {
+        if server_lost(e) || e.code().is_some_and(crate::error::pg::is_read_only) {
             self.primary_down(e.to_string());
         }
     }
@@ -607,8 +607,7 @@ pub(crate) fn server_lost(e: &Error) -> bool {
         return true;
     }
     if let Some(code) = e.code() {
-        let c = code.code();
-        return c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03");
+        return crate::error::pg::is_server_gone(code);
     }
     let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = cur {

@@ -92,7 +92,7 @@ fn describe(cfg: &PostgresConfig, target: &ConnectTarget) -> String {
 }
 
 fn connect_error(e: tokio_postgres::Error, where_: &str, client_cert: bool) -> Error {
-    let auth_failed = e.code().is_some_and(|c| c.code() == "28P01" || c.code() == "28000");
+    let auth_failed = e.code().is_some_and(crate::error::pg::is_auth_failure);
     let kind = if auth_failed { ErrorKind::Config } else { ErrorKind::Unavailable };
     let mut reason = tls::explain(&e).map(|r| format!(": {r}")).unwrap_or_default();
     if auth_failed && client_cert {

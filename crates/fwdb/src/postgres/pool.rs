@@ -313,7 +313,7 @@ impl PgPool {
                 Error::new(ErrorKind::Unavailable, format!("the {} did not answer in time ({t:?})", self.label))
             }
             PoolError::Backend(e) => {
-                let auth = e.code().is_some_and(|c| c.code() == "28P01" || c.code() == "28000");
+                let auth = e.code().is_some_and(crate::error::pg::is_auth_failure);
                 let kind = if auth { ErrorKind::Config } else { ErrorKind::Unavailable };
                 let reason = tls::explain(&e).map(|r| format!(": {r}")).unwrap_or_default();
                 Error::new(kind, format!("cannot connect to the {}{reason}", self.label)).with_source(e)
@@ -419,5 +419,5 @@ pub(crate) async fn query_cached(
 
 /// 0A000 "cached plan must not change result type", 26000 "prepared statement does not exist".
 fn stale_statement(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| c.code() == "0A000" || c.code() == "26000")
+    e.code().is_some_and(crate::error::pg::is_stale_statement)
 }

@@ -199,7 +199,7 @@ impl Tx {
     /// Notes what an error means for the transaction and the primary.
     fn fail(&self, e: Error) -> Error {
         // 25006 in a READ ONLY transaction is the caller's write, not a demoted primary.
-        let demoted = !self.inner.read_only && e.code().is_some_and(|c| c.code() == "25006");
+        let demoted = !self.inner.read_only && e.code().is_some_and(crate::error::pg::is_read_only);
         if server_lost(&e) || demoted {
             self.inner.state.store(BROKEN, Ordering::Release);
             self.inner.cluster.check_primary_error(&e);
@@ -315,7 +315,7 @@ impl Tx {
         self.check_active()?;
         let commit = async { Ok::<_, Error>(self.conn().batch_execute("SELECT 1; COMMIT").await?) };
         let res = match self.observed(QueryKind::TxWrite, "COMMIT", commit).await {
-            Err(e) if e.code().is_some_and(|c| c.code() == "25P02") => {
+            Err(e) if e.code().is_some_and(crate::error::pg::is_in_failed_transaction) => {
                 self.rollback().await;
                 return Err(Error::new(
                     ErrorKind::Postgres,
@@ -347,7 +347,7 @@ impl Executor for Tx {
 
 /// 40001 serialization_failure, 40P01 deadlock_detected.
 fn worth_retrying(e: &Error) -> bool {
-    e.code().is_some_and(|c| matches!(c.code(), "40001" | "40P01"))
+    e.code().is_some_and(crate::error::pg::is_serialization_failure)
 }
 
 /// `initial * 2^(attempt-1)`, capped, then a uniformly random part of it

@@ -9,14 +9,14 @@ use crate::error::{Error, ErrorKind};
 /// in these tables).
 pub(crate) fn map<T: Record>(e: Error) -> Error {
     let Some(db) = db_error(&e) else { return e };
-    if db.code().code() == "23503" {
+    if crate::error::pg::is_foreign_key_violation(db.code()) {
         // A reference to no row (create/update), or a row still referenced (purge).
         let constraint = db.constraint().unwrap_or("?").to_string();
         let field = field_of::<T>(&constraint, db.detail());
         let msg = format!("{}: foreign key {constraint} (field {field}) is violated", T::qualified_name());
         return Error::new(ErrorKind::Postgres, msg).with_source(e);
     }
-    if db.code().code() != "23505" {
+    if !crate::error::pg::is_conflict(db.code()) {
         return e;
     }
     let constraint = db.constraint().unwrap_or("?").to_string();

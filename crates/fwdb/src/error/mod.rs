@@ -4,6 +4,9 @@
 //! (`is_not_found`, `is_conflict`, `is_retryable`, `is_timeout`, `code`)
 //! instead of matching on a large public enum that could never grow.
 
+pub(crate) mod mongo;
+pub(crate) mod pg;
+
 use std::error::Error as StdError;
 use std::fmt;
 
@@ -110,27 +113,24 @@ impl Error {
     }
 
     pub fn is_conflict(&self) -> bool {
-        self.0.kind == ErrorKind::Conflict
-            || self.code().is_some_and(|c| c.code().starts_with("23505") || c.code() == "23P01")
+        self.0.kind == ErrorKind::Conflict || self.code().is_some_and(pg::is_conflict)
     }
 
     pub fn is_timeout(&self) -> bool {
-        self.0.kind == ErrorKind::Timeout || self.code().is_some_and(|c| c.code() == "57014" || c.code() == "55P03")
+        self.0.kind == ErrorKind::Timeout || self.code().is_some_and(pg::is_timeout)
     }
 
     /// True when running the same operation again may succeed: a serialization
     /// failure, a deadlock, a lost connection, or a transient MongoDB error.
     pub fn is_retryable(&self) -> bool {
         if let Some(code) = self.code() {
-            return matches!(code.code(), "40001" | "40P01") || code.code().starts_with("08");
+            return pg::is_retryable(code);
         }
-        if let Some(pg) = self.pg_error() {
-            return pg.is_closed();
+        if let Some(e) = self.pg_error() {
+            return e.is_closed();
         }
         if let Some(m) = self.mongo_error() {
-            return m.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
-                || m.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
-                || m.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT);
+            return mongo::is_retryable(m);
         }
         self.0.kind == ErrorKind::Unavailable
     }
@@ -217,25 +217,13 @@ impl StdError for Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        let kind = match e.code().map(|c| c.code()) {
-            Some("23505") => ErrorKind::Conflict,
-            Some("57014") | Some("55P03") => ErrorKind::Timeout,
-            _ if e.is_closed() => ErrorKind::Unavailable,
-            _ => ErrorKind::Postgres,
-        };
-        Error::new(kind, "postgres").with_source(e)
+        Error::new(pg::kind_of(&e), "postgres").with_source(e)
     }
 }
 
 impl From<mongodb::error::Error> for Error {
     fn from(e: mongodb::error::Error) -> Self {
-        use mongodb::error::ErrorKind as M;
-        let kind = match *e.kind {
-            M::ServerSelection { .. } => ErrorKind::Unavailable,
-            M::Write(mongodb::error::WriteFailure::WriteError(ref w)) if w.code == 11000 => ErrorKind::Conflict,
-            _ => ErrorKind::Mongo,
-        };
-        Error::new(kind, "mongodb").with_source(e)
+        Error::new(mongo::kind_of(&e), "mongodb").with_source(e)
     }
 }
 
