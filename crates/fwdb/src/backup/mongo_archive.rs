@@ -10,27 +10,18 @@ use std::io::Write;
 const MAGIC: [u8; 4] = [0x6d, 0xe2, 0x99, 0x81];
 const TERMINATOR: [u8; 4] = [0xff, 0xff, 0xff, 0xff];
 
-/// CRC-64 with the ECMA polynomial as Go's `crc64.Checksum(.., crc64.MakeTable(crc64.ECMA))`
-/// computes it (reflected, initial and final value all ones; the "CRC-64/XZ" parameters).
+/// The `crc` crate's CRC-64/XZ: the ECMA polynomial, reflected, initial and
+/// final value all ones, which is what Go's `crc64.MakeTable(crc64.ECMA)` computes.
+static CRC64_XZ: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+
+/// CRC-64 as Go's `crc64.Update(crc, crc64.MakeTable(crc64.ECMA), data)`:
+/// `crc` is a finished checksum to continue from (0 to start). The crate
+/// takes the register's initial value, which is that checksum complemented,
+/// in its unreflected form.
 pub fn crc64_ecma(crc: u64, data: &[u8]) -> u64 {
-    const POLY: u64 = 0xC96C_5795_D787_0F42; // ECMA-182, reflected
-    static TABLE: std::sync::OnceLock<[u64; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u64; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u64;
-            for _ in 0..8 {
-                c = if c & 1 == 1 { (c >> 1) ^ POLY } else { c >> 1 };
-            }
-            *e = c;
-        }
-        t
-    });
-    let mut c = !crc;
-    for &b in data {
-        c = table[((c ^ b as u64) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    let mut digest = CRC64_XZ.digest_with_initial((!crc).reverse_bits());
+    digest.update(data);
+    digest.finalize()
 }
 
 fn bson_bytes(d: &Document) -> Result<Vec<u8>> {
