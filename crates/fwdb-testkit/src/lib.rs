@@ -11,6 +11,7 @@
 //! is SIGKILLed, and `layout.rs` for the sweeping of folders left by dead
 //! processes.
 
+pub mod app;
 mod certs;
 mod config;
 mod control;
@@ -29,6 +30,7 @@ mod wire;
 
 use std::sync::OnceLock;
 
+pub use app::{scratch_tables, shared_stack, superuser, TestApp};
 pub use control::{down, health, purge, status, ServerHealth, ServerKind, ServerState, ServerStatus, StackStatus};
 pub use error::{Result, TestkitError};
 pub use info::{load, Lifetime, MongoKind, MongoNode, PgNode, StackInfo, TlsFiles};

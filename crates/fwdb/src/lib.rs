@@ -6,12 +6,17 @@
 //! `backup`, `security`. They are private; what services may use is
 //! re-exported here.
 
+// The derives' generated code names `::fwdb::...`, in this crate too.
+extern crate self as fwdb;
+
 mod backup;
 mod config;
+mod entities;
 mod error;
 mod health;
 mod metrics;
 mod migrate;
+pub mod model;
 mod mongo;
 mod postgres;
 mod query;
@@ -38,16 +43,17 @@ pub use postgres::{
 pub use postgres::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
 
 // The typed query builder and the repositories (both stores).
+pub use entities::{
+    Avatar, AvatarPatch, AvatarRepo, Item, ItemPatch, ItemRepo, NewAvatar, NewItem, NewUser, User, UserPatch, UserRepo,
+};
+pub use fwdb_derive::Entity;
 pub use query::bson::{filter_doc as mongo_filter_doc, json_bson, like_regex, value_bson, MongoQuery};
 pub use query::{
     escape_like, Column, ColumnType, Condition, Deleted, Entity, Filter, FilterNode, FindOptions, JsonDoc,
     Kind as FieldKind, LabelPath, Labels, Listable, Op, Order, Ordered, Page, Query, Statement, Textual, Value,
     MAX_LIMIT,
 };
-pub use repo::{
-    with_actor, Avatar, AvatarPatch, AvatarRepo, Item, ItemPatch, ItemRepo, NewAvatar, NewItem, NewUser, PgRepository,
-    Record, Repository, SqlType, User, UserPatch, UserRepo, WithActor,
-};
+pub use repo::{with_actor, PgRepository, Prepared, Record, Repository, WithActor};
 
 /// Types of the repository API, re-exported so callers need no extra dependencies.
 pub use rust_decimal::Decimal;

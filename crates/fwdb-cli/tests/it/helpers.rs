@@ -1,58 +1,30 @@
-//! `TestApp::spawn()`: a fresh PostgreSQL database and a fresh MongoDB
-//! database on the shared local stack, the configuration that reaches them,
-//! and the `fwdb` command set up for them.
+//! The command's test helpers over the testkit's `TestApp` (a fresh
+//! PostgreSQL and MongoDB database on the shared local stack): the same app,
+//! plus the `fwdb` binary set up for it.
 
 #![allow(dead_code)]
 
-use fwdb_testkit::Stack;
+pub use fwdb_testkit::{scratch_tables, superuser};
 use std::process::Command;
 
-pub struct TestApp {
-    pub stack: &'static Stack,
-    pub pg_database: String,
-    pub mongo_database: String,
-    /// The `FWDB__...` variables of this app (also given to `fwdb()`).
-    pub env: Vec<(String, String)>,
-    pub config: fwdb::Config,
-}
+/// The testkit's [`fwdb_testkit::TestApp`] and the `fwdb` command for it.
+pub struct TestApp(fwdb_testkit::TestApp);
 
-/// Small pools: many tests share one stack, each with pools of its own.
-const TEST_OVERRIDES: [(&str, &str); 2] =
-    [("FWDB__POSTGRES__POOL__MIN_SIZE", "1"), ("FWDB__MONGO__POOL__MIN_SIZE", "0")];
+impl std::ops::Deref for TestApp {
+    type Target = fwdb_testkit::TestApp;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        let stack = shared_stack().await;
-        let db = tokio::task::spawn_blocking(move || stack.create_database())
-            .await
-            .expect("create_database panicked")
-            .expect("a fresh database on the local stack");
-        let info = stack.info();
-        let mut env = info.env_vars(&db, &db);
-        env.extend(TEST_OVERRIDES.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = info.config(&db, &db, &TEST_OVERRIDES).expect("the stack's configuration loads");
-        TestApp { stack, pg_database: db.clone(), mongo_database: db, env, config }
+        TestApp(fwdb_testkit::TestApp::spawn().await)
     }
 
-    /// A fresh app whose databases have the whole Fashion Wallet schema (all
-    /// migrations applied, as the admin login, and the role matrix's grants
-    /// after them, as `fwdb migrate up` does).
+    /// A fresh app with the whole Fashion Wallet schema migrated (see the testkit).
     pub async fn migrated() -> TestApp {
-        let app = TestApp::spawn().await;
-        let lock = app.admin().await;
-        let conn = app.admin().await;
-        let pg = fwdb::MigrationSource::Embedded.load(fwdb::Store::Postgres).expect("embedded postgres migrations");
-        let opts = fwdb::UpOptions::default();
-        fwdb::Migrator::postgres(&lock, &conn, &pg)
-            .expect("migrator")
-            .up(&opts)
-            .await
-            .expect("postgres migrations apply");
-        fwdb::apply_grants(&conn, &app.config).await.expect("the role matrix's grants apply after the migrations");
-        let db = app.mongo().await;
-        let mg = fwdb::MigrationSource::Embedded.load(fwdb::Store::Mongo).expect("embedded mongodb migrations");
-        fwdb::Migrator::mongo(&db, &mg).expect("migrator").up(&opts).await.expect("mongodb migrations apply");
-        app
+        TestApp(fwdb_testkit::TestApp::migrated().await)
     }
 
     /// The `fwdb` binary, with this app's settings and none of the caller's `FWDB__` variables.
@@ -61,49 +33,6 @@ impl TestApp {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
-
-    /// A connection as the admin login (app_admin: migrations, DDL), over TLS and SCRAM.
-    pub async fn admin(&self) -> tokio_postgres::Client {
-        fwdb::connect(&self.config.postgres.as_admin(), fwdb::ConnectTarget::Primary)
-            .await
-            .expect("an admin-login connection")
-    }
-
-    /// A connection as the runtime login (app_readwrite), over TLS and SCRAM.
-    pub async fn runtime(&self) -> tokio_postgres::Client {
-        fwdb::connect(&self.config.postgres, fwdb::ConnectTarget::Primary).await.expect("a runtime-login connection")
-    }
-
-    /// A superuser connection to this app's PostgreSQL database (unix socket, trust).
-    pub async fn pg(&self) -> tokio_postgres::Client {
-        superuser(self.stack, &self.pg_database).await
-    }
-
-    /// This app's MongoDB database.
-    pub async fn mongo(&self) -> mongodb::Database {
-        fwdb::mongo_database(&self.config.mongo).await.expect("a MongoDB client")
-    }
-}
-
-/// Creates a test's own tables (in `public`) as the admin login, as a
-/// migration would, and lets the runtime login read and write them: the
-/// role matrix's grants cover only the Fashion Wallet schemas.
-pub async fn scratch_tables(pg: &fwdb::PostgresConfig, ddl: &str) {
-    let admin = fwdb::connect(&pg.as_admin(), fwdb::ConnectTarget::Primary).await.expect("an admin-login connection");
-    admin
-        .batch_execute(&format!(
-            "{ddl};\nGRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_readwrite;\n\
-             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO app_readwrite;"
-        ))
-        .await
-        .expect("the test's tables");
-}
-
-pub async fn shared_stack() -> &'static Stack {
-    tokio::task::spawn_blocking(fwdb_testkit::shared)
-        .await
-        .expect("starting the stack panicked")
-        .expect("the local stack starts (see the error above for what to install)")
 }
 
 /// `fwdb` with a clean environment: no `FWDB__` or `FWDB_PROFILE` from the caller, run in an empty folder.
@@ -116,15 +45,6 @@ pub fn fwdb_command() -> Command {
     // Run from a temp folder, the testkit would not find the project's venv and would make another.
     cmd.env("FWDB_ROOT", fwdb_testkit::project_root());
     cmd
-}
-
-pub async fn superuser(stack: &Stack, database: &str) -> tokio_postgres::Client {
-    let info = stack.info();
-    let mut c = tokio_postgres::Config::new();
-    c.host_path(&info.socket_dir).port(info.primary.port).user(&info.superuser).dbname(database);
-    let (client, conn) = c.connect(tokio_postgres::NoTls).await.expect("superuser connection over the unix socket");
-    tokio::spawn(conn);
-    client
 }
 
 /// Runs a command and returns (exit code, stdout, stderr).

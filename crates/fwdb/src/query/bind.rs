@@ -22,6 +22,7 @@ pub(crate) fn to_sea(v: &Value) -> Sv {
         Value::String(s) => Sv::String(Some(s.clone())),
         Value::Uuid(u) => Sv::Uuid(Some(*u)),
         Value::Timestamp(t) => Sv::ChronoDateTimeUtc(Some(*t)),
+        Value::Date(d) => Sv::ChronoDate(Some(*d)),
         Value::Json(j) => Sv::Json(Some(Box::new(j.clone()))),
         Value::StringList(l) => {
             Sv::Array(ArrayType::String, Some(Box::new(l.iter().map(|s| Sv::String(Some(s.clone()))).collect())))
@@ -50,16 +51,6 @@ impl Bind {
         match v {
             Value::Null => Bind::Null,
             v => Bind::from_sea(to_sea(v)),
-        }
-    }
-
-    /// [`Bind::of`] taking the value: a string or JSON document is moved,
-    /// not copied (the insert path binds every column this way).
-    pub(crate) fn from_value(v: Value) -> Bind {
-        match v {
-            Value::String(s) => Bind::One(Sv::String(Some(s))),
-            Value::Json(j) => Bind::One(Sv::Json(Some(Box::new(j)))),
-            v => Bind::of(&v),
         }
     }
 
@@ -108,8 +99,17 @@ impl ToSql for Bind {
             Bind::Decimals(v) => v.to_sql_checked(ty, out),
             Bind::One(v) => match v {
                 Sv::Bool(x) => x.to_sql_checked(ty, out),
-                Sv::BigInt(x) => x.to_sql_checked(ty, out),
-                Sv::Double(x) => x.to_sql_checked(ty, out),
+                // A filter's integer is an i64 whatever the column's width: narrowed here, checked.
+                Sv::BigInt(x) => match *ty {
+                    Type::INT4 => x.map(i32::try_from).transpose()?.to_sql_checked(ty, out),
+                    Type::INT2 => x.map(i16::try_from).transpose()?.to_sql_checked(ty, out),
+                    _ => x.to_sql_checked(ty, out),
+                },
+                Sv::Double(x) => match *ty {
+                    Type::FLOAT4 => x.map(|f| f as f32).to_sql_checked(ty, out),
+                    _ => x.to_sql_checked(ty, out),
+                },
+                Sv::ChronoDate(x) => x.to_sql_checked(ty, out),
                 Sv::Decimal(x) => x.to_sql_checked(ty, out),
                 Sv::String(x) => x.as_deref().to_sql_checked(ty, out),
                 Sv::Uuid(x) => x.to_sql_checked(ty, out),

@@ -32,6 +32,7 @@ pub fn value_bson(v: &Value) -> Bson {
         Value::String(s) => Bson::String(s.clone()),
         Value::Uuid(u) => Bson::String(u.to_string()),
         Value::Timestamp(t) => Bson::DateTime(mongodb::bson::DateTime::from_millis(t.timestamp_millis())),
+        Value::Date(d) => Bson::String(d.to_string()),
         Value::Json(j) => json_bson(j),
         Value::StringList(l) => Bson::Array(l.iter().cloned().map(Bson::String).collect()),
         Value::UuidList(l) => Bson::Array(l.iter().map(|u| Bson::String(u.to_string())).collect()),

@@ -42,13 +42,6 @@ fn max_chars(field: &str, s: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// Optional text: may be empty, at most `max` characters, no NUL.
-pub(crate) fn opt_text(field: &str, s: Option<&str>, max: usize) -> Result<()> {
-    let Some(s) = s else { return Ok(()) };
-    no_nul(field, s)?;
-    max_chars(field, s, max)
-}
-
 /// An address a person can receive mail at: `local@domain.tld`, no spaces or
 /// control characters, at most 255 characters (the column is varchar(255)).
 pub(crate) fn email(field: &str, s: &str) -> Result<()> {
@@ -146,15 +139,17 @@ pub(crate) fn label_path(field: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// A JSON object whose strings hold no NUL.
-pub(crate) fn json_object(field: &str, v: &serde_json::Value) -> Result<()> {
-    if !v.is_object() {
-        return Err(invalid(field, "must be a JSON object"));
+/// JSON whose strings (keys included) hold no NUL, which jsonb cannot store.
+pub(crate) fn json_strings(field: &str, v: &serde_json::Value) -> Result<()> {
+    match v {
+        serde_json::Value::String(s) => no_nul(field, s),
+        serde_json::Value::Array(a) => a.iter().try_for_each(|v| json_strings(field, v)),
+        serde_json::Value::Object(o) => o.iter().try_for_each(|(k, v)| {
+            no_nul(field, k)?;
+            json_strings(field, v)
+        }),
+        _ => Ok(()),
     }
-    for s in super::Value::Json(v.clone()).strings() {
-        no_nul(field, s)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -193,8 +188,8 @@ mod tests {
         assert_eq!(e.to_string(), text_error("first_name", "101 characters, at most 100 allowed"));
         text("first_name", &"a".repeat(100), 100).unwrap();
         assert!(text("first_name", &"a".repeat(101), 100).is_err());
-        opt_text("model_ref", Some(&"é".repeat(255)), 255).unwrap();
-        assert!(opt_text("model_ref", Some(&"é".repeat(256)), 255).is_err());
+        max_chars("model_ref", &"é".repeat(255), 255).unwrap();
+        assert!(max_chars("model_ref", &"é".repeat(256), 255).is_err());
     }
 
     fn text_error(field: &str, why: &str) -> String {
@@ -217,7 +212,7 @@ mod tests {
         let nul = text_error("name", "contains a NUL byte, which PostgreSQL text cannot store");
         for bad in ["\0".to_string(), format!("{}\0", "x".repeat(200)), " \0 ".into(), "a\0".into()] {
             assert_eq!(text("name", &bad, 100).unwrap_err().to_string(), nul, "{bad:?}");
-            assert_eq!(opt_text("name", Some(&bad), 100).unwrap_err().to_string(), nul, "{bad:?}");
+            assert_eq!(no_nul("name", &bad).unwrap_err().to_string(), nul, "{bad:?}");
         }
         let nul = text_error("email", "contains a NUL byte, which PostgreSQL text cannot store");
         for bad in ["\0a@x.com", "a@x.com\0", "a\0@x.com"] {
@@ -259,9 +254,9 @@ mod tests {
     fn nul_bytes_are_rejected_with_a_message_that_says_why() {
         let e = text("name", "a\0b", 100).unwrap_err();
         assert!(e.to_string().contains("NUL"), "{e}");
-        assert!(opt_text("model_ref", Some("x\0"), 10).is_err());
-        assert!(json_object("measurements", &serde_json::json!({"k\u{0}": 1})).is_err());
-        assert!(json_object("measurements", &serde_json::json!({"k": ["a\u{0}"]})).is_err());
+        assert!(no_nul("model_ref", "x\0").is_err());
+        assert!(json_strings("measurements", &serde_json::json!({"k\u{0}": 1})).is_err());
+        assert!(json_strings("measurements", &serde_json::json!({"k": ["a\u{0}"]})).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::filter::{Condition, Filter, Op};
 use super::value::{Kind, LabelPath, Value};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use std::marker::PhantomData;
 use uuid::Uuid;
@@ -34,6 +34,7 @@ macro_rules! column_type {
     ($($t:ty => $kind:ident),* $(,)?) => { $(impl ColumnType for $t { type Arg = $t; const KIND: Kind = Kind::$kind; })* };
 }
 column_type!(String => Text, Uuid => Uuid, Decimal => Decimal, DateTime<Utc> => Timestamp, bool => Bool, i64 => I64,
+             i32 => I64, i16 => I64, f64 => F64, f32 => F64, NaiveDate => Date,
              serde_json::Value => Json, LabelPath => Ltree);
 
 impl<T: ColumnType> ColumnType for Option<T> {
@@ -47,12 +48,25 @@ impl Ordered for Uuid {}
 impl Ordered for Decimal {}
 impl Ordered for DateTime<Utc> {}
 impl Ordered for i64 {}
+impl Ordered for i32 {}
+impl Ordered for i16 {}
+impl Ordered for f64 {}
+impl Ordered for f32 {}
+impl Ordered for NaiveDate {}
 impl Ordered for LabelPath {}
 impl<T: Ordered> Ordered for Option<T> {}
 impl Textual for String {}
 impl Textual for Option<String> {}
 impl JsonDoc for serde_json::Value {}
 impl JsonDoc for Option<serde_json::Value> {}
+
+/// A typed JSON document filters like any jsonb column (`contains`).
+impl<T: 'static> ColumnType for tokio_postgres::types::Json<T> {
+    type Arg = serde_json::Value;
+    const KIND: Kind = Kind::Json;
+}
+impl<T: 'static> JsonDoc for tokio_postgres::types::Json<T> {}
+impl<T: 'static> JsonDoc for Option<tokio_postgres::types::Json<T>> {}
 impl Labels for LabelPath {}
 impl Listable for String {
     fn list(items: Vec<String>) -> Value {
@@ -94,7 +108,8 @@ impl<E, T> std::fmt::Debug for Column<E, T> {
     }
 }
 
-impl<E, T: ColumnType> Column<E, T> {
+/// Every field has a column, whatever its type; the operators need a [`ColumnType`].
+impl<E, T> Column<E, T> {
     /// For entity definitions only: the field's name in the store.
     pub const fn new(name: &'static str) -> Self {
         Column { name, _p: PhantomData }
@@ -103,7 +118,9 @@ impl<E, T: ColumnType> Column<E, T> {
     pub fn name(&self) -> &'static str {
         self.name
     }
+}
 
+impl<E, T: ColumnType> Column<E, T> {
     pub fn kind(&self) -> Kind {
         T::KIND
     }

@@ -71,6 +71,7 @@ fn value_json(v: &Value) -> serde_json::Value {
         Value::String(s) => json!(s),
         Value::Uuid(u) => json!(u.to_string()),
         Value::Timestamp(t) => json!(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        Value::Date(d) => json!(d.to_string()),
         Value::Json(j) => j.clone(),
         Value::StringList(l) => json!(l),
         Value::UuidList(l) => json!(l.iter().map(|u| u.to_string()).collect::<Vec<_>>()),
@@ -81,6 +82,8 @@ fn json_value(v: &serde_json::Value, kind: Kind) -> Option<Value> {
     Some(match kind {
         Kind::Bool => Value::Bool(v.as_bool()?),
         Kind::I64 => Value::I64(v.as_i64()?),
+        Kind::F64 => Value::F64(v.as_f64()?),
+        Kind::Date => Value::Date(v.as_str()?.parse().ok()?),
         Kind::Decimal => Value::Decimal(v.as_str()?.parse().ok()?),
         Kind::Text | Kind::Ltree => {
             let s = v.as_str()?;

@@ -34,7 +34,7 @@ use uuid::Uuid;
 pub const MAX_LIMIT: i64 = 10_000;
 
 /// A stored entity: where it lives, how a row becomes one, and its field values
-/// (for cursors). Implemented by `User`, `Avatar` and `Item`.
+/// (for cursors). Derived with `#[derive(fwdb::Entity)]` (see [`crate::model`]).
 pub trait Entity: Sized + Send + Sync + 'static {
     const SCHEMA: &'static str;
     const TABLE: &'static str;
@@ -46,6 +46,10 @@ pub trait Entity: Sized + Send + Sync + 'static {
     const DELETED_AT: Option<&'static str> = Some("deleted_at");
 
     fn from_row(row: &Row) -> Result<Self>;
+    /// Many rows of one result (derived entities resolve the column positions once).
+    fn from_rows(rows: &[Row]) -> Result<Vec<Self>> {
+        rows.iter().map(Self::from_row).collect()
+    }
     fn id(&self) -> Uuid;
     /// The value of one of `FIELDS` (those that can order a query).
     fn field_value(&self, field: &str) -> Option<Value>;
@@ -378,7 +382,8 @@ impl<E: Entity> Query<E> {
             None => None,
         };
         let key = shape::key(&shape::KeyParts {
-            entity: E::SCHEMA,
+            // Several structs may read one table, each its own columns.
+            entity: std::any::type_name::<E>(),
             table: E::TABLE,
             kind: match shape {
                 Shape::Rows { .. } => 'R',
@@ -438,7 +443,7 @@ impl<E: Entity> Query<E> {
     /// The matching rows.
     pub async fn fetch<X: Executor>(&self, exec: &X) -> Result<Vec<E>> {
         let rows = self.run(exec, Shape::Rows { extra: 0 }).await?;
-        rows.iter().map(E::from_row).collect()
+        E::from_rows(&rows)
     }
 
     /// One page of at most `limit` rows (default 100) and the cursor of the next, if any.
@@ -450,7 +455,7 @@ impl<E: Entity> Query<E> {
         }
         let limit = q.limit_checked()?.unwrap_or(100) as usize;
         let rows = q.run(exec, Shape::Rows { extra: 1 }).await?;
-        let mut items = rows.iter().map(E::from_row).collect::<Result<Vec<E>>>()?;
+        let mut items = E::from_rows(&rows)?;
         let next = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|last| self.cursor_for(last)).transpose()?

@@ -21,11 +21,6 @@ impl Statement {
         Statement { sql, params: values.0.into_iter().map(Bind::from_sea).collect() }
     }
 
-    /// A statement of known text (e.g. cached) with these values bound in order.
-    pub(crate) fn with_values(sql: String, values: &[Value]) -> Statement {
-        Statement { sql, params: values.iter().map(Bind::of).collect() }
-    }
-
     /// How many parameters are bound.
     pub fn param_count(&self) -> usize {
         self.params.len()

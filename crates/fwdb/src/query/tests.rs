@@ -2,7 +2,8 @@
 //! values never in the text, soft-delete scopes, cursors, validation.
 
 use super::*;
-use crate::repo::{Avatar, AvatarPatch, Item, ItemPatch, NewItem, NewUser, PgRepository, User, UserPatch};
+use crate::entities::{Avatar, AvatarPatch, Item, ItemPatch, NewItem, NewUser, User, UserPatch};
+use crate::repo::PgRepository;
 use crate::ErrorKind;
 use chrono::Utc;
 use rust_decimal::Decimal;
@@ -242,43 +243,27 @@ fn create_many_is_one_statement_with_one_array_per_column_whatever_the_row_count
 #[test]
 fn an_update_sets_only_the_fields_of_the_patch_and_the_updater() {
     let id = uuid::Uuid::new_v4();
-    let actor = uuid::Uuid::new_v4();
-    let st = PgRepository::<User>::update_statement(
-        id,
-        &UserPatch { last_name: Some("X".into()), ..Default::default() },
-        Some(actor),
-    )
-    .unwrap()
-    .unwrap();
+    let actor = Some(uuid::Uuid::new_v4());
+    let patch = UserPatch { last_name: Some("X".into()), ..Default::default() };
+    let st = PgRepository::<User>::update_statement(&id, &patch, &actor).unwrap().unwrap();
     assert!(st.sql.starts_with(r#"UPDATE "shared"."users" SET "last_name" = $1, "updated_by" = $2 WHERE "id" = $3 AND "deleted_at" IS NULL"#), "{}", st.sql);
     assert_eq!(st.param_count(), 3);
-    assert!(PgRepository::<User>::update_statement(id, &UserPatch::default(), None).unwrap().is_none());
+    assert!(PgRepository::<User>::update_statement(&id, &UserPatch::default(), &None).unwrap().is_none());
     let clear = AvatarPatch { model_ref: Some(None), ..Default::default() };
-    let st = PgRepository::<Avatar>::update_statement(id, &clear, None).unwrap().unwrap();
-    assert!(st.sql.contains(r#"SET "model_ref" = NULL"#), "{}", st.sql);
-    validation_naming(
-        PgRepository::<User>::update_statement(
-            id,
-            &UserPatch { email: Some("nope".into()), ..Default::default() },
-            None,
-        ),
-        "email",
-    );
-    validation_naming(
-        PgRepository::<Item>::update_statement(
-            id,
-            &ItemPatch { price: Some(Decimal::new(-1, 0)), ..Default::default() },
-            None,
-        ),
-        "price",
-    );
+    let st = PgRepository::<Avatar>::update_statement(&id, &clear, &None).unwrap().unwrap();
+    assert!(st.sql.contains(r#"SET "model_ref" = $1, "updated_by" = $2"#), "{}", st.sql);
+    assert_eq!(st.param_count(), 3, "model_ref (NULL), updated_by, id");
+    let bad_email = UserPatch { email: Some("nope".into()), ..Default::default() };
+    validation_naming(PgRepository::<User>::update_statement(&id, &bad_email, &None), "email");
+    let bad_price = ItemPatch { price: Some(Decimal::new(-1, 0)), ..Default::default() };
+    validation_naming(PgRepository::<Item>::update_statement(&id, &bad_price, &None), "price");
 }
 
 #[test]
 fn new_rows_break_no_rule_of_the_schema() {
     type Items = PgRepository<Item>;
     let ok = NewItem::new("SKU-1", "Dress", "women.dresses", Decimal::new(1999, 2));
-    Items::create_statement(&ok, None).unwrap();
+    Items::create_statement(&ok, &None).unwrap();
     let cases: Vec<(NewItem, &str)> = vec![
         (NewItem { price: Decimal::new(-1, 2), ..ok.clone() }, "price"),
         (NewItem { price: Decimal::new(1, 3), ..ok.clone() }, "price"),
@@ -293,11 +278,11 @@ fn new_rows_break_no_rule_of_the_schema() {
         (NewItem { description: Some("a\0b".into()), ..ok.clone() }, "description"),
     ];
     for (new, field) in cases {
-        validation_naming(Items::create_statement(&new, None), field);
+        validation_naming(Items::create_statement(&new, &None), field);
     }
-    validation_naming(PgRepository::<User>::create_statement(&NewUser::new("a@b.co", "", "B"), None), "first_name");
+    validation_naming(PgRepository::<User>::create_statement(&NewUser::new("a@b.co", "", "B"), &None), "first_name");
     validation_naming(
-        PgRepository::<User>::create_statement(&NewUser::new("a@b.co", "A", "B".repeat(101)), None),
+        PgRepository::<User>::create_statement(&NewUser::new("a@b.co", "A", "B".repeat(101)), &None),
         "last_name",
     );
 }

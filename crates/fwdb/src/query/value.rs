@@ -1,7 +1,7 @@
 //! The values of the query AST: store-independent (the SQL compiler binds them
 //! as parameters; the MongoDB compiler of issue 5 turns them into BSON).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -16,6 +16,7 @@ pub enum Value {
     String(String),
     Uuid(Uuid),
     Timestamp(DateTime<Utc>),
+    Date(NaiveDate),
     Json(serde_json::Value),
     StringList(Vec<String>),
     UuidList(Vec<Uuid>),
@@ -27,10 +28,12 @@ pub enum Value {
 pub enum Kind {
     Bool,
     I64,
+    F64,
     Decimal,
     Text,
     Uuid,
     Timestamp,
+    Date,
     Json,
     /// A dotted label path (PostgreSQL `ltree`).
     Ltree,
@@ -44,6 +47,8 @@ impl Value {
             (Value::Null, _)
                 | (Value::Bool(_), Kind::Bool)
                 | (Value::I64(_), Kind::I64)
+                | (Value::F64(_), Kind::F64)
+                | (Value::Date(_), Kind::Date)
                 | (Value::Decimal(_), Kind::Decimal)
                 | (Value::String(_), Kind::Text | Kind::Ltree)
                 | (Value::Uuid(_), Kind::Uuid)
@@ -82,7 +87,7 @@ fn json_strings<'a>(j: &'a serde_json::Value, out: &mut Vec<&'a str>) {
 macro_rules! from {
     ($($t:ty => $v:ident),* $(,)?) => { $(impl From<$t> for Value { fn from(x: $t) -> Value { Value::$v(x.into()) } })* };
 }
-from!(bool => Bool, i64 => I64, i32 => I64, f64 => F64, Decimal => Decimal, String => String, &str => String,
+from!(bool => Bool, i64 => I64, i32 => I64, i16 => I64, f64 => F64, f32 => F64, NaiveDate => Date, Decimal => Decimal, String => String, &str => String,
       Uuid => Uuid, DateTime<Utc> => Timestamp, serde_json::Value => Json, Vec<String> => StringList, Vec<Uuid> => UuidList);
 
 impl<T: Into<Value>> From<Option<T>> for Value {
@@ -128,5 +133,35 @@ impl From<String> for LabelPath {
 impl From<LabelPath> for Value {
     fn from(p: LabelPath) -> Value {
         Value::String(p.0)
+    }
+}
+
+/// An ltree travels as text (postgres-types handles ltree's binary format).
+impl tokio_postgres::types::ToSql for LabelPath {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for LabelPath {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        String::from_sql(ty, raw).map(LabelPath)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <String as tokio_postgres::types::FromSql<'_>>::accepts(ty)
     }
 }

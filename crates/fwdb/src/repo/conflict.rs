@@ -65,7 +65,7 @@ pub(crate) fn field_of<T: Record>(constraint: &str, detail: Option<&str>) -> Str
 #[cfg(test)]
 mod tests {
     use super::field_of;
-    use crate::repo::{Avatar, Item, User};
+    use crate::entities::{Avatar, Item, User};
 
     #[test]
     fn a_constraint_is_traced_to_the_field_it_guards() {
