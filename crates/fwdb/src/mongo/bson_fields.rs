@@ -16,13 +16,12 @@
 use crate::error::{Error, ErrorKind, Result};
 use chrono::{DateTime, Utc};
 use mongodb::bson::Bson;
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 /// A value's fields as stored (BSON's non-human-readable form, as the
 /// repositories write), e.g. a patch struct whose unset fields are skipped.
-pub fn to_document<S: Serialize + ?Sized>(value: &S) -> Result<mongodb::bson::Document> {
+pub fn to_document<S: Serialize>(value: &S) -> Result<mongodb::bson::Document> {
     let fail = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Validation, format!("cannot be stored as BSON: {e}"));
     let raw = mongodb::bson::to_raw_document_buf(value).map_err(|e| fail(&e))?;
     raw.to_document().map_err(|e| fail(&e))

@@ -17,7 +17,7 @@ pub use design::{
     design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, Layer, LayerType, Metadata,
     NewDesign, DESIGNS, DESIGN_HISTORY,
 };
-pub use document::{decode, encode, Document, Plain, Tracked, WriteMode, MAX_DOCUMENT_BYTES};
+pub use document::{Document, Plain, Tracked, MAX_DOCUMENT_BYTES};
 pub use exec::{FindSpec, Mongo, MongoExec, MongoTx, MAX_TX_ATTEMPTS};
 pub use history::{HistoryEntry, HistoryPage};
 pub use repository::MongoRepository;

@@ -34,9 +34,10 @@ fn path_text(p: &serde_ignored::Path<'_>) -> String {
 /// an error too.
 fn from_json_value<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
     let mut unknown: Option<String> = None;
-    let de = serde_ignored::Deserializer::new(v, |p| {
+    let mut record = |p: serde_ignored::Path<'_>| {
         unknown.get_or_insert_with(|| path_text(&p));
-    });
+    };
+    let de = serde_ignored::Deserializer::new(v, &mut record);
     let out = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
