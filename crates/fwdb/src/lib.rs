@@ -56,8 +56,10 @@ pub use uuid::Uuid;
 
 // MongoDB: the client, the generic repositories, design documents.
 pub use mongo::{
-    bson_fields, ChangeScope, Document, MongoRepository, Plain, Tracked, Versioned, VersionedChange, VersionedRepository,
+    bson_fields, ChangeScope, Document, MongoRepository, Plain, Tracked, Versioned, VersionedChange,
+    VersionedRepository,
 };
+pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
 pub use mongo::{
     design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, FindSpec,
     HistoryEntry as DesignHistoryEntry, HistoryPage as DesignHistoryPage, Layer, LayerType, Metadata as DesignMetadata,
@@ -65,7 +67,6 @@ pub use mongo::{
     MAX_TX_ATTEMPTS,
 };
 pub use refs::check_avatar;
-pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
 
 // Migrations of both stores.
 pub use migrate::{

@@ -9,7 +9,7 @@ use crate::helpers::TestApp;
 use chrono::{DateTime, Utc};
 use fwdb::{
     bson_fields, Column, Document, Entity, ErrorKind, Mongo, MongoExec, MongoRepository, Order, Plain, Query,
-    Repository, Tracked, Value, Versioned, VersionedRepository, Uuid,
+    Repository, Tracked, Uuid, Value, Versioned, VersionedRepository,
 };
 use mongodb::bson::{doc, Bson};
 use serde::{Deserialize, Serialize};

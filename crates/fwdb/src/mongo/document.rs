@@ -86,7 +86,8 @@ impl WriteMode for Tracked {}
 
 /// The document as stored: `id` becomes `_id` (first), a null soft-delete field is left out.
 pub fn encode<T: Document>(value: &T) -> Result<bson::Document> {
-    let mut fields = super::bson_fields::to_document(value).map_err(|e| Error::new(e.kind(), format!("{}: {e}", T::MODEL)))?;
+    let mut fields =
+        super::bson_fields::to_document(value).map_err(|e| Error::new(e.kind(), format!("{}: {e}", T::MODEL)))?;
     let mut d = bson::Document::new();
     if let Some(id) = fields.remove("id") {
         d.insert("_id", id);

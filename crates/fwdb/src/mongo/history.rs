@@ -100,7 +100,13 @@ impl<T: Versioned> VersionedRepository<T> {
     }
 
     /// A document's history, oldest first, `limit` entries after `after_version` (0 for the start).
-    pub async fn history<M: MongoExec>(&self, exec: &M, id: Uuid, after_version: i64, limit: i64) -> Result<HistoryPage> {
+    pub async fn history<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        after_version: i64,
+        limit: i64,
+    ) -> Result<HistoryPage> {
         let (docs, next) = self.history_docs_page(exec, id, after_version, limit).await?;
         Ok(HistoryPage { entries: docs.into_iter().map(parse_entry::<T>).collect::<Result<_>>()?, next })
     }

@@ -21,4 +21,4 @@ pub use document::{Document, Plain, Tracked, MAX_DOCUMENT_BYTES};
 pub use exec::{FindSpec, Mongo, MongoExec, MongoTx, MAX_TX_ATTEMPTS};
 pub use history::{HistoryEntry, HistoryPage};
 pub use repository::MongoRepository;
-pub use versioned::{ChangeScope, VersionedChange, Versioned, VersionedRepository, DEFAULT_HISTORY_LIMIT};
+pub use versioned::{ChangeScope, Versioned, VersionedChange, VersionedRepository, DEFAULT_HISTORY_LIMIT};

@@ -217,7 +217,14 @@ impl<T: Versioned> VersionedRepository<T> {
     /// Why a versioned change matched nothing: gone, stale, not in its scope
     /// (live or soft-deleted), or the state guard. A stale version comes
     /// first: whatever the document's state now, the caller decided on an old one.
-    pub async fn diagnose<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, scope: ChangeScope, guard: &str) -> Error {
+    pub async fn diagnose<M: MongoExec>(
+        &self,
+        exec: &M,
+        id: Uuid,
+        expected: i64,
+        scope: ChangeScope,
+        guard: &str,
+    ) -> Error {
         let d = match exec.find_one(T::COLLECTION, id_filter(id)).await {
             Err(e) => return e,
             Ok(None) => return not_found::<T>(id),
@@ -268,19 +275,22 @@ impl<T: Versioned> VersionedRepository<T> {
     /// increments and the history records the soft-delete field).
     pub async fn soft_delete<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str) -> Result<T> {
         let field = soft_delete_field::<T>()?;
-        self.change(exec, id, expected, by, VersionedChange::new(doc! { field: date(Utc::now()) }, ChangeScope::Live)).await
+        self.change(exec, id, expected, by, VersionedChange::new(doc! { field: date(Utc::now()) }, ChangeScope::Live))
+            .await
     }
 
     /// Brings back a soft-deleted document at version `expected` (a versioned
     /// change; the history records the field as null).
     pub async fn restore_deleted<M: MongoExec>(&self, exec: &M, id: Uuid, expected: i64, by: &str) -> Result<T> {
         let field = soft_delete_field::<T>()?;
-        self.change(exec, id, expected, by, VersionedChange::new(doc! { field: Bson::Null }, ChangeScope::Deleted)).await
+        self.change(exec, id, expected, by, VersionedChange::new(doc! { field: Bson::Null }, ChangeScope::Deleted))
+            .await
     }
 
     /// The version of the document now, for the trait's delete and restore, which carry none.
     async fn current_version<M: MongoExec>(&self, exec: &M, id: Uuid, scope: ChangeScope) -> Result<i64> {
-        let d = exec.find_one(T::COLLECTION, scoped::<T>(id, scope)).await?.ok_or_else(|| out_of_scope::<T>(id, scope))?;
+        let d =
+            exec.find_one(T::COLLECTION, scoped::<T>(id, scope)).await?.ok_or_else(|| out_of_scope::<T>(id, scope))?;
         super::history::get_i64::<T>(&d, VERSION)
     }
 }
@@ -332,7 +342,8 @@ impl<T: Versioned, M: MongoExec> Repository<T, M> for VersionedRepository<T> {
         let mut docs = Vec::with_capacity(new.len());
         for (i, n) in new.iter().enumerate() {
             let id = Uuid::new_v4();
-            let d = Self::first_version(n, id, now).map_err(|e| Error::new(e.kind(), format!("{} {i}: {e}", T::MODEL)))?;
+            let d =
+                Self::first_version(n, id, now).map_err(|e| Error::new(e.kind(), format!("{} {i}: {e}", T::MODEL)))?;
             ids.push(id);
             docs.push(d);
         }

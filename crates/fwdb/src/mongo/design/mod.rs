@@ -23,3 +23,6 @@ pub const MAX_TAGS: usize = 64;
 pub const MAX_TAG_CHARS: usize = 64;
 pub const MAX_DESCRIPTION_CHARS: usize = 4000;
 pub const MAX_LAYERS: usize = 500;
+
+#[cfg(test)]
+mod tests;

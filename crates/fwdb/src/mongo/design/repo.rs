@@ -8,7 +8,7 @@ use super::MAX_TAG_CHARS;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mongo::document::decode;
 use crate::mongo::exec::MongoExec;
-use crate::mongo::versioned::{VersionedChange, ChangeScope, VersionedRepository};
+use crate::mongo::versioned::{ChangeScope, VersionedChange, VersionedRepository};
 use crate::query::Order;
 use crate::repo::Repository;
 use mongodb::bson::doc;
@@ -174,7 +174,11 @@ impl VersionedRepository<Design> {
         let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let why = format!("only a design that is {} can become {}", allowed.join(" or "), to.as_str());
         let guard = doc! { "status": { "$in": allowed.clone() } };
-        let change = VersionedChange { changes: doc! { "status": to.as_str() }, scope: ChangeScope::Live, guard: Some((guard, &why)) };
+        let change = VersionedChange {
+            changes: doc! { "status": to.as_str() },
+            scope: ChangeScope::Live,
+            guard: Some((guard, &why)),
+        };
         self.change(exec, id, expected, by, change).await
     }
 }
