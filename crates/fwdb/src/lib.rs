@@ -20,6 +20,7 @@ pub mod model;
 mod mongo;
 mod postgres;
 mod query;
+mod refs;
 mod repo;
 mod security;
 
@@ -59,14 +60,19 @@ pub use repo::{with_actor, PgRepository, Prepared, Record, Repository, WithActor
 pub use rust_decimal::Decimal;
 pub use uuid::Uuid;
 
-// MongoDB: the client, design documents.
+// MongoDB: the client, the generic repositories, design documents.
 pub use mongo::{
-    check_avatar, design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, FindSpec,
+    bson_fields, ChangeScope, Document, MongoRepository, Plain, Tracked, Versioned, VersionedChange,
+    VersionedRepository,
+};
+pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
+pub use mongo::{
+    design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, FindSpec,
     HistoryEntry as DesignHistoryEntry, HistoryPage as DesignHistoryPage, Layer, LayerType, Metadata as DesignMetadata,
     Mongo, MongoExec, MongoTx, NewDesign, DEFAULT_HISTORY_LIMIT, DESIGNS, DESIGN_HISTORY, MAX_DOCUMENT_BYTES,
     MAX_TX_ATTEMPTS,
 };
-pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
+pub use refs::check_avatar;
 
 // Migrations of both stores.
 pub use migrate::{

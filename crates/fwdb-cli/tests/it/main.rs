@@ -13,6 +13,7 @@ mod failover;
 mod metrics;
 mod migrate;
 mod mongo;
+mod mongo_repo;
 mod mongo_tx;
 mod multiplex;
 mod pooled;

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::MongoOpMetrics;
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
-use mongodb::bson::{Bson, Document};
+use mongodb::bson::Document;
 use mongodb::options::{Acknowledgment, ReturnDocument, WriteConcern};
 use mongodb::{Client, ClientSession, Collection, Database};
 use std::future::Future;
@@ -469,14 +469,6 @@ impl MongoExec for MongoTx {
     async fn delete_many(&self, coll: &str, filter: Document) -> Result<u64> {
         in_tx!(self, "delete_many", coll, |s| self.coll(coll).delete_many(filter).session(&mut *s))
             .map(|r| r.deleted_count)
-    }
-}
-
-/// `Bson` as text when it is a string.
-pub(crate) fn as_str(b: Option<&Bson>) -> Option<&str> {
-    match b {
-        Some(Bson::String(s)) => Some(s),
-        _ => None,
     }
 }
 
