@@ -25,6 +25,16 @@ pub fn expand(e: &Entity) -> TokenStream {
     }
 }
 
+/// `where T: Field` for every field's type, each at its field: an
+/// unsupported type is reported there, once per impl, not at every use.
+fn field_bounds(e: &Entity) -> TokenStream {
+    let bounds = e.columns.iter().map(|c| {
+        let ty = &c.ty;
+        quote_spanned! {ty.span()=> #ty: __fw::Field }
+    });
+    quote! { where #(#bounds),* }
+}
+
 fn const_name(c: &Column) -> syn::Ident {
     format_ident!("{}", c.ident.to_string().to_uppercase(), span = c.ident.span())
 }
@@ -86,14 +96,15 @@ fn entity_impl(e: &Entity) -> TokenStream {
         let (f, col) = (&c.ident, &c.column);
         quote! { #col => __fw::Field::to_value(&self.#f) }
     });
+    let bounds = field_bounds(e);
     quote! {
         const FIELDS: [&str; #n] = [#(#cols),*];
 
-        fn read(row: &__fw::Row, p: &[usize; #n]) -> __fw::Result<#name> {
+        fn read(row: &__fw::Row, p: &[usize; #n]) -> __fw::Result<#name> #bounds {
             ::core::result::Result::Ok(#name { #(#reads,)* })
         }
 
-        impl __fw::Entity for #name {
+        impl __fw::Entity for #name #bounds {
             const SCHEMA: &'static str = #schema;
             const TABLE: &'static str = #table;
             const FIELDS: &'static [&'static str] = &FIELDS;
@@ -170,8 +181,9 @@ fn record_impl(e: &Entity) -> TokenStream {
         let (f, col) = (&c.ident, &c.column);
         quote! { if let ::core::option::Option::Some(v) = &patch.#f { set.push((#col, __fw::param(v))); } }
     });
+    let bounds = field_bounds(e);
     quote! {
-        impl __fw::Record for #name {
+        impl __fw::Record for #name #bounds {
             type New = #new;
             type Patch = #patch;
             const INSERT: &'static [(&'static str, &'static str)] = &[#(#inserts),*];

@@ -6,7 +6,8 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::mongo::{Design, DesignPatch, DesignRepo, MongoExec, NewDesign};
 use crate::postgres::{Consistency, Executor};
-use crate::repo::{Avatar, AvatarRepo, Repository};
+use crate::entities::{Avatar, AvatarRepo};
+use crate::repo::Repository;
 use uuid::Uuid;
 
 fn invalid_avatar(why: String) -> Error {

@@ -137,6 +137,3 @@ impl<T: Record> PgRepository<T> {
         Query::new().consistency(self.consistency)
     }
 }
-
-// The design repository still reaches these through repo/ (a cycle removed by the generic MongoDB repository).
-pub(crate) use crate::entities::{Avatar, AvatarRepo};
