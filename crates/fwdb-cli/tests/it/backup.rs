@@ -4,6 +4,9 @@
 
 use crate::helpers::{fwdb_command, run, TestApp};
 
+/// Diff and incr base backups, their chains, and delta restores, under `backup::chain::`.
+#[path = "chain.rs"]
+mod chain;
 /// Point-in-time recovery and the full verify on private stacks, under `backup::pitr::`.
 #[path = "pitr.rs"]
 mod pitr;
