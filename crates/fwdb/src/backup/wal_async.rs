@@ -41,6 +41,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// The archiver's lock on the spool: held for its whole life, so its absence
 /// means no archiver (the kernel drops it when the process dies, even by kill -9).
+#[derive(Debug)]
 pub(crate) struct SpoolLock {
     _file: std::fs::File,
 }
