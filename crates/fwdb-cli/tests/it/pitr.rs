@@ -92,7 +92,7 @@ impl ArchivingStack {
     }
 
     /// Closes the current WAL segment and waits until the archiver has stored it; its name.
-    fn archive_now(&self) -> String {
+    pub(super) fn archive_now(&self) -> String {
         let seg = self.sql("SELECT pg_walfile_name(pg_switch_wal())");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {

@@ -111,7 +111,8 @@ fn unpack(reader: impl Read, dir: &Path, plan: &Plan) -> std::io::Result<LayoutR
             continue;
         }
         let Some(listed) = plan.wants(&path) else { continue };
-        if plan.delta && listed.is_some_and(|f| same_on_disk(&dir.join(&path), f)) {
+        let compare = plan.delta && !super::pg_tar::ALWAYS_STORED.contains(&path.as_str());
+        if compare && listed.is_some_and(|f| same_on_disk(&dir.join(&path), f)) {
             report.unchanged += 1;
             continue;
         }

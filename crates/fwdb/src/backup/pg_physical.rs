@@ -134,7 +134,10 @@ impl Backups {
             ));
         }
         m.objects.push(entry);
-        m.files = pg_tar::file_list(&facts, reference, &m.id, server_now);
+        // The label's time is later (after the checkpoint) than the one read before starting: files the
+        // checkpoint wrote are then not copied again by the next backup. The earlier one when unreadable.
+        let copied_at = facts.start_time().unwrap_or(server_now).max(server_now);
+        m.files = pg_tar::file_list(&facts, reference, &m.id, copied_at);
         Ok(())
     }
 

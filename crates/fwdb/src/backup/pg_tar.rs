@@ -15,8 +15,10 @@ use super::manifest::FileEntry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Always taken from the newest backup: they describe that backup.
-const ALWAYS_STORED: [&str; 4] = ["backup_label", "backup_manifest", "tablespace_map", "global/pg_control"];
+/// Always taken from the newest backup: they describe that backup. (pg_control
+/// also ends with its own CRC32C, so its whole-file CRC32C is the same
+/// constant whatever it holds: no checksum comparison can tell its versions apart.)
+pub(crate) const ALWAYS_STORED: [&str; 4] = ["backup_label", "backup_manifest", "tablespace_map", "global/pg_control"];
 
 const BLOCK: usize = 512;
 
@@ -74,6 +76,22 @@ impl TarFacts {
     }
     pub fn timeline(&self) -> Option<u32> {
         field(&self.label, "START TIMELINE: ").and_then(|t| t.parse().ok())
+    }
+    /// `START TIME` of backup_label, epoch seconds: taken by the server after
+    /// the backup's checkpoint, before any file is read. None when its time
+    /// zone is not UTC or a numeric offset.
+    pub fn start_time(&self) -> Option<i64> {
+        let at = self.label.find("START TIME: ")? + "START TIME: ".len();
+        let line = self.label[at..].lines().next()?.trim();
+        let (stamp, zone) = line.rsplit_once(' ')?;
+        let offset = match zone {
+            "UTC" | "GMT" | "Etc/UTC" => "+0000".to_string(),
+            z if (z.starts_with('+') || z.starts_with('-')) && z.len() == 3 => format!("{z}00"),
+            z => z.to_string(),
+        };
+        chrono::DateTime::parse_from_str(&format!("{stamp} {offset}"), "%Y-%m-%d %H:%M:%S %z")
+            .ok()
+            .map(|t| t.timestamp())
     }
     fn pg_manifest(&self) -> Option<PgManifest> {
         serde_json::from_slice(&self.manifest).ok()
@@ -307,7 +325,7 @@ mod tests {
 
     #[test]
     fn only_files_changed_since_the_reference_pass_and_the_rest_is_listed() {
-        let label = b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTART TIMELINE: 1\n";
+        let label = b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTART TIME: 2026-12-07 05:00:00 UTC\nSTART TIMELINE: 1\n";
         let mut tar = entry("backup_label", label, 900);
         tar.extend(header("base/", 0, 900, b'5'));
         tar.extend(entry("base/1/same", &[1u8; 700], 100));
@@ -353,6 +371,11 @@ mod tests {
         assert_eq!(out.len(), tar.len() - 3 * BLOCK, "one file of 700 bytes left out (header + 2 blocks)");
         assert_eq!(facts.start_lsn().as_deref(), Some("0/2000028"));
         assert_eq!(facts.timeline(), Some(1));
+        assert_eq!(facts.start_time(), Some(1_796_619_600));
+        let cet = TarFacts { label: "START TIME: 2026-12-07 06:00:00 +01\n".into(), ..Default::default() };
+        assert_eq!(cet.start_time(), Some(1_796_619_600));
+        let named = TarFacts { label: "START TIME: 2026-12-07 06:00:00 CET\n".into(), ..Default::default() };
+        assert_eq!(named.start_time(), None);
         let list = file_list(&facts, &refs, "incr-2", 1_796_619_600);
         let same = list.iter().find(|f| f.path == "base/1/same").unwrap();
         assert_eq!((same.backup.as_str(), same.copied_at), ("full-1", 400));
