@@ -13,6 +13,9 @@ mod pitr;
 /// S3 (moto) tests, under `backup::s3::`.
 #[path = "s3.rs"]
 mod s3;
+/// Asynchronous WAL archiving and `wal verify`, under `backup::wal_async::`.
+#[path = "wal_async.rs"]
+mod wal_async;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

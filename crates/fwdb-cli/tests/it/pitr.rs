@@ -146,7 +146,7 @@ pub(super) fn as_server_user(info: &fwdb_testkit::StackInfo, program: &Path) -> 
     }
 }
 
-fn give_to_server_user(info: &fwdb_testkit::StackInfo, path: &Path) {
+pub(super) fn give_to_server_user(info: &fwdb_testkit::StackInfo, path: &Path) {
     if unsafe { libc::geteuid() } == 0 {
         let st = Command::new("chown").arg("-R").arg(&info.run_as_user).arg(path).status().expect("chown");
         assert!(st.success());

@@ -27,6 +27,8 @@ const LOCK: &str = "archiver.lock";
 const POLL: Duration = Duration::from_millis(25);
 /// Status files of segments nobody asks about any more (pushed ahead, then archived by a fallback push).
 const STALE: Duration = Duration::from_secs(24 * 3600);
+/// Names of pushed segments the archiver remembers (far more than pg_wal holds ready at once).
+const REMEMBERED: usize = 4096;
 
 fn status(spool: &Path, name: &str, ext: &str) -> PathBuf {
     spool.join(format!("{name}.{ext}"))
@@ -49,12 +51,15 @@ pub(crate) struct SpoolLock {
 fn lock_file(spool: &Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(spool).map_err(|e| Error::io(format!("creating the WAL spool {}", spool.display()), e))?;
     let p = spool.join(LOCK);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(|e| Error::io(format!("opening {}", p.display()), e))
+    // Read-only is enough for flock: then the server's user and root (the archiver) share the file,
+    // whoever created it.
+    match std::fs::File::open(&p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p)
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io(format!("opening {}", p.display()), e))
 }
 
 fn try_lock(f: &std::fs::File) -> bool {
@@ -110,6 +115,7 @@ impl Backups {
             request(&spool, path, &name)?;
         }
         let deadline = Instant::now() + self.cfg.backup.wal.push_timeout;
+        let mut checked = Instant::now();
         loop {
             if ok.exists() {
                 let _ = std::fs::remove_file(&ok);
@@ -119,6 +125,16 @@ impl Backups {
             if let Ok(msg) = std::fs::read_to_string(&err) {
                 let _ = std::fs::remove_file(&err);
                 return Err(Error::new(ErrorKind::Io, format!("the WAL archiver could not push {name}: {msg}")));
+            }
+            if checked.elapsed() > Duration::from_secs(1) {
+                checked = Instant::now();
+                // The archiver died (its lock went with it): nobody else will push this segment.
+                if !archiver_running(&spool)? {
+                    tracing::info!(segment = %name, "the WAL archiver stopped: pushing directly");
+                    self.wal_push(path).await?;
+                    let _ = std::fs::remove_file(status(&spool, &name, "want"));
+                    return Ok(false);
+                }
             }
             if Instant::now() > deadline {
                 return Err(Error::new(
@@ -142,9 +158,10 @@ impl Backups {
         })?;
         let _lock = SpoolLock::take(&spool)?;
         let mut pg_wal = pg_wal;
+        let mut pushed = std::collections::BTreeSet::new();
         tokio::pin!(stop);
         loop {
-            let work = pending(&spool, &mut pg_wal)?;
+            let work = not_pushed_yet(&spool, pending(&spool, &mut pg_wal)?, &pushed);
             if work.is_empty() {
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
@@ -156,37 +173,66 @@ impl Backups {
             tokio::select! {
                 // A stop in the middle of uploads: none acknowledged, PostgreSQL asks again.
                 _ = &mut stop => return Ok(()),
-                _ = pushing => {}
+                done = pushing => pushed.extend(done),
+            }
+            while pushed.len() > REMEMBERED {
+                pushed.pop_first();
             }
             sweep(&spool);
         }
     }
 
-    /// Pushes `work` (name -> path), oldest first, `backup.wal.parallel` at once, writing each verdict.
-    async fn push_all(&self, spool: &Path, work: BTreeMap<String, PathBuf>) {
+    /// Pushes `work` (name -> path), oldest first, `backup.wal.parallel` at once, writing each
+    /// verdict; the names pushed.
+    async fn push_all(&self, spool: &Path, work: BTreeMap<String, (PathBuf, bool)>) -> Vec<String> {
         let parallel = self.cfg.backup.wal.parallel.max(1);
-        futures::stream::iter(work)
-            .map(|(name, path)| async move {
+        let done = futures::stream::iter(work)
+            .map(|(name, (path, _))| async move {
                 let verdict = match self.wal_push(&path).await {
-                    Ok(()) => write_atomic(&status(spool, &name, "ok"), b""),
+                    Ok(()) => {
+                        tracing::info!(segment = %name, "WAL pushed by the archiver");
+                        write_atomic(&status(spool, &name, "ok"), b"")
+                    }
                     Err(e) => {
                         tracing::warn!(segment = %name, error = %e, "WAL push failed");
                         write_atomic(&status(spool, &name, "error"), e.to_string().as_bytes())
                     }
                 };
-                if let Err(e) = verdict {
+                if let Err(e) = &verdict {
                     tracing::error!(segment = %name, error = %e, "writing to the WAL spool");
                 }
+                verdict.ok().map(|()| name)
             })
             .buffered(parallel)
-            .collect::<Vec<()>>()
+            .collect::<Vec<Option<String>>>()
             .await;
+        done.into_iter().flatten().collect()
     }
+}
+
+/// Segments the archiver pushed are not pushed again while PostgreSQL still
+/// lists them (`.ready` until its archive_command returns); a new request for
+/// one gets its verdict at once.
+fn not_pushed_yet(
+    spool: &Path,
+    mut work: BTreeMap<String, (PathBuf, bool)>,
+    pushed: &std::collections::BTreeSet<String>,
+) -> BTreeMap<String, (PathBuf, bool)> {
+    work.retain(|name, (_, requested)| {
+        if !pushed.contains(name) {
+            return true;
+        }
+        if *requested {
+            let _ = write_atomic(&status(spool, name, "ok"), b"");
+        }
+        false
+    });
+    work
 }
 
 /// Segments to push: every request in the spool, and every `.ready` segment
 /// of `pg_wal`, less those already pushed (`.ok`) or failed and not asked again.
-fn pending(spool: &Path, pg_wal: &mut Option<PathBuf>) -> Result<BTreeMap<String, PathBuf>> {
+fn pending(spool: &Path, pg_wal: &mut Option<PathBuf>) -> Result<BTreeMap<String, (PathBuf, bool)>> {
     let mut work = BTreeMap::new();
     let mut done = std::collections::HashSet::new();
     let entries = std::fs::read_dir(spool).map_err(|e| Error::io(format!("reading {}", spool.display()), e))?;
@@ -198,14 +244,14 @@ fn pending(spool: &Path, pg_wal: &mut Option<PathBuf>) -> Result<BTreeMap<String
             if pg_wal.is_none() {
                 *pg_wal = path.parent().map(Path::to_path_buf);
             }
-            work.insert(name.to_string(), path);
+            work.insert(name.to_string(), (path, true));
         } else if let Some(name) = file.strip_suffix(".ok").or_else(|| file.strip_suffix(".error")) {
             done.insert(name.to_string());
         }
     }
     if let Some(dir) = pg_wal.as_deref() {
         for name in ready(dir) {
-            work.entry(name.clone()).or_insert_with(|| dir.join(&name));
+            work.entry(name.clone()).or_insert_with(|| (dir.join(&name), false));
         }
     }
     work.retain(|name, _| !done.contains(name));
