@@ -91,4 +91,9 @@ async fn archive_command_hands_segments_to_the_archiver_and_a_killed_archiver_le
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains(&format!("GAP  {gone} .. {gone}")), "{out}");
     assert!(err.contains("1 segments missing"), "{err}");
+    // The same in the metrics: a gauge to alert on, and a failure of the `wal` job.
+    let (code, metrics, err) = run(&mut a.fwdb(&["backup", "metrics"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(metrics.contains("fwdb_backup_wal_missing_segments 1\n"), "{metrics}");
+    assert!(metrics.contains("fwdb_backup_last_failure_timestamp_seconds{kind=\"wal\"}"), "{metrics}");
 }

@@ -27,6 +27,9 @@ pub struct JobStatus {
     pub last_size_bytes: Option<u64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// `wal`: segments missing from the archive after the oldest kept base backup's first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_segments: Option<u64>,
 }
 
 impl JobStatus {
@@ -38,6 +41,7 @@ impl JobStatus {
             last_size_bytes: None,
             last_error: None,
             last_error_at: None,
+            missing_segments: None,
         }
     }
 }
@@ -102,17 +106,33 @@ impl Backups {
             }
             out.push(s);
         }
-        out.push(self.wal_status().await?);
+        out.push(self.wal_status(&all).await?);
         Ok(out)
     }
 
-    /// The newest WAL file in the archive, as a job: continuous archiving's last success.
-    async fn wal_status(&self) -> Result<JobStatus> {
+    /// The newest WAL file in the archive, as a job: continuous archiving's
+    /// last success; a gap after the oldest kept base backup is its failure.
+    async fn wal_status(&self, all: &[super::Manifest]) -> Result<JobStatus> {
         let mut s = JobStatus::empty("wal");
-        if let Some(newest) = self.st.list("wal").await?.into_iter().max_by_key(|l| l.modified) {
+        let listed = self.st.list("wal").await?;
+        if let Some(newest) = listed.iter().max_by_key(|l| l.modified) {
             s.last_success = Some(newest.modified);
             s.last_detail = newest.key.strip_prefix("wal/").map(|k| k.trim_end_matches(".zst.age").to_string());
             s.last_size_bytes = Some(newest.size);
+        }
+        let oldest = all.iter().filter(|m| m.kind.is_physical()).find_map(|m| Some((m.start_wal.clone()?, m)));
+        if let Some((from, m)) = oldest {
+            let names: Vec<String> = listed
+                .iter()
+                .filter_map(|l| Some(l.key.strip_prefix("wal/")?.strip_suffix(".zst.age")?.to_string()))
+                .collect();
+            let r = super::wal_verify::find_gaps(&names, &from, m.wal_segment_size.unwrap_or(16 << 20));
+            s.missing_segments = Some(r.missing);
+            if let Some((a, z)) = r.gaps.first() {
+                s.last_error =
+                    Some(format!("{} WAL segments missing from the archive, the first gap {a} .. {z}", r.missing));
+                s.last_error_at = Some(Utc::now());
+            }
         }
         Ok(s)
     }
