@@ -258,10 +258,15 @@ pub(super) fn write_backups(o: &mut Out<'_>, gauges: &[BackupGauge], now: f64) -
     for g in gauges {
         f.sample(&[("kind", &g.kind)], flag(g.running))?;
     }
-    let help = "WAL segments missing from the archive after the oldest kept base backup's first one (alert above 0).";
-    let mut f = o.gauges("fwdb_backup_wal_missing_segments", help)?;
-    for n in gauges.iter().filter_map(|g| g.missing_segments) {
-        f.sample(&[], n)?;
+    // Only once the catalog knows a base backup to count from: no empty family.
+    let missing: Vec<u64> = gauges.iter().filter_map(|g| g.missing_segments).collect();
+    if !missing.is_empty() {
+        let help =
+            "WAL segments missing from the archive after the oldest kept base backup's first one (alert above 0).";
+        let mut f = o.gauges("fwdb_backup_wal_missing_segments", help)?;
+        for n in missing {
+            f.sample(&[], n)?;
+        }
     }
     Ok(())
 }
