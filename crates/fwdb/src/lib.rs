@@ -32,7 +32,9 @@ pub use config::{
     PostgresConfig, Profile, ReadPreference, Secret, ShownValue, SslMode, TlsConfig, REDACTED,
 };
 pub use config::{AdminLogin, SecurityConfig};
-pub use config::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
+pub use config::{
+    BackupConfig, EncryptionConfig, IncrementalType, RetentionConfig, S3Config, ScheduleConfig, StorageUrl,
+};
 pub use error::{ConfigProblem, Error, ErrorKind, Result};
 
 // PostgreSQL: connections, the routed cluster, transactions.
@@ -96,9 +98,9 @@ pub use metrics::{
 // Backups and recovery.
 pub use backup::{
     crc64_ecma, generate_key as generate_backup_key, next_run as next_cron_run, write_key as write_backup_key,
-    BackupKind, Backups, JobStatus as BackupJobStatus, Manifest as BackupManifest, ObjectEntry as BackupObject,
-    PitrOptions, PitrReport, Progress as BackupProgress, PruneItem, PruneReport, RecoveryTarget, VerifyDepth,
-    VerifyReport,
+    BackupKind, Backups, FileEntry as BackupFile, JobStatus as BackupJobStatus, LayoutReport,
+    Manifest as BackupManifest, ObjectEntry as BackupObject, PitrOptions, PitrReport, Progress as BackupProgress,
+    PruneItem, PruneReport, RecoveryTarget, VerifyDepth, VerifyReport, WalReport,
 };
 
 // Roles, privileges, audit.

@@ -30,9 +30,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Backup(cmd) => match load(&cli.global) {
-            Ok(config) => backup::run_with_file(cmd, &config, json, cli.global.config.as_deref())
-                .await
-                .unwrap_or_else(|e| fail(&e)),
+            Ok(config) => backup::run(cmd, &config, json).await.unwrap_or_else(|e| fail(&e)),
             Err(code) => code,
         },
         Command::Wal(cmd) => match load(&cli.global) {

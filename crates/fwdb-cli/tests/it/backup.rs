@@ -1,15 +1,19 @@
 //! Backups: logical (pg_dump) round trips, corruption, wrong keys, killed
-//! runs, retention, progress output; point-in-time recovery on private
-//! stacks in `pitr.rs`, S3 in `s3.rs`.
+//! runs, retention, progress output. Private stacks: point-in-time recovery
+//! and the full verify (`backup::pitr::`), diff and incr chains and delta
+//! restores (`backup::chain::`), asynchronous WAL archiving (`backup::wal_async::`);
+//! S3 (moto) in `backup::s3::`.
 
 use crate::helpers::{fwdb_command, run, TestApp};
 
-/// Point-in-time recovery and the full verify on private stacks, under `backup::pitr::`.
+#[path = "chain.rs"]
+mod chain;
 #[path = "pitr.rs"]
 mod pitr;
-/// S3 (moto) tests, under `backup::s3::`.
 #[path = "s3.rs"]
 mod s3;
+#[path = "wal_async.rs"]
+mod wal_async;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -13,11 +13,11 @@ use std::process::Command;
 /// A private stack (a primary only) archiving its WAL into a backup storage
 /// through `fwdb --config FILE wal push %p`, with FILE readable by the
 /// servers' OS user.
-struct ArchivingStack {
-    stack: fwdb_testkit::Stack,
-    info: fwdb_testkit::StackInfo,
-    db: String,
-    b: BackupEnv,
+pub(super) struct ArchivingStack {
+    pub(super) stack: fwdb_testkit::Stack,
+    pub(super) info: fwdb_testkit::StackInfo,
+    pub(super) db: String,
+    pub(super) b: BackupEnv,
     cfg: PathBuf,
     env: Vec<(String, String)>,
 }
@@ -27,7 +27,10 @@ impl ArchivingStack {
     /// `[backup.s3]` table if needed). `backup_role_is_superuser`: the backup
     /// role may then lock and count every table (row counts in full backups);
     /// otherwise it is a role with REPLICATION only, as in docs/runbook.md.
-    async fn start(storage_toml: impl FnOnce(&BackupEnv) -> String, backup_role_is_superuser: bool) -> ArchivingStack {
+    pub(super) async fn start(
+        storage_toml: impl FnOnce(&BackupEnv) -> String,
+        backup_role_is_superuser: bool,
+    ) -> ArchivingStack {
         use std::os::unix::fs::PermissionsExt;
         let stack = tokio::task::spawn_blocking(|| {
             fwdb_testkit::Stack::start(fwdb_testkit::StackOptions { replicas: 0, mongo: false, ..Default::default() })
@@ -78,18 +81,18 @@ impl ArchivingStack {
     }
 
     /// `fwdb --config FILE ARGS...` for this stack.
-    fn fwdb(&self, args: &[&str]) -> Command {
+    pub(super) fn fwdb(&self, args: &[&str]) -> Command {
         let mut c = fwdb_command();
         c.envs(self.env.iter().map(|(k, v)| (k, v))).arg("--config").arg(&self.cfg).args(args);
         c
     }
 
-    fn sql(&self, s: &str) -> String {
+    pub(super) fn sql(&self, s: &str) -> String {
         self.stack.psql(fwdb_testkit::Node::Primary, &self.db, s).expect(s)
     }
 
     /// Closes the current WAL segment and waits until the archiver has stored it; its name.
-    fn archive_now(&self) -> String {
+    pub(super) fn archive_now(&self) -> String {
         let seg = self.sql("SELECT pg_walfile_name(pg_switch_wal())");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
@@ -133,7 +136,7 @@ impl ArchivingStack {
 }
 
 /// Runs `cmd` as the servers' OS user (when we are root).
-fn as_server_user(info: &fwdb_testkit::StackInfo, program: &Path) -> Command {
+pub(super) fn as_server_user(info: &fwdb_testkit::StackInfo, program: &Path) -> Command {
     if unsafe { libc::geteuid() } == 0 {
         let mut c = Command::new("runuser");
         c.arg("-u").arg(&info.run_as_user).arg("--").arg(program);
@@ -143,7 +146,7 @@ fn as_server_user(info: &fwdb_testkit::StackInfo, program: &Path) -> Command {
     }
 }
 
-fn give_to_server_user(info: &fwdb_testkit::StackInfo, path: &Path) {
+pub(super) fn give_to_server_user(info: &fwdb_testkit::StackInfo, path: &Path) {
     if unsafe { libc::geteuid() } == 0 {
         let st = Command::new("chown").arg("-R").arg(&info.run_as_user).arg(path).status().expect("chown");
         assert!(st.success());
@@ -151,9 +154,9 @@ fn give_to_server_user(info: &fwdb_testkit::StackInfo, path: &Path) {
 }
 
 /// A restored server, stopped on drop.
-struct Restored {
-    dir: PathBuf,
-    info: fwdb_testkit::StackInfo,
+pub(super) struct Restored {
+    pub(super) dir: PathBuf,
+    pub(super) info: fwdb_testkit::StackInfo,
 }
 
 impl Drop for Restored {
@@ -166,7 +169,7 @@ impl Drop for Restored {
     }
 }
 
-async fn socket_client(socket: &str, port: u16, db: &str) -> tokio_postgres::Client {
+pub(super) async fn socket_client(socket: &str, port: u16, db: &str) -> tokio_postgres::Client {
     let mut c = tokio_postgres::Config::new();
     c.host_path(socket).port(port).user("postgres").dbname(db);
     let (client, conn) = c.connect(tokio_postgres::NoTls).await.expect("connect to the restored server");
@@ -189,7 +192,7 @@ fn base_backup_came_through_the_socket(log: &Path) -> bool {
 
 /// Scratch servers of `backup verify` still running in this test's temporary
 /// folder (there must be none after it).
-fn scratch_servers_left(a: &ArchivingStack) -> Vec<PathBuf> {
+pub(super) fn scratch_servers_left(a: &ArchivingStack) -> Vec<PathBuf> {
     std::fs::read_dir(a.info.dir.join("tmp"))
         .expect("tmp")
         .flatten()
@@ -308,7 +311,9 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     assert!(!quick.contains("scratch"), "{quick}");
 
     // Incremental (13.1): the WAL up to now reaches storage; status and metrics show it.
-    let inc = json(&mut a.fwdb(&["backup", "create", "--kind", "incremental"]));
+    let inc = json(
+        a.fwdb(&["backup", "create", "--kind", "incremental"]).env("FWDB__BACKUP__SCHEDULE__INCREMENTAL_TYPE", "wal"),
+    );
     let seg = inc["wal"].as_str().unwrap();
     assert!(a.b.storage.join("wal").join(format!("{seg}.zst.age")).is_file(), "{inc}");
     let metrics = ok(&mut a.fwdb(&["backup", "metrics"]));

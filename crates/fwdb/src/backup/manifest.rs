@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub const MANIFEST: &str = "manifest.json";
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest manifest format this fwdb reads and writes (2: diff and incr backups, file lists).
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -12,6 +13,12 @@ pub enum BackupKind {
     /// A PostgreSQL base backup (pg_basebackup), restorable to any point
     /// covered by the archived WAL after it.
     Full,
+    /// A base backup storing only the files changed since the last full
+    /// backup; restored on top of it.
+    Diff,
+    /// A base backup storing only the files changed since the last base
+    /// backup of any type; restored on top of its chain.
+    Incr,
     /// pg_dump custom format, one object per database.
     Logical,
     /// A MongoDB dump in mongodump's directory layout.
@@ -22,9 +29,18 @@ impl BackupKind {
     pub fn as_str(self) -> &'static str {
         match self {
             BackupKind::Full => "full",
+            BackupKind::Diff => "diff",
+            BackupKind::Incr => "incr",
             BackupKind::Logical => "logical",
             BackupKind::Mongo => "mongo",
         }
+    }
+}
+
+impl BackupKind {
+    /// A PostgreSQL base backup of any type (restorable with the archived WAL).
+    pub fn is_physical(self) -> bool {
+        matches!(self, BackupKind::Full | BackupKind::Diff | BackupKind::Incr)
     }
 }
 
@@ -39,9 +55,11 @@ impl std::str::FromStr for BackupKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "full" => Ok(BackupKind::Full),
+            "diff" => Ok(BackupKind::Diff),
+            "incr" => Ok(BackupKind::Incr),
             "logical" => Ok(BackupKind::Logical),
             "mongo" => Ok(BackupKind::Mongo),
-            _ => Err(format!("`{s}` is not a backup kind; use full, logical or mongo")),
+            _ => Err(format!("`{s}` is not a backup kind; use full, diff, incr, logical or mongo")),
         }
     }
 }
@@ -99,10 +117,41 @@ pub struct Manifest {
     /// Full backups: the server's WAL segment size (to name the segments a restore needs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_segment_size: Option<u64>,
+    /// Base backups: the cluster's system identifier; a diff or incr backup
+    /// only refers to a backup of the same cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_id: Option<String>,
     pub objects: Vec<ObjectEntry>,
+    /// Diff and incr backups: the backup this one was taken against (its
+    /// reference); a restore needs it, and so on down to a full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Base backups: every file of the data folder, with the backup that
+    /// holds its bytes (see [`FileEntry`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileEntry>,
     /// How it is encrypted: "age-x25519" or "age-scrypt".
     pub encryption: String,
     pub compression: String,
+}
+
+/// One regular file of a base backup's data folder. Plain (no content): it is
+/// what the next diff or incr backup compares against, and a host that only
+/// holds the public key can read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    /// Modification time (seconds since the epoch) as the server's tar header gave it.
+    pub mtime: i64,
+    /// The server's checksum from `backup_manifest` (`CRC32C:...`), when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// The backup whose `base.tar` holds these bytes.
+    pub backup: String,
+    /// When that backup started, by the server's clock (epoch seconds): a
+    /// file last modified before then was copied whole.
+    pub copied_at: i64,
 }
 
 impl Manifest {
@@ -126,4 +175,28 @@ pub fn manifest_key(id: &str) -> String {
 /// A new, sortable backup id: `20261125T021500Z-full`.
 pub fn new_id(kind: BackupKind, at: DateTime<Utc>) -> String {
     format!("{}-{}", at.format("%Y%m%dT%H%M%S%.3fZ"), kind)
+}
+
+/// Reads the manifest of backup `id`; one written by a newer fwdb is refused by name.
+pub fn parse(id: &str, bytes: &[u8]) -> crate::error::Result<Manifest> {
+    use crate::error::{Error, ErrorKind};
+    #[derive(Deserialize)]
+    struct Version {
+        format_version: Option<u32>,
+        tool_version: Option<String>,
+    }
+    let unreadable = |e: serde_json::Error| {
+        Error::new(ErrorKind::Validation, format!("the manifest of backup {id} is unreadable")).with_source(e)
+    };
+    let v: Version = serde_json::from_slice(bytes).map_err(unreadable)?;
+    if let Some(n) = v.format_version.filter(|n| *n > FORMAT_VERSION) {
+        return Err(Error::new(
+            ErrorKind::Validation,
+            format!(
+                "backup {id} was written by a newer fwdb ({}, manifest format {n}; this one reads up to {FORMAT_VERSION}): upgrade fwdb to restore it",
+                v.tool_version.unwrap_or_default()
+            ),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(unreadable)
 }

@@ -14,9 +14,12 @@ mod manifest;
 mod mongo_archive;
 mod mongo_dump;
 mod pg_counts;
+mod pg_layout;
 mod pg_logical;
 mod pg_physical;
+mod pg_restore;
 mod pg_scratch;
+mod pg_tar;
 mod pg_verify;
 mod pgtools;
 mod pipe;
@@ -24,14 +27,18 @@ mod retention;
 mod schedule;
 mod storage;
 mod wal;
+mod wal_async;
+mod wal_verify;
 
 pub use crypto::{generate_key, write_key};
-pub use manifest::{BackupKind, Manifest, ObjectEntry};
+pub use manifest::{BackupKind, FileEntry, Manifest, ObjectEntry};
 pub use mongo_archive::crc64_ecma;
-pub use pg_physical::{PitrOptions, PitrReport, RecoveryTarget};
+pub use pg_layout::LayoutReport;
+pub use pg_restore::{PitrOptions, PitrReport, RecoveryTarget};
 pub use pipe::Progress;
 pub use retention::{PruneItem, PruneReport};
 pub use schedule::JobStatus;
+pub use wal_verify::WalReport;
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -122,7 +129,10 @@ impl Backups {
             counts_lsn: None,
             counts_note: None,
             wal_segment_size: None,
+            system_id: None,
             objects: Vec::new(),
+            reference: None,
+            files: Vec::new(),
             encryption: self.encryption_name(),
             compression: format!("zstd-{}", self.cfg.backup.compression_level),
         }
@@ -150,7 +160,7 @@ impl Backups {
     pub async fn create(&self, kind: BackupKind) -> Result<Manifest> {
         match kind {
             BackupKind::Logical => self.create_logical(None).await,
-            BackupKind::Full => self.create_full().await,
+            BackupKind::Full | BackupKind::Diff | BackupKind::Incr => self.create_base(kind).await,
             BackupKind::Mongo => self.create_mongo().await,
         }
     }
@@ -170,9 +180,7 @@ impl Backups {
             }
             Err(e) => return Err(e),
         };
-        serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(ErrorKind::Validation, format!("the manifest of backup {id} is unreadable")).with_source(e)
-        })
+        manifest::parse(id, &bytes)
     }
 
     /// Every complete backup (those with a manifest), oldest first.
@@ -205,16 +213,24 @@ impl Backups {
         let m = self.manifest(id).await?;
         let mut checks = Vec::new();
         let mut pg_verifybackup = None;
-        for o in &m.objects {
-            self.get_object(o, std::io::sink()).await?;
-            checks.push(format!(
-                "{}: {} bytes stored, SHA-256 and decryption ok, {} bytes plain",
-                o.name, o.size, o.raw_size
-            ));
+        let chain = if m.kind.is_physical() { self.chain(&m).await? } else { vec![m.clone()] };
+        if chain.len() > 1 {
+            let ids: Vec<&str> = chain.iter().map(|c| c.id.as_str()).collect();
+            checks.push(format!("chain of {} backups, every link in storage: {}", chain.len(), ids.join(" <- ")));
+        }
+        for c in &chain {
+            for o in &c.objects {
+                self.get_object(o, std::io::sink()).await?;
+                let of = if c.id == m.id { String::new() } else { format!(" (of {})", c.id) };
+                checks.push(format!(
+                    "{}{of}: {} bytes stored, SHA-256 and decryption ok, {} bytes plain",
+                    o.name, o.size, o.raw_size
+                ));
+            }
         }
         if depth == VerifyDepth::Full {
             match m.kind {
-                BackupKind::Full => {
+                BackupKind::Full | BackupKind::Diff | BackupKind::Incr => {
                     checks.push(self.check_wal_archived(&m).await?);
                     let (verdict, counted) = self.restore_and_count(&m).await?;
                     checks.push(verdict.clone());

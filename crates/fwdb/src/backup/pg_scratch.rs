@@ -6,7 +6,7 @@
 
 use super::manifest::Manifest;
 use super::pg_counts::compare_counts;
-use super::pg_physical::{PitrOptions, PitrReport, RecoveryTarget};
+use super::pg_restore::{PitrOptions, PitrReport, RecoveryTarget};
 use super::{wal, Backups};
 use crate::error::{Error, ErrorKind, Result};
 use std::path::Path;
@@ -38,6 +38,7 @@ impl Backups {
             start: true,
             prefetch_wal: Some(upto),
             verify_manifest: true,
+            delta: false,
         };
         let result = match self.restore_pitr(&opts).await {
             Ok(r) => self.count_restored(m, &r).await.map(|line| (r.manifest_check.unwrap_or_default(), line)),

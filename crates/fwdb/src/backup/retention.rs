@@ -1,6 +1,7 @@
 //! `fwdb backup prune`: the retention of 13.1 (full 30 days, incremental 7
-//! days, a 7-day recovery window). Never deletes the newest full backup, nor
-//! WAL that a kept full backup needs.
+//! days, a 7-day recovery window). Never deletes the newest full backup, a
+//! backup that a kept diff or incr backup depends on, nor WAL that a kept
+//! base backup needs.
 
 use super::manifest::{BackupKind, Manifest};
 use super::{wal, Backups};
@@ -78,7 +79,23 @@ pub(crate) fn plan(
         };
         out.push((m.id.clone(), keep, why));
     }
+    keep_what_kept_ones_depend_on(all, &mut out);
     out
+}
+
+/// A kept diff or incr backup keeps its reference, and so on down to its full
+/// backup, whatever their age: without them it cannot be restored.
+fn keep_what_kept_ones_depend_on(all: &[Manifest], decisions: &mut [(String, bool, String)]) {
+    let at: std::collections::HashMap<&str, usize> = all.iter().enumerate().map(|(i, m)| (m.id.as_str(), i)).collect();
+    // Newest first: a reference is always older than what depends on it, so one pass reaches every link.
+    for i in (0..all.len()).rev() {
+        let (Some(parent), true) = (all[i].reference.as_deref(), decisions[i].1) else { continue };
+        let Some(&p) = at.get(parent) else { continue };
+        if !decisions[p].1 {
+            decisions[p].1 = true;
+            decisions[p].2 = format!("kept backup {} depends on it ({})", all[i].id, decisions[p].2);
+        }
+    }
 }
 
 impl Backups {
@@ -86,9 +103,9 @@ impl Backups {
         let all = self.list().await?;
         let mut report = PruneReport { dry_run, ..Default::default() };
         let decisions = plan(&all, &self.cfg.backup.retention, now);
-        let kept_fulls: Vec<&Manifest> = all
+        let kept_bases: Vec<&Manifest> = all
             .iter()
-            .filter(|m| m.kind == BackupKind::Full && decisions.iter().any(|(id, k, _)| *k && *id == m.id))
+            .filter(|m| m.kind.is_physical() && decisions.iter().any(|(id, k, _)| *k && *id == m.id))
             .collect();
         for (id, keep, reason) in decisions {
             let item = PruneItem { what: id.clone(), reason };
@@ -101,8 +118,8 @@ impl Backups {
                 report.deleted.push(item);
             }
         }
-        // WAL before the oldest kept full backup's first segment is needed by no kept backup.
-        let oldest_needed = kept_fulls
+        // WAL before the oldest kept base backup's first segment is needed by no kept backup.
+        let oldest_needed = kept_bases
             .iter()
             .filter_map(|m| m.start_wal.as_deref().and_then(wal::segment_position))
             .min()
@@ -119,7 +136,7 @@ impl Backups {
                 }
                 report.deleted.push(PruneItem {
                     what: format!("wal/{name}"),
-                    reason: format!("before {floor}, the first segment any kept full backup needs"),
+                    reason: format!("before {floor}, the first segment any kept base backup needs"),
                 });
             }
         }
@@ -173,7 +190,10 @@ mod tests {
             counts_lsn: None,
             counts_note: None,
             wal_segment_size: None,
+            system_id: None,
             objects: vec![],
+            reference: None,
+            files: vec![],
             encryption: String::new(),
             compression: String::new(),
         }
@@ -198,5 +218,24 @@ mod tests {
         // Only old full backups: the newest is kept whatever its age.
         let d = plan(&[m(BackupKind::Full, 90, now), m(BackupKind::Full, 60, now)], &r, now);
         assert_eq!(d.iter().map(|x| x.1).collect::<Vec<_>>(), vec![false, true]);
+    }
+
+    #[test]
+    fn a_kept_incremental_keeps_its_whole_chain_and_says_so() {
+        let now = Utc::now();
+        let r = crate::config::RetentionConfig::default();
+        let full = m(BackupKind::Full, 45, now);
+        let mut diff = m(BackupKind::Diff, 40, now);
+        diff.reference = Some(full.id.clone());
+        let mut incr = m(BackupKind::Incr, 3, now);
+        incr.reference = Some(diff.id.clone());
+        let old_full = m(BackupKind::Full, 50, now);
+        // The base of the recovery window, so that the chain's full backup has no other reason to stay.
+        let window_base = m(BackupKind::Full, 20, now);
+        let newest_full = m(BackupKind::Full, 1, now);
+        let all = vec![old_full, full.clone(), diff.clone(), incr, window_base, newest_full];
+        let d = plan(&all, &r, now);
+        assert_eq!(d.iter().map(|x| x.1).collect::<Vec<_>>(), vec![false, true, true, true, true, true], "{d:?}");
+        assert!(d[1].2.starts_with(&format!("kept backup {} depends on it", diff.id)), "{}", d[1].2);
     }
 }

@@ -1,11 +1,12 @@
 //! The schedule of 13.1 (full daily at 02:00 UTC, incremental every 6 hours;
 //! logical and MongoDB dumps when configured; from `backup.schedule`), the
-//! incremental step (WAL up to now archived), a verify drill after each full
+//! incremental step (an incr or diff base backup, or only the WAL up to now archived), a verify drill after each full
 //! backup, and what the catalog says about the last success of each job, for
 //! `fwdb backup status` and the `fwdb_backup_*` metrics.
 
 use super::manifest::BackupKind;
 use super::{wal, Backups};
+use crate::config::IncrementalType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::BackupRuns;
 use chrono::{DateTime, Utc};
@@ -26,6 +27,9 @@ pub struct JobStatus {
     pub last_size_bytes: Option<u64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// `wal`: segments missing from the archive after the oldest kept base backup's first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_segments: Option<u64>,
 }
 
 impl JobStatus {
@@ -37,6 +41,7 @@ impl JobStatus {
             last_size_bytes: None,
             last_error: None,
             last_error_at: None,
+            missing_segments: None,
         }
     }
 }
@@ -45,8 +50,12 @@ fn status_key(job: &str) -> String {
     format!("status/{job}.json")
 }
 
-fn kind_of(job: &str) -> Option<BackupKind> {
-    job.parse().ok()
+/// The kinds of backup whose manifests count as a run of `job`.
+fn kinds_of(job: &str) -> Vec<BackupKind> {
+    match job {
+        "incremental" => vec![BackupKind::Diff, BackupKind::Incr],
+        other => other.parse().into_iter().collect(),
+    }
 }
 
 impl Backups {
@@ -86,7 +95,8 @@ impl Backups {
         let mut out = Vec::new();
         for job in JOBS {
             let mut s = self.job_status(job).await?;
-            let newest = kind_of(job).and_then(|k| all.iter().rev().find(|m| m.kind == k));
+            let kinds = kinds_of(job);
+            let newest = all.iter().rev().find(|m| kinds.contains(&m.kind));
             if let Some(m) = newest {
                 if s.last_success.is_none_or(|t| t <= m.finished_at) {
                     s.last_success = Some(m.finished_at);
@@ -96,17 +106,33 @@ impl Backups {
             }
             out.push(s);
         }
-        out.push(self.wal_status().await?);
+        out.push(self.wal_status(&all).await?);
         Ok(out)
     }
 
-    /// The newest WAL file in the archive, as a job: continuous archiving's last success.
-    async fn wal_status(&self) -> Result<JobStatus> {
+    /// The newest WAL file in the archive, as a job: continuous archiving's
+    /// last success; a gap after the oldest kept base backup is its failure.
+    async fn wal_status(&self, all: &[super::Manifest]) -> Result<JobStatus> {
         let mut s = JobStatus::empty("wal");
-        if let Some(newest) = self.st.list("wal").await?.into_iter().max_by_key(|l| l.modified) {
+        let listed = self.st.list("wal").await?;
+        if let Some(newest) = listed.iter().max_by_key(|l| l.modified) {
             s.last_success = Some(newest.modified);
             s.last_detail = newest.key.strip_prefix("wal/").map(|k| k.trim_end_matches(".zst.age").to_string());
             s.last_size_bytes = Some(newest.size);
+        }
+        let oldest = all.iter().filter(|m| m.kind.is_physical()).find_map(|m| Some((m.start_wal.clone()?, m)));
+        if let Some((from, m)) = oldest {
+            let names: Vec<String> = listed
+                .iter()
+                .filter_map(|l| Some(l.key.strip_prefix("wal/")?.strip_suffix(".zst.age")?.to_string()))
+                .collect();
+            let r = super::wal_verify::find_gaps(&names, &from, m.wal_segment_size.unwrap_or(16 << 20));
+            s.missing_segments = Some(r.missing);
+            if let Some((a, z)) = r.gaps.first() {
+                s.last_error =
+                    Some(format!("{} WAL segments missing from the archive, the first gap {a} .. {z}", r.missing));
+                s.last_error_at = Some(Utc::now());
+            }
         }
         Ok(s)
     }
@@ -167,8 +193,8 @@ impl Backups {
             Ok((detail, size)) => runs.succeeded(job, detail, *size),
             Err(e) => runs.failed(job, &e.to_string()),
         }
-        // The incremental step records itself (it knows the segment it waited for).
-        if job != "incremental" {
+        // The WAL-only incremental step records itself (it knows the segment it waited for).
+        if !self.incremental_is_wal_only(job) {
             let record = outcome.as_ref().map(|(d, _)| d.clone()).map_err(|e| e.to_string());
             if let Err(e) = self.record(job, record).await {
                 tracing::warn!(job, error = %e, "could not record the job's outcome in storage");
@@ -181,16 +207,25 @@ impl Backups {
         Ok(detail)
     }
 
+    fn incremental_is_wal_only(&self, job: &str) -> bool {
+        job == "incremental" && self.cfg.backup.schedule.incremental_type == IncrementalType::Wal
+    }
+
     /// One job's work: (what succeeded, its stored size when known).
     async fn take(&self, job: &str) -> Result<(String, Option<u64>)> {
-        match job {
-            "incremental" => self.incremental(Duration::from_secs(300)).await.map(|seg| (seg, None)),
-            other => match kind_of(other) {
-                Some(kind) => self.create(kind).await.map(|m| (m.id.clone(), Some(m.stored_size()))),
-                None => Err(Error::validation(format!(
-                    "`{other}` is not a scheduled job (full, incremental, logical, mongo)"
-                ))),
-            },
+        let kind = match (job, self.cfg.backup.schedule.incremental_type) {
+            ("incremental", IncrementalType::Wal) => {
+                return self.incremental(Duration::from_secs(300)).await.map(|seg| (seg, None))
+            }
+            ("incremental", IncrementalType::Diff) => Some(BackupKind::Diff),
+            ("incremental", IncrementalType::Incr) => Some(BackupKind::Incr),
+            (other, _) => other.parse().ok().filter(|k| !matches!(k, BackupKind::Diff | BackupKind::Incr)),
+        };
+        match kind {
+            Some(kind) => self.create(kind).await.map(|m| (m.id.clone(), Some(m.stored_size()))),
+            None => {
+                Err(Error::validation(format!("`{job}` is not a scheduled job (full, incremental, logical, mongo)")))
+            }
         }
     }
 

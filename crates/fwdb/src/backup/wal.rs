@@ -44,6 +44,11 @@ pub(crate) fn parse_lsn(lsn: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
+/// `0/3000028` for a position.
+pub(crate) fn format_lsn(pos: u64) -> String {
+    format!("{:X}/{:X}", pos >> 32, pos & 0xffff_ffff)
+}
+
 fn file_sha256(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let mut h = HashSink(Sha256::new());

@@ -35,6 +35,7 @@ pub struct BackupConfig {
     pub pg_socket_dir: Option<PathBuf>,
     pub retention: RetentionConfig,
     pub schedule: ScheduleConfig,
+    pub wal: WalConfig,
 }
 
 impl Default for BackupConfig {
@@ -54,6 +55,37 @@ impl Default for BackupConfig {
             pg_socket_dir: None,
             retention: RetentionConfig::default(),
             schedule: ScheduleConfig::default(),
+            wal: WalConfig::default(),
+        }
+    }
+}
+
+/// Asynchronous WAL archiving: `fwdb wal archiver` runs beside the server and
+/// pushes segments (in parallel, ahead of PostgreSQL's requests);
+/// `fwdb wal push` (archive_command) hands each segment to it and returns once
+/// it is in storage. Without a running archiver, `fwdb wal push` pushes itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WalConfig {
+    /// Where `fwdb wal push` and the archiver meet: small request and status
+    /// files only (no WAL is copied there). Unset: archiving is synchronous.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<PathBuf>,
+    /// Segments the archiver uploads at once.
+    pub parallel: usize,
+    /// How long `fwdb wal push` waits for the archiver before it fails (PostgreSQL then retries).
+    #[serde(with = "duration_str")]
+    pub push_timeout: Duration,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            spool_dir: None,
+            // Uploads wait on the network far more than on the CPU.
+            parallel: 4,
+            // PostgreSQL retries a failed archive_command after a second: a minute covers a slow upload.
+            push_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -137,8 +169,12 @@ impl Default for RetentionConfig {
 pub struct ScheduleConfig {
     /// Full base backups, each followed by a verify drill.
     pub full: String,
-    /// The incremental step: the WAL up to now archived.
+    /// The incremental step (see `incremental_type`).
     pub incremental: String,
+    /// What the incremental step takes: `incr` (a base backup of the files
+    /// changed since the last base backup), `diff` (since the last full one),
+    /// or `wal` (only closes the current WAL segment and waits until it is archived).
+    pub incremental_type: IncrementalType,
     /// Logical dumps (pg_dump).
     pub logical: String,
     /// MongoDB dumps.
@@ -154,12 +190,22 @@ impl Default for ScheduleConfig {
             full: "0 2 * * *".into(),
             // 13.1: every 6 hours.
             incremental: "0 */6 * * *".into(),
+            // 13.1 asks for incremental backups: the smallest that still bounds replay time.
+            incremental_type: IncrementalType::Incr,
             // 13.1 names no schedule for these: taken when an operator asks for them.
             logical: String::new(),
             mongo: String::new(),
             enabled: false,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncrementalType {
+    Incr,
+    Diff,
+    Wal,
 }
 
 impl ScheduleConfig {

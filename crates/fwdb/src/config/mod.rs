@@ -12,7 +12,9 @@ mod security;
 mod server;
 mod validate;
 
-pub use backup::{BackupConfig, EncryptionConfig, RetentionConfig, S3Config, ScheduleConfig, StorageUrl};
+pub use backup::{
+    BackupConfig, EncryptionConfig, IncrementalType, RetentionConfig, S3Config, ScheduleConfig, StorageUrl,
+};
 pub use layers::Origin;
 pub use model::{
     AdminLogin, Config, MongoConfig, MongoPoolConfig, MongoTlsConfig, PgHost, PoolConfig, PostgresConfig, Profile,

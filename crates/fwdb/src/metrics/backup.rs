@@ -177,6 +177,8 @@ pub struct BackupGauge {
     /// Failed runs of this process's schedule.
     pub failures: u64,
     pub running: bool,
+    /// `wal`: segments missing from the archive (a gap breaks point-in-time recovery).
+    pub missing_segments: Option<u64>,
 }
 
 fn unix(t: DateTime<Utc>) -> f64 {
@@ -200,6 +202,7 @@ pub fn merge_backups(catalog: &[JobStatus], runs: &[RunState]) -> Vec<BackupGaug
         g.last_size_bytes = c.last_size_bytes;
         g.last_failure = c.last_error_at.map(unix);
         g.last_error = c.last_error.clone();
+        g.missing_segments = c.missing_segments;
     }
     for r in runs {
         let g = out.entry(r.job.clone()).or_insert_with(|| BackupGauge { kind: r.job.clone(), ..Default::default() });
@@ -255,6 +258,16 @@ pub(super) fn write_backups(o: &mut Out<'_>, gauges: &[BackupGauge], now: f64) -
     for g in gauges {
         f.sample(&[("kind", &g.kind)], flag(g.running))?;
     }
+    // Only once the catalog knows a base backup to count from: no empty family.
+    let missing: Vec<u64> = gauges.iter().filter_map(|g| g.missing_segments).collect();
+    if !missing.is_empty() {
+        let help =
+            "WAL segments missing from the archive after the oldest kept base backup's first one (alert above 0).";
+        let mut f = o.gauges("fwdb_backup_wal_missing_segments", help)?;
+        for n in missing {
+            f.sample(&[], n)?;
+        }
+    }
     Ok(())
 }
 
@@ -279,6 +292,7 @@ mod tests {
             last_size_bytes: Some(size),
             last_error: None,
             last_error_at: None,
+            missing_segments: None,
         }
     }
 
