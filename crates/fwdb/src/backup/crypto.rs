@@ -18,7 +18,7 @@ impl Keys {
         let mut recipients = Vec::new();
         for (i, r) in e.recipients.iter().enumerate() {
             recipients.push(r.parse::<age::x25519::Recipient>().map_err(|err| {
-                Error::validation(format!("backup.encryption.recipients[{i}]: `{r}` is not an age public key: {err}"))
+                Error::invalid_input(format!("backup.encryption.recipients[{i}]: `{r}` is not an age public key: {err}"))
             })?);
         }
         let mut identities = Vec::new();
@@ -31,7 +31,7 @@ impl Keys {
                     continue;
                 }
                 identities.push(line.parse::<age::x25519::Identity>().map_err(|_| {
-                    Error::validation(format!(
+                    Error::invalid_input(format!(
                         "{} line {}: not an age secret key (AGE-SECRET-KEY-1...)",
                         path.display(),
                         n + 1
@@ -54,7 +54,7 @@ impl Keys {
             recipients.extend(identities.iter().map(|i| i.to_public()));
         }
         if recipients.is_empty() && passphrase.is_none() {
-            return Err(Error::validation(
+            return Err(Error::invalid_input(
                 "backup.encryption: no age recipient and no passphrase configured; backups are always encrypted",
             ));
         }
@@ -89,7 +89,7 @@ impl Keys {
             ids.push(Box::new(age::scrypt::Identity::new(p.clone())));
         }
         if ids.is_empty() {
-            return Err(Error::validation(format!(
+            return Err(Error::invalid_input(format!(
                 "cannot decrypt {what}: no key to decrypt with; set backup.encryption.identity_file or a passphrase"
             )));
         }

@@ -168,7 +168,7 @@ impl Backups {
     /// The manifest of backup `id`.
     pub async fn manifest(&self, id: &str) -> Result<Manifest> {
         if id.is_empty() || id.contains('/') || id.contains("..") {
-            return Err(Error::validation(format!("`{id}` is not a backup id (see `fwdb backup list`)")));
+            return Err(Error::invalid_input(format!("`{id}` is not a backup id (see `fwdb backup list`)")));
         }
         let bytes = match self.st.get(&manifest::manifest_key(id)).await {
             Ok(b) => b,

@@ -59,7 +59,7 @@ impl Backups {
     pub async fn export_mongo_archive(&self, id: &str, path: &std::path::Path) -> Result<()> {
         let m = self.manifest(id).await?;
         if m.kind != BackupKind::Mongo {
-            return Err(Error::validation(format!(
+            return Err(Error::invalid_input(format!(
                 "backup {id} is a {} backup; only MongoDB dumps have an archive form",
                 m.kind
             )));
@@ -74,7 +74,7 @@ impl Backups {
             let Some((db, rest)) = o.name.split_once('/') else { continue };
             let coll = rest.trim_end_matches(".metadata.json").to_string();
             let docs = m.objects.iter().find(|d| d.name == format!("{db}/{coll}.bson")).ok_or_else(|| {
-                Error::validation(format!("backup {id} has metadata but no documents for {db}.{coll}"))
+                Error::invalid_input(format!("backup {id} has metadata but no documents for {db}.{coll}"))
             })?;
             let meta = String::from_utf8_lossy(&self.get_object(o, Vec::new()).await?).into_owned();
             namespaces.push((db.to_string(), coll, meta, docs.clone()));

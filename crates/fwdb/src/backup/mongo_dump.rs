@@ -230,20 +230,20 @@ impl Backups {
     pub async fn restore_mongo(&self, id: &str, target: &str, from: Option<&str>) -> Result<BTreeMap<String, u64>> {
         let m = self.manifest(id).await?;
         if m.kind != BackupKind::Mongo {
-            return Err(Error::validation(format!("backup {id} is a {} backup, not a MongoDB dump", m.kind)));
+            return Err(Error::invalid_input(format!("backup {id} is a {} backup, not a MongoDB dump", m.kind)));
         }
         let source = match from {
             Some(d) => d.to_string(),
             None if m.databases.len() == 1 => m.databases[0].clone(),
             None => {
-                return Err(Error::validation(format!(
+                return Err(Error::invalid_input(format!(
                     "backup {id} holds several databases ({}); name one with --from",
                     m.databases.join(", ")
                 )))
             }
         };
         if target.is_empty() || target.contains(['/', '\\', '.', ' ', '"', '$']) {
-            return Err(Error::validation(format!("`{target}` is not a MongoDB database name")));
+            return Err(Error::invalid_input(format!("`{target}` is not a MongoDB database name")));
         }
         let client = crate::mongo::client(&self.cfg.mongo).await?;
         let db = client.database(target);
@@ -281,7 +281,7 @@ impl Backups {
             let to_doc = |v: &serde_json::Value| -> Result<Document> {
                 match Bson::try_from(v.clone()) {
                     Ok(Bson::Document(d)) => Ok(d),
-                    _ => Err(Error::validation(format!("{}: not an Extended JSON document", meta_obj.name))),
+                    _ => Err(Error::invalid_input(format!("{}: not an Extended JSON document", meta_obj.name))),
                 }
             };
             let options = meta.get("options").map(to_doc).transpose()?.unwrap_or_default();
@@ -293,7 +293,7 @@ impl Backups {
                 .iter()
                 .find(|o| o.name == format!("{source}/{coll_name}.bson"))
                 .ok_or_else(|| {
-                    Error::validation(format!("backup {} has metadata but no documents for {coll_name}", m.id))
+                    Error::invalid_input(format!("backup {} has metadata but no documents for {coll_name}", m.id))
                 })?
                 .clone();
             let (tx, mut rx) = mpsc::channel::<Vec<RawDocumentBuf>>(2);
@@ -375,7 +375,7 @@ impl Backups {
         let mut out = Vec::new();
         for o in &m.objects {
             if o.name.split('/').any(|p| p == ".." || p.is_empty()) {
-                return Err(Error::validation(format!("backup {id}: unsafe object name {}", o.name)));
+                return Err(Error::invalid_input(format!("backup {id}: unsafe object name {}", o.name)));
             }
             let path = dir.join(&o.name);
             if let Some(parent) = path.parent() {

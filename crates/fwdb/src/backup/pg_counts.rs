@@ -49,7 +49,7 @@ impl Backups {
 
     async fn counts_at_one_position(&self, dbs: &[String]) -> Result<(String, BTreeMap<String, u64>)> {
         if dbs.is_empty() {
-            return Err(Error::validation("the backup lists no databases"));
+            return Err(Error::invalid_input("the backup lists no databases"));
         }
         // Connections cost a TLS and SCRAM handshake each: open them all at
         // once, and the readers before the locks, so the locks are held for as

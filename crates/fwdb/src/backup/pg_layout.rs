@@ -56,7 +56,7 @@ impl Backups {
     pub(crate) async fn lay_out(&self, chain: &[Manifest], dir: &Path, delta: bool) -> Result<LayoutReport> {
         let newest = chain.last().ok_or_else(|| Error::new(ErrorKind::Internal, "an empty chain"))?;
         if delta && newest.files.is_empty() {
-            return Err(Error::validation(format!(
+            return Err(Error::invalid_input(format!(
                 "backup {} has no file list (taken by an older fwdb): --delta cannot compare; restore it into a new folder",
                 newest.id
             )));
@@ -80,7 +80,7 @@ impl Backups {
             .objects
             .iter()
             .find(|o| o.name == "base.tar")
-            .ok_or_else(|| Error::validation(format!("backup {} has no base.tar", b.id)))?
+            .ok_or_else(|| Error::invalid_input(format!("backup {} has no base.tar", b.id)))?
             .clone();
         let (reader, writer) = std::io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
         let into = dir.to_path_buf();

@@ -35,7 +35,7 @@ impl Backups {
         let started = chrono::Utc::now();
         let mut m = self.new_manifest(BackupKind::Logical, started);
         let dbs = databases.unwrap_or_else(|| vec![self.cfg.postgres.database.clone()]);
-        let host = self.cfg.postgres.primary.first().ok_or_else(|| Error::validation("postgres.primary is empty"))?;
+        let host = self.cfg.postgres.primary.first().ok_or_else(|| Error::invalid_input("postgres.primary is empty"))?;
         m.servers.push(host.to_string());
         for db in &dbs {
             let pg = self.backup_pg_config(db);
@@ -65,13 +65,13 @@ impl Backups {
 
     fn pick_dump<'a>(&self, m: &'a Manifest, from: Option<&str>) -> Result<&'a ObjectEntry> {
         if m.kind != BackupKind::Logical {
-            return Err(Error::validation(format!("backup {} is a {} backup, not a logical one", m.id, m.kind)));
+            return Err(Error::invalid_input(format!("backup {} is a {} backup, not a logical one", m.id, m.kind)));
         }
         let db = match from {
             Some(d) => d.to_string(),
             None if m.databases.len() == 1 => m.databases[0].clone(),
             None => {
-                return Err(Error::validation(format!(
+                return Err(Error::invalid_input(format!(
                     "backup {} holds several databases ({}); name one with --from",
                     m.id,
                     m.databases.join(", ")
@@ -94,7 +94,7 @@ impl Backups {
         let obj = self.pick_dump(&m, from)?.clone();
         let source_db = obj.name.trim_end_matches(".dump").to_string();
         if target.is_empty() || target.len() > 63 {
-            return Err(Error::validation(format!("`{target}` is not a database name")));
+            return Err(Error::invalid_input(format!("`{target}` is not a database name")));
         }
         let admin = crate::postgres::connect(
             &self.backup_pg_config(&self.cfg.postgres.database),

@@ -63,7 +63,7 @@ impl Backups {
     /// Takes a base backup of `kind` (full, diff or incr) and returns its manifest.
     pub(crate) async fn create_base(&self, kind: BackupKind) -> Result<Manifest> {
         let started = Utc::now();
-        let host = self.cfg.postgres.primary.first().ok_or_else(|| Error::validation("postgres.primary is empty"))?;
+        let host = self.cfg.postgres.primary.first().ok_or_else(|| Error::invalid_input("postgres.primary is empty"))?;
         let facts = self.server_facts().await?;
         let reference = self.reference_for(kind, facts.system_id.as_deref()).await?;
         let kind = if reference.is_none() && kind != BackupKind::Full {
@@ -148,7 +148,7 @@ impl Backups {
         while let Some(parent) = chain.last().and_then(|c| c.reference.clone()) {
             let child = chain.last().map(|c| c.id.clone()).unwrap_or_default();
             if chain.len() > 10_000 || chain.iter().any(|c| c.id == parent) {
-                return Err(Error::validation(format!("the chain of backup {} loops at {parent}", m.id)));
+                return Err(Error::invalid_input(format!("the chain of backup {} loops at {parent}", m.id)));
             }
             let p = self.manifest(&parent).await.map_err(|e| {
                 let kind = if e.is_not_found() { ErrorKind::Validation } else { e.kind() };

@@ -79,7 +79,7 @@ fn user_ids(name: &str) -> Result<(u32, u32)> {
             (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
         })
         .next()
-        .ok_or_else(|| Error::validation(format!("--run-as {name}: no such user")))
+        .ok_or_else(|| Error::invalid_input(format!("--run-as {name}: no such user")))
 }
 
 fn run_checked(mut cmd: Command, what: &str) -> Result<()> {
@@ -102,7 +102,7 @@ fn check_target(dir: &Path, delta: bool) -> Result<()> {
     let has_entries = dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true);
     if !delta {
         if has_entries {
-            return Err(Error::validation(format!(
+            return Err(Error::invalid_input(format!(
                 "--target-dir {} is not empty; restores go into a new folder (or use --delta over a stopped data folder)",
                 dir.display()
             )));
@@ -110,13 +110,13 @@ fn check_target(dir: &Path, delta: bool) -> Result<()> {
         return Ok(());
     }
     if has_entries && !dir.join("PG_VERSION").is_file() {
-        return Err(Error::validation(format!(
+        return Err(Error::invalid_input(format!(
             "--delta: {} is not a PostgreSQL data folder (no PG_VERSION); refusing to rewrite it",
             dir.display()
         )));
     }
     if dir.join("postmaster.pid").exists() {
-        return Err(Error::validation(format!(
+        return Err(Error::invalid_input(format!(
             "--delta: a server is running in {} (postmaster.pid); stop it first",
             dir.display()
         )));
@@ -130,7 +130,7 @@ impl Backups {
     pub async fn restore_pitr(&self, opts: &PitrOptions) -> Result<PitrReport> {
         if let RecoveryTarget::Lsn(l) = &opts.target {
             if wal::parse_lsn(l).is_none() {
-                return Err(Error::validation(format!("--to-lsn `{l}` is not an LSN (e.g. 0/3000060)")));
+                return Err(Error::invalid_input(format!("--to-lsn `{l}` is not an LSN (e.g. 0/3000060)")));
             }
         }
         let dir = &opts.target_dir;
@@ -139,7 +139,7 @@ impl Backups {
             Some(id) => {
                 let m = self.manifest(id).await?;
                 if !m.kind.is_physical() {
-                    return Err(Error::validation(format!(
+                    return Err(Error::invalid_input(format!(
                         "backup {id} is a {} backup; point-in-time recovery needs a base backup (full, diff or incr)",
                         m.kind
                     )));

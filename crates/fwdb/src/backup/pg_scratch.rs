@@ -135,7 +135,7 @@ fn scratch_target(m: &Manifest) -> Result<(RecoveryTarget, String)> {
         return Ok((RecoveryTarget::Immediate, m.stop_lsn.clone().ok_or_else(|| no_positions(m))?));
     };
     let lsn =
-        wal::parse_lsn(l).ok_or_else(|| Error::validation(format!("the manifest of {}: `{l}` is not an LSN", m.id)))?;
+        wal::parse_lsn(l).ok_or_else(|| Error::invalid_input(format!("the manifest of {}: `{l}` is not an LSN", m.id)))?;
     let size = seg_size(m);
     // Counts taken right after a segment switch, with nothing written since: the
     // segment holding them may never be archived (a switch of an empty segment
@@ -165,7 +165,7 @@ fn segments_through(m: &Manifest, upto: &str) -> Result<Vec<String>> {
         return Err(no_positions(m));
     };
     let end =
-        wal::parse_lsn(upto).ok_or_else(|| Error::validation(format!("`{upto}` is not an LSN (e.g. 0/3000060)")))?;
+        wal::parse_lsn(upto).ok_or_else(|| Error::invalid_input(format!("`{upto}` is not an LSN (e.g. 0/3000060)")))?;
     let size = seg_size(m);
     (start / size..=end / size)
         .map(|s| {

@@ -54,7 +54,7 @@ pub(crate) fn user_and_password(pg: &PostgresConfig, b: &BackupConfig) -> (Strin
 /// socket in `backup.pg_socket_dir`) as `user`.
 pub(crate) fn command(pg: &PostgresConfig, b: &BackupConfig, name: &str, database: &str) -> Result<Command> {
     let mut cmd = Command::new(tool(b, name)?);
-    let host = pg.primary.first().ok_or_else(|| Error::validation("postgres.primary is empty"))?;
+    let host = pg.primary.first().ok_or_else(|| Error::invalid_input("postgres.primary is empty"))?;
     let (user, password) = user_and_password(pg, b);
     cmd.env("PGPORT", host.port.to_string()).env("PGUSER", user).env("PGDATABASE", database);
     cmd.env("PGAPPNAME", "fwdb backup").env("PGCONNECT_TIMEOUT", pg.connect_timeout.as_secs().max(1).to_string());

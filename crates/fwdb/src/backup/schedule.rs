@@ -224,7 +224,7 @@ impl Backups {
         match kind {
             Some(kind) => self.create(kind).await.map(|m| (m.id.clone(), Some(m.stored_size()))),
             None => {
-                Err(Error::validation(format!("`{job}` is not a scheduled job (full, incremental, logical, mongo)")))
+                Err(Error::invalid_input(format!("`{job}` is not a scheduled job (full, incremental, logical, mongo)")))
             }
         }
     }
@@ -256,7 +256,7 @@ impl Backups {
     ) -> Result<()> {
         let jobs = self.cfg.backup.schedule.jobs();
         for (job, cron) in &jobs {
-            super::parse_cron(cron).map_err(|e| Error::validation(format!("backup.schedule.{job}: {e}")))?;
+            super::parse_cron(cron).map_err(|e| Error::invalid_input(format!("backup.schedule.{job}: {e}")))?;
         }
         tokio::pin!(stop);
         loop {
@@ -285,7 +285,7 @@ impl Backups {
 fn next_job<'a>(jobs: &[(&'a str, &str)], now: DateTime<Utc>) -> Result<Option<(DateTime<Utc>, &'a str)>> {
     let mut best: Option<(DateTime<Utc>, &'a str)> = None;
     for (job, cron) in jobs {
-        let at = super::next_run(cron, now).map_err(Error::validation)?;
+        let at = super::next_run(cron, now).map_err(Error::invalid_input)?;
         if best.is_none_or(|(b, _)| at < b) {
             best = Some((at, job));
         }

@@ -36,11 +36,11 @@ fn store_err(what: String, e: object_store::Error) -> Error {
 impl Storage {
     pub fn open(cfg: &BackupConfig) -> Result<Storage> {
         if cfg.storage.is_empty() {
-            return Err(Error::validation(
+            return Err(Error::invalid_input(
                 "backup.storage is not set; e.g. file:///var/backups/fwdb or s3://bucket/prefix",
             ));
         }
-        let url = StorageUrl::parse(&cfg.storage).map_err(|m| Error::validation(format!("backup.storage: {m}")))?;
+        let url = StorageUrl::parse(&cfg.storage).map_err(|m| Error::invalid_input(format!("backup.storage: {m}")))?;
         match url {
             StorageUrl::File(dir) => {
                 std::fs::create_dir_all(&dir)

@@ -21,7 +21,7 @@ pub(crate) fn check_wal_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::validation(format!("`{name}` is not a WAL file name (e.g. 000000010000000000000003)")))
+        Err(Error::invalid_input(format!("`{name}` is not a WAL file name (e.g. 000000010000000000000003)")))
     }
 }
 
@@ -74,7 +74,7 @@ impl Backups {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::validation(format!("{} is not a WAL file path", path.display())))?;
+            .ok_or_else(|| Error::invalid_input(format!("{} is not a WAL file path", path.display())))?;
         check_wal_name(name)?;
         let key = wal_key(name);
         if self.st.exists(&key).await? {

@@ -154,7 +154,7 @@ impl Backups {
         stop: F,
     ) -> Result<()> {
         let spool = self.cfg.backup.wal.spool_dir.clone().ok_or_else(|| {
-            Error::validation("backup.wal.spool_dir is not set: the archiver and `fwdb wal push` meet there")
+            Error::invalid_input("backup.wal.spool_dir is not set: the archiver and `fwdb wal push` meet there")
         })?;
         let _lock = SpoolLock::take(&spool)?;
         let mut pg_wal = pg_wal;

@@ -90,7 +90,14 @@ impl Error {
         e
     }
 
-    pub(crate) fn validation(message: impl Into<String>) -> Self {
+    /// Input refused before it reached a server: `invalid <field>: <why>`.
+    /// For a service's own rules (a document's, a request's), so its errors
+    /// are classified like fwdb's (`kind()` is [`ErrorKind::Validation`]).
+    pub fn validation(field: &str, why: impl std::fmt::Display) -> Self {
+        Error::new(ErrorKind::Validation, format!("invalid {field}: {why}"))
+    }
+
+    pub(crate) fn invalid_input(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Validation, message)
     }
 

@@ -262,7 +262,7 @@ pub(crate) async fn repair<B: Backend>(
     ev: &Option<EventSink>,
 ) -> Result<MigrationStatus> {
     if reason.trim().is_empty() {
-        return Err(Error::validation("repair needs --reason: say why the change is accepted"));
+        return Err(Error::invalid_input("repair needs --reason: say why the change is accepted"));
     }
     locked!(b, ev, async {
         b.ensure_history().await?;

@@ -93,7 +93,7 @@ impl<'a> Migrator<'a> {
 
     fn check_store(set: &MigrationSet, store: Store) -> Result<()> {
         if set.store() != store {
-            return Err(Error::validation(format!("{} migrations given to the {store} migrator", set.store())));
+            return Err(Error::invalid_input(format!("{} migrations given to the {store} migrator", set.store())));
         }
         Ok(())
     }
@@ -167,5 +167,5 @@ fn m_db<'a>(m: &MongoBackend<'a>) -> &'a mongodb::Database {
 
 /// Parses a version given on the command line (`--to`, `repair --accept`).
 pub fn parse_version(s: &str) -> Result<i64> {
-    names::parse_version(s.trim()).map_err(Error::validation)
+    names::parse_version(s.trim()).map_err(Error::invalid_input)
 }

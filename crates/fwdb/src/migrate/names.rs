@@ -28,7 +28,7 @@ pub(crate) fn parse_file_name(file: &str, store: Store) -> Result<Option<FileNam
         return Ok(None);
     }
     let bad = |why: &str| {
-        Error::validation(format!(
+        Error::invalid_input(format!(
             "migration file {file}: {why}; expected <UTC yyyymmddHHMMSS>_<name>.up.{ext} or .down.{ext}",
             ext = store.extension()
         ))

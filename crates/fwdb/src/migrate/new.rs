@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 pub fn new_migration(root: &Path, store: Store, name: &str, now: DateTime<Utc>) -> Result<(PathBuf, PathBuf)> {
     let slug = slug(name);
     if slug.is_empty() {
-        return Err(Error::validation(format!("migration name {name:?} has no letters or digits")));
+        return Err(Error::invalid_input(format!("migration name {name:?} has no letters or digits")));
     }
     let dir = root.join(store.dir_name());
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -37,7 +37,7 @@ fn next_version(dir: &Path, now: DateTime<Utc>) -> Result<i64> {
         .max();
     if let Some(newest) = newest.filter(|n| *n >= version) {
         let t = chrono::NaiveDateTime::parse_from_str(&newest.to_string(), "%Y%m%d%H%M%S")
-            .map_err(|e| Error::validation(format!("newest migration version {newest}: {e}")))?;
+            .map_err(|e| Error::invalid_input(format!("newest migration version {newest}: {e}")))?;
         version = (t + chrono::Duration::seconds(1)).format("%Y%m%d%H%M%S").to_string().parse().unwrap_or(newest + 1);
     }
     Ok(version)

@@ -86,7 +86,7 @@ fn embedded_files(store: Store) -> Result<Vec<SourceFile>> {
             let name = f.path().file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
             let text = f
                 .contents_utf8()
-                .ok_or_else(|| Error::validation(format!("embedded migration {} is not UTF-8", f.path().display())))?;
+                .ok_or_else(|| Error::invalid_input(format!("embedded migration {} is not UTF-8", f.path().display())))?;
             Ok(SourceFile { path: format!("migrations/{}", f.path().display()), name, text: text.to_owned() })
         })
         .collect()
@@ -203,7 +203,7 @@ impl MigrationSet {
             let script = parse_script(store, file.path, file.text)?;
             let entry = halves.entry(parsed.version).or_insert_with(|| (parsed.name.clone(), None, None));
             if entry.0 != parsed.name {
-                return Err(Error::validation(format!(
+                return Err(Error::invalid_input(format!(
                     "two migrations share version {}: {} and {}; give one a new timestamp",
                     parsed.version, entry.0, parsed.name
                 )));
@@ -217,7 +217,7 @@ impl MigrationSet {
                 (Some(u), Some(d)) => (u, d),
                 (u, _) => {
                     let missing = if u.is_none() { "up" } else { "down" };
-                    return Err(Error::validation(format!(
+                    return Err(Error::invalid_input(format!(
                         "migration {version}_{name} has no .{missing}.{} file: every migration needs both",
                         store.extension()
                     )));
@@ -256,7 +256,7 @@ fn has_no_transaction_directive(path: &str, text: &str) -> Result<bool> {
     for (i, line) in text.lines().enumerate() {
         let l = line.trim();
         if l.starts_with("-- fwdb:") && !(i == 0 && l == NO_TRANSACTION) {
-            return Err(Error::validation(format!(
+            return Err(Error::invalid_input(format!(
                 "{path}:{}: unknown or misplaced directive {l:?}; the only directive is {NO_TRANSACTION:?}, on the first line",
                 i + 1
             )));
@@ -279,7 +279,7 @@ fn reject_transaction_control(path: &str, text: &str, no_transaction: bool) -> R
             } else {
                 "fwdb runs each migration in its own transaction"
             };
-            return Err(Error::validation(format!("{path}:{}: {first} in a migration: {how}; remove it", stmt.line)));
+            return Err(Error::invalid_input(format!("{path}:{}: {first} in a migration: {how}; remove it", stmt.line)));
         }
     }
     Ok(())
@@ -288,7 +288,7 @@ fn reject_transaction_control(path: &str, text: &str, no_transaction: bool) -> R
 /// A MongoDB migration is a JSON array of database commands, run in order.
 fn parse_mongo_commands(path: &str, text: &str) -> Result<Vec<(Document, usize)>> {
     let docs: Vec<Document> = serde_json::from_str(text).map_err(|e| {
-        Error::validation(format!("{path}:{}:{}: not a JSON array of MongoDB commands: {e}", e.line(), e.column()))
+        Error::invalid_input(format!("{path}:{}:{}: not a JSON array of MongoDB commands: {e}", e.line(), e.column()))
     })?;
     let lines = top_level_element_lines(text);
     Ok(docs.into_iter().enumerate().map(|(i, d)| (d, lines.get(i).copied().unwrap_or(1))).collect())

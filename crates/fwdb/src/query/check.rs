@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 
 pub(crate) fn invalid(field: &str, why: &str) -> Error {
-    Error::validation(format!("invalid {field}: {why}"))
+    Error::validation(field, why)
 }
 
 /// PostgreSQL text cannot hold U+0000.

@@ -138,10 +138,10 @@ impl<T: Record> PgRepository<T> {
         if let Some((c, _)) = T::INSERT.iter().find(|(_, ty)| ty.ends_with("[]")) {
             // unnest flattens an array of arrays: such rows go through `create`, in a transaction.
             let msg = format!("{}: create_many cannot insert the array column {c}; use create", T::qualified_name());
-            return Err(Error::validation(msg));
+            return Err(Error::invalid_input(msg));
         }
         for (i, n) in new.iter().enumerate() {
-            T::check_new(n).map_err(|e| Error::validation(format!("row {i}: {e}")))?;
+            T::check_new(n).map_err(|e| Error::invalid_input(format!("row {i}: {e}")))?;
         }
         let ids: Vec<Uuid> = new.iter().map(|_| Uuid::new_v4()).collect();
         let mut params: Vec<ParamBox<'_>> = vec![Box::new(ids.clone())];

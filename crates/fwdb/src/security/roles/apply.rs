@@ -128,7 +128,7 @@ async fn can_create_roles(client: &Client) -> Result<()> {
     if row.get::<_, bool>(1) {
         return Ok(());
     }
-    Err(Error::validation(format!(
+    Err(Error::invalid_input(format!(
         "roles apply connects as `{}`, which cannot create roles: set security.admin_user (and its password) to a role with CREATEROLE, in practice the cluster's superuser",
         row.get::<_, String>(0)
     )))

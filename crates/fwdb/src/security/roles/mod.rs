@@ -168,16 +168,16 @@ pub(super) fn configured_logins(config: &Config) -> Result<[ConfiguredLogin; 2]>
         password: pg.admin.password.clone(),
     };
     for l in [&runtime, &admin] {
-        validate_identifier(&l.name).map_err(|e| Error::validation(format!("{}: {e}", l.key)))?;
+        validate_identifier(&l.name).map_err(|e| Error::invalid_input(format!("{}: {e}", l.key)))?;
         if privilege_matrix().iter().any(|r| r.name == l.name) {
-            return Err(Error::validation(format!(
+            return Err(Error::invalid_input(format!(
                 "{} is `{}`, a role of the matrix itself: give it a login of its own, which the matrix makes a member of {}",
                 l.key, l.name, l.group
             )));
         }
     }
     if runtime.name == admin.name {
-        return Err(Error::validation(format!(
+        return Err(Error::invalid_input(format!(
             "postgres.user and postgres.admin.user are both `{}`: services must not run as the login that migrates (architecture 9.1); give each a login of its own",
             runtime.name
         )));
