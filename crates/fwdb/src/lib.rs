@@ -90,9 +90,10 @@ pub use health::{
     check as check_health, check_cluster as check_cluster_health, HealthReport, Role as ServerRole, ServerHealth,
 };
 pub use metrics::{
-    mongo_error_code, render as render_metrics, BackupCatalog, BackupGauge, BackupRuns, Collector as MetricsCollector,
-    Histogram, LatencyPoint, MetricsSnapshot, MigrationGauge, MongoOpMetrics, MongoOpSnapshot, MongoStats,
-    PgServerStats, QueryMetrics, QuerySnapshot, SlowQuery, TopStatement, CONTENT_TYPE as METRICS_CONTENT_TYPE,
+    backup_catalog_text, mongo_error_code, render as render_metrics, BackupCatalog, BackupGauge, BackupRuns,
+    Collector as MetricsCollector, Histogram, LatencyPoint, MetricsSnapshot, MigrationGauge, MongoOpMetrics,
+    MongoOpSnapshot, MongoStats, PgServerStats, QueryMetrics, QuerySnapshot, SlowQuery, TopStatement,
+    CONTENT_TYPE as METRICS_CONTENT_TYPE,
 };
 
 // Backups and recovery.

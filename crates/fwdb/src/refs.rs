@@ -3,10 +3,10 @@
 //! same user's. Here, not in either store's module, so neither depends on
 //! the other's entities.
 
+use crate::entities::{Avatar, AvatarRepo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mongo::{Design, DesignPatch, DesignRepo, MongoExec, NewDesign};
 use crate::postgres::{Consistency, Executor};
-use crate::entities::{Avatar, AvatarRepo};
 use crate::repo::Repository;
 use uuid::Uuid;
 

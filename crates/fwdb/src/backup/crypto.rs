@@ -18,7 +18,9 @@ impl Keys {
         let mut recipients = Vec::new();
         for (i, r) in e.recipients.iter().enumerate() {
             recipients.push(r.parse::<age::x25519::Recipient>().map_err(|err| {
-                Error::invalid_input(format!("backup.encryption.recipients[{i}]: `{r}` is not an age public key: {err}"))
+                Error::invalid_input(format!(
+                    "backup.encryption.recipients[{i}]: `{r}` is not an age public key: {err}"
+                ))
             })?);
         }
         let mut identities = Vec::new();

@@ -24,12 +24,14 @@ mod pg_verify;
 mod pgtools;
 mod pipe;
 mod retention;
+mod runs;
 mod schedule;
 mod storage;
 mod wal;
 mod wal_async;
 mod wal_verify;
 
+pub use crate::config::{next_run, parse_cron};
 pub use crypto::{generate_key, write_key};
 pub use manifest::{BackupKind, FileEntry, Manifest, ObjectEntry};
 pub use mongo_archive::crc64_ecma;
@@ -37,6 +39,7 @@ pub use pg_layout::LayoutReport;
 pub use pg_restore::{PitrOptions, PitrReport, RecoveryTarget};
 pub use pipe::Progress;
 pub use retention::{PruneItem, PruneReport};
+pub use runs::{BackupRuns, RunState};
 pub use schedule::JobStatus;
 pub use wal_verify::WalReport;
 
@@ -259,26 +262,6 @@ fn default_run_as() -> Option<String> {
     let is_root =
         std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     is_root.then(|| "postgres".to_string())
-}
-
-/// Checks a cron expression (5 fields, or 6 with seconds first; UTC).
-pub fn parse_cron(expr: &str) -> std::result::Result<(), String> {
-    next_run(expr, chrono::Utc::now()).map(|_| ())
-}
-
-/// The next time `expr` fires after `after`.
-pub fn next_run(
-    expr: &str,
-    after: chrono::DateTime<chrono::Utc>,
-) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
-    use croner::parser::{CronParser, Seconds};
-    // Seconds are optional so that tests (and drills) can schedule every few seconds.
-    let cron = CronParser::builder()
-        .seconds(Seconds::Optional)
-        .build()
-        .parse(expr)
-        .map_err(|e| format!("`{expr}` is not a cron expression ({e}); e.g. \"0 2 * * *\""))?;
-    cron.find_next_occurrence(&after, false).map_err(|e| format!("`{expr}` never fires ({e})"))
 }
 
 pub(crate) fn db_error(ctx: String) -> impl FnOnce(tokio_postgres::Error) -> Error {

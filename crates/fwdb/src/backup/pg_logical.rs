@@ -35,7 +35,8 @@ impl Backups {
         let started = chrono::Utc::now();
         let mut m = self.new_manifest(BackupKind::Logical, started);
         let dbs = databases.unwrap_or_else(|| vec![self.cfg.postgres.database.clone()]);
-        let host = self.cfg.postgres.primary.first().ok_or_else(|| Error::invalid_input("postgres.primary is empty"))?;
+        let host =
+            self.cfg.postgres.primary.first().ok_or_else(|| Error::invalid_input("postgres.primary is empty"))?;
         m.servers.push(host.to_string());
         for db in &dbs {
             let pg = self.backup_pg_config(db);

@@ -63,7 +63,8 @@ impl Backups {
     /// Takes a base backup of `kind` (full, diff or incr) and returns its manifest.
     pub(crate) async fn create_base(&self, kind: BackupKind) -> Result<Manifest> {
         let started = Utc::now();
-        let host = self.cfg.postgres.primary.first().ok_or_else(|| Error::invalid_input("postgres.primary is empty"))?;
+        let host =
+            self.cfg.postgres.primary.first().ok_or_else(|| Error::invalid_input("postgres.primary is empty"))?;
         let facts = self.server_facts().await?;
         let reference = self.reference_for(kind, facts.system_id.as_deref()).await?;
         let kind = if reference.is_none() && kind != BackupKind::Full {

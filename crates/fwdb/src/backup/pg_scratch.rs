@@ -134,8 +134,8 @@ fn scratch_target(m: &Manifest) -> Result<(RecoveryTarget, String)> {
     let Some(l) = &m.counts_lsn else {
         return Ok((RecoveryTarget::Immediate, m.stop_lsn.clone().ok_or_else(|| no_positions(m))?));
     };
-    let lsn =
-        wal::parse_lsn(l).ok_or_else(|| Error::invalid_input(format!("the manifest of {}: `{l}` is not an LSN", m.id)))?;
+    let lsn = wal::parse_lsn(l)
+        .ok_or_else(|| Error::invalid_input(format!("the manifest of {}: `{l}` is not an LSN", m.id)))?;
     let size = seg_size(m);
     // Counts taken right after a segment switch, with nothing written since: the
     // segment holding them may never be archived (a switch of an empty segment

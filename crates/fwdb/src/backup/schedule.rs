@@ -5,10 +5,10 @@
 //! `fwdb backup status` and the `fwdb_backup_*` metrics.
 
 use super::manifest::BackupKind;
+use super::BackupRuns;
 use super::{wal, Backups};
 use crate::config::IncrementalType;
 use crate::error::{Error, ErrorKind, Result};
-use crate::metrics::BackupRuns;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -135,14 +135,6 @@ impl Backups {
             }
         }
         Ok(s)
-    }
-
-    /// Prometheus text of the catalog alone (`fwdb backup metrics`, e.g. for
-    /// node_exporter's textfile collector): the same `fwdb_backup_*` families as `/metrics`.
-    pub async fn metrics(&self, now: DateTime<Utc>) -> Result<String> {
-        let status = self.status().await?;
-        let gauges = crate::metrics::merge_backups(&status, &[]);
-        crate::metrics::render_backups(&gauges, now.timestamp_millis() as f64 / 1000.0)
     }
 
     /// The incremental step of 13.1: closes the current WAL segment so that

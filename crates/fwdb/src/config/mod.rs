@@ -4,6 +4,8 @@
 //! errors and `fwdb config show` can say where it came from.
 
 mod backup;
+mod cron;
+mod ident;
 mod layers;
 mod model;
 mod routing;
@@ -15,6 +17,8 @@ mod validate;
 pub use backup::{
     BackupConfig, EncryptionConfig, IncrementalType, RetentionConfig, S3Config, ScheduleConfig, StorageUrl,
 };
+pub use cron::{next_run, parse_cron};
+pub use ident::validate_identifier;
 pub use layers::Origin;
 pub use model::{
     AdminLogin, Config, MongoConfig, MongoPoolConfig, MongoTlsConfig, PgHost, PoolConfig, PostgresConfig, Profile,

@@ -141,7 +141,7 @@ fn postgres(config: &Config, p: &mut Problems<'_>) {
 /// login must not be able to change the schema (architecture 9.1).
 fn admin_login(config: &Config, p: &mut Problems<'_>) {
     let pg = &config.postgres;
-    if let Err(e) = crate::security::validate_identifier(&pg.admin.user) {
+    if let Err(e) = super::validate_identifier(&pg.admin.user) {
         p.add("postgres.admin.user", e.to_string());
     }
     if pg.admin.user == pg.user && config.profile != Profile::Development {
@@ -302,7 +302,7 @@ fn backup(config: &Config, p: &mut Problems<'_>) {
     let s = &b.schedule;
     let crons = [("full", &s.full), ("incremental", &s.incremental), ("logical", &s.logical), ("mongo", &s.mongo)];
     for (key, cron) in crons.iter().filter(|(_, c)| !c.is_empty()).map(|(k, c)| (format!("backup.schedule.{k}"), c)) {
-        if let Err(e) = crate::backup::parse_cron(cron) {
+        if let Err(e) = super::parse_cron(cron) {
             p.add(&key, e);
         }
     }
@@ -376,7 +376,7 @@ fn backup(config: &Config, p: &mut Problems<'_>) {
 fn security(config: &Config, p: &mut Problems<'_>) {
     let s = &config.security;
     if let Some(u) = &s.admin_user {
-        if let Err(e) = crate::security::validate_identifier(u) {
+        if let Err(e) = super::validate_identifier(u) {
             p.add("security.admin_user", e.to_string());
         }
     }

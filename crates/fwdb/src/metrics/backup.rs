@@ -1,6 +1,6 @@
 //! Backup metrics: the last success (time, age, size) and the failures of each
 //! backup job, from two sources merged at scrape time:
-//! - [`BackupRuns`], what the schedule inside this process did (it knows its
+//! - [`crate::backup::BackupRuns`], what the schedule inside this process did (it knows its
 //!   failures, which leave no manifest);
 //! - [`BackupCatalog`], what the storage says (manifests, status records, WAL),
 //!   so that backups taken outside (`fwdb backup create` from cron) count too.
@@ -8,14 +8,14 @@
 //!   refreshed in the background, so a slow bucket never makes a scrape slow.
 
 use super::exposition::{expose, flag, Out, Res};
-use crate::backup::{Backups, JobStatus};
+use crate::backup::{Backups, JobStatus, RunState};
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a catalog read stays fresh: backups are hours apart, and an S3 LIST costs money.
@@ -25,59 +25,11 @@ const CATALOG_READ_LIMIT: Duration = Duration::from_secs(120);
 /// The order in which jobs are shown.
 const ORDER: [&str; 6] = ["full", "incremental", "logical", "mongo", "verify", "wal"];
 
-/// What the schedule of this process did with one job.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RunState {
-    pub job: String,
-    pub running: bool,
-    pub last_success: Option<DateTime<Utc>>,
-    pub last_detail: Option<String>,
-    pub last_size_bytes: Option<u64>,
-    pub last_failure: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub successes: u64,
-    pub failures: u64,
-}
-
-/// The schedule's runs, shared by the schedule (writer) and the collector (reader).
-#[derive(Debug, Default)]
-pub struct BackupRuns {
-    jobs: Mutex<BTreeMap<String, RunState>>,
-}
-
-impl BackupRuns {
-    fn update(&self, job: &str, f: impl FnOnce(&mut RunState)) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let st = jobs.entry(job.to_string()).or_insert_with(|| RunState { job: job.to_string(), ..Default::default() });
-        f(st);
-    }
-
-    pub fn started(&self, job: &str) {
-        self.update(job, |s| s.running = true);
-    }
-
-    pub fn succeeded(&self, job: &str, detail: &str, size: Option<u64>) {
-        self.update(job, |s| {
-            s.running = false;
-            s.successes += 1;
-            s.last_success = Some(Utc::now());
-            s.last_detail = Some(detail.to_string());
-            s.last_size_bytes = size;
-        });
-    }
-
-    pub fn failed(&self, job: &str, error: &str) {
-        self.update(job, |s| {
-            s.running = false;
-            s.failures += 1;
-            s.last_failure = Some(Utc::now());
-            s.last_error = Some(error.to_string());
-        });
-    }
-
-    pub fn snapshot(&self) -> Vec<RunState> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-    }
+/// Prometheus text of the catalog alone (`fwdb backup metrics`, e.g. for
+/// node_exporter's textfile collector): the same `fwdb_backup_*` families as `/metrics`.
+pub async fn backup_catalog_text(backups: &Backups, now: DateTime<Utc>) -> Result<String> {
+    let status = backups.status().await?;
+    render_backups(&merge_backups(&status, &[]), now.timestamp_millis() as f64 / 1000.0)
 }
 
 /// One read of the catalog.
@@ -279,6 +231,7 @@ pub fn render_backups(gauges: &[BackupGauge], now: f64) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::BackupRuns;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

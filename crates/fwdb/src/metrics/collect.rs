@@ -2,9 +2,10 @@
 //! servers say about themselves, each query bounded by `server.scrape_timeout`
 //! so a hung server costs a scrape that long at most, never a hang.
 
-use super::backup::{merge_backups, BackupCatalog, BackupGauge, BackupRuns};
+use super::backup::{merge_backups, BackupCatalog, BackupGauge};
 use super::mongo::{MongoOpMetrics, MongoOpSnapshot};
 use super::query::{QueryMetrics, QuerySnapshot};
+use crate::backup::BackupRuns;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::postgres::{connect, ClusterStatus, ConnectTarget, PgCluster, Route};

@@ -13,7 +13,10 @@ mod mongo;
 mod query;
 mod render;
 
-pub use backup::{merge_backups, render_backups, BackupCatalog, BackupGauge, BackupRuns};
+pub use crate::backup::BackupRuns;
+pub use backup::{backup_catalog_text, BackupCatalog, BackupGauge};
+#[cfg(test)]
+pub(crate) use backup::{merge_backups, render_backups};
 pub use collect::{Collector, MetricsSnapshot, MigrationGauge, MongoStats, PgServerStats, TopStatement};
 pub use exposition::CONTENT_TYPE;
 pub use mongo::{mongo_error_code, MongoOpMetrics, MongoOpSnapshot};

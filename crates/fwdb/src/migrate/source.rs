@@ -84,9 +84,9 @@ fn embedded_files(store: Store) -> Result<Vec<SourceFile>> {
     dir.files()
         .map(|f| {
             let name = f.path().file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-            let text = f
-                .contents_utf8()
-                .ok_or_else(|| Error::invalid_input(format!("embedded migration {} is not UTF-8", f.path().display())))?;
+            let text = f.contents_utf8().ok_or_else(|| {
+                Error::invalid_input(format!("embedded migration {} is not UTF-8", f.path().display()))
+            })?;
             Ok(SourceFile { path: format!("migrations/{}", f.path().display()), name, text: text.to_owned() })
         })
         .collect()
@@ -279,7 +279,10 @@ fn reject_transaction_control(path: &str, text: &str, no_transaction: bool) -> R
             } else {
                 "fwdb runs each migration in its own transaction"
             };
-            return Err(Error::invalid_input(format!("{path}:{}: {first} in a migration: {how}; remove it", stmt.line)));
+            return Err(Error::invalid_input(format!(
+                "{path}:{}: {first} in a migration: {how}; remove it",
+                stmt.line
+            )));
         }
     }
     Ok(())

@@ -45,12 +45,14 @@
 //! bytes, every label path for its syntax, before any SQL.
 
 mod field;
+mod record;
 mod row;
 pub mod rules;
 
 pub use crate::query::{Column, Entity};
 pub use field::{Bound, Field, FloatBound};
 pub use fwdb_derive::Entity;
+pub use record::Record;
 pub use row::ParamBox;
 pub use tokio_postgres::types::Json;
 
@@ -60,9 +62,9 @@ pub mod __private {
     pub use super::field::{Bound, Field, FloatBound};
     pub use super::row::{column, get, param, positions, ParamBox};
     pub use super::rules;
+    pub use super::Record;
     pub use crate::error::Result;
     pub use crate::query::{Column, Entity, Value};
-    pub use crate::repo::Record;
     pub use tokio_postgres::types::ToSql;
     pub use tokio_postgres::Row;
     pub use uuid::Uuid;

@@ -82,7 +82,7 @@ pub async fn run(cmd: BackupCommand, config: &fwdb::Config, json: bool) -> Resul
         BackupCommand::Status => status(config, json).await,
         BackupCommand::Metrics => {
             let b = Backups::open(config)?;
-            print!("{}", b.metrics(chrono::Utc::now()).await?);
+            print!("{}", fwdb::backup_catalog_text(&b, chrono::Utc::now()).await?);
             Ok(ExitCode::SUCCESS)
         }
         BackupCommand::Schedule => schedule(config).await,
