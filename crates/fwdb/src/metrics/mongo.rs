@@ -8,9 +8,8 @@ use super::query::Histogram;
 use crate::error::Error;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Default)]
 struct State {
@@ -51,25 +50,18 @@ impl MongoOpMetrics {
         st.latency.entry(key).or_default().observe(elapsed.as_secs_f64());
     }
 
-    /// Runs `work`, recording its duration and outcome.
-    pub async fn observe<T>(
-        &self,
-        operation: &str,
-        collection: &str,
-        work: impl Future<Output = crate::error::Result<T>>,
-    ) -> crate::error::Result<T> {
-        let start = Instant::now();
-        let out = work.await;
-        self.record(operation, collection, start.elapsed(), out.as_ref().err());
-        out
-    }
-
     pub fn snapshot(&self) -> MongoOpSnapshot {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         MongoOpSnapshot {
             latency: st.latency.iter().map(|((o, c), h)| (o.clone(), c.clone(), h.clone())).collect(),
             errors: st.errors.iter().map(|((o, c, k), n)| (o.clone(), c.clone(), k.clone(), *n)).collect(),
         }
+    }
+}
+
+impl crate::mongo::MongoObserver for MongoOpMetrics {
+    fn record(&self, operation: &str, collection: &str, elapsed: Duration, error: Option<&Error>) {
+        MongoOpMetrics::record(self, operation, collection, elapsed, error)
     }
 }
 
@@ -126,8 +118,7 @@ mod tests {
     #[tokio::test]
     async fn operations_are_timed_and_errors_counted_by_code() {
         let m = MongoOpMetrics::new();
-        let ok: crate::error::Result<u32> = m.observe("find", "designs", async { Ok(1) }).await;
-        assert_eq!(ok.ok(), Some(1));
+        m.record("find", "designs", Duration::from_millis(1), None);
         let dup = mongodb::error::Error::custom("x");
         let err = Error::new(ErrorKind::Conflict, "duplicate key").with_source(dup);
         m.record("insert_one", "designs", Duration::from_millis(3), Some(&err));

@@ -11,7 +11,6 @@ use super::client::client_options;
 use crate::config::{Config, MongoConfig, Profile};
 use crate::error::mongo as mongo_codes;
 use crate::error::{Error, ErrorKind, Result};
-use crate::metrics::MongoOpMetrics;
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use mongodb::bson::Document;
@@ -71,7 +70,7 @@ pub struct Mongo {
     permits: Arc<Semaphore>,
     max: u32,
     wait_timeout: Duration,
-    ops: Option<Arc<MongoOpMetrics>>,
+    ops: Option<Arc<dyn MongoObserver>>,
 }
 
 impl std::fmt::Debug for Mongo {
@@ -109,7 +108,7 @@ impl Mongo {
     /// `ops`: `fwdb_mongo_op_duration_seconds` by operation and collection,
     /// the pool wait included, and errors by code. Give the same `ops` to the
     /// metrics collector (`Collector::with_mongo_ops`).
-    pub fn with_op_metrics(mut self, ops: Arc<MongoOpMetrics>) -> Mongo {
+    pub fn with_op_metrics(mut self, ops: Arc<dyn MongoObserver>) -> Mongo {
         self.ops = Some(ops);
         self
     }
@@ -202,17 +201,25 @@ impl Mongo {
     }
 }
 
+/// What the handle reports of each finished operation: implemented by the
+/// metrics (`fwdb::MongoOpMetrics`), so this module depends on no collector.
+pub trait MongoObserver: Send + Sync {
+    /// One operation, e.g. `("find", "designs", 3 ms, None)`.
+    fn record(&self, operation: &str, collection: &str, elapsed: std::time::Duration, error: Option<&Error>);
+}
+
 /// Runs one operation, recording it when metrics are attached.
 async fn observed<T>(
-    ops: &Option<Arc<MongoOpMetrics>>,
+    ops: &Option<Arc<dyn MongoObserver>>,
     verb: &str,
     coll: &str,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    match ops {
-        Some(m) => m.observe(verb, coll, work).await,
-        None => work.await,
-    }
+    let Some(m) = ops else { return work.await };
+    let start = std::time::Instant::now();
+    let out = work.await;
+    m.record(verb, coll, start.elapsed(), out.as_ref().err());
+    out
 }
 
 /// The outcome of [`commit`] that is not an error.
@@ -404,7 +411,7 @@ fn find_with(c: &Collection<Document>, filter: Document, spec: FindSpec) -> mong
 pub struct MongoTx {
     db: Database,
     session: Mutex<ClientSession>,
-    ops: Option<Arc<MongoOpMetrics>>,
+    ops: Option<Arc<dyn MongoObserver>>,
 }
 
 impl MongoTx {

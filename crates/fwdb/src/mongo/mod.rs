@@ -18,7 +18,7 @@ pub use design::{
     NewDesign, DESIGNS, DESIGN_HISTORY,
 };
 pub use document::{Document, Plain, Tracked, MAX_DOCUMENT_BYTES};
-pub use exec::{FindSpec, Mongo, MongoExec, MongoTx, MAX_TX_ATTEMPTS};
+pub use exec::{FindSpec, Mongo, MongoExec, MongoObserver, MongoTx, MAX_TX_ATTEMPTS};
 pub use history::{HistoryEntry, HistoryPage};
 pub use repository::MongoRepository;
 pub use versioned::{ChangeScope, Versioned, VersionedChange, VersionedRepository, DEFAULT_HISTORY_LIMIT};
