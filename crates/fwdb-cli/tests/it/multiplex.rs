@@ -229,10 +229,16 @@ async fn losing_a_shared_connection_fails_the_reads_pipelined_on_it_and_later_re
 async fn one_shared_connection(app: &TestApp, secs: f64) -> (PgCluster, tokio::task::JoinHandle<()>, i32) {
     let c = cluster(app, 1).await;
     let running = a_read_in_flight(&c, secs).await;
-    backend(&c).await;
+    // Its first read (a prepare too, in a debug build on a busy machine) may
+    // come out slow: a few more bring the estimate down.
+    let mut reads = 0;
+    while c.status().primary.pool.shared == 0 {
+        backend(&c).await;
+        reads += 1;
+        assert!(reads < 30, "the probe's shape never shared: {:?}", c.status().shapes);
+    }
     let shared_pid = backend(&c).await;
     assert_eq!(backend(&c).await, shared_pid, "seen fast, the shape shares one connection");
-    assert_eq!(c.status().primary.pool.shared, 1);
     (c, running, shared_pid)
 }
 
@@ -289,8 +295,11 @@ async fn a_shape_observed_slow_moves_to_its_own_connection_and_back_once_fast() 
         async move { c.read(shape, &[&secs], Consistency::Strong).await.expect("a read")[0].get::<_, i32>(0) }
     };
     let lane = || c.status().shapes.iter().find(|s| s.sql == shape).map(|s| s.lane);
-    run(0.0).await;
-    assert_eq!(run(0.0).await, shared_pid, "seen fast: shares");
+    let mut reads = 0;
+    while run(0.0).await != shared_pid {
+        reads += 1;
+        assert!(reads < 30, "the shape never shared: {:?}", c.status().shapes);
+    }
     assert_eq!(lane(), Some(Lane::Shared));
     run(0.3).await;
     assert_ne!(run(0.0).await, shared_pid, "seen slow: a connection of its own");

@@ -190,7 +190,9 @@ impl super::PgCluster {
     /// into account: [`ReadHint::Heavy`] for a read that must not hold up
     /// others on a shared connection even before its shape was timed.
     pub fn with_read_hint(&self, hint: ReadHint) -> super::PgCluster {
-        super::PgCluster { hint, ..self.clone() }
+        let mut c = self.clone();
+        c.hint = hint;
+        c
     }
 }
 
