@@ -5,7 +5,6 @@ use crate::Res;
 /// The task counts of every cell.
 pub(crate) const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
-
 pub(crate) struct Args {
     pub(crate) rounds: usize,
     pub(crate) secs: Option<f64>,

@@ -183,7 +183,6 @@ pub(crate) async fn bulk(ctx: &Ctx, who: BulkWho, psql: &PsqlCtx) -> Res<f64> {
     }
 }
 
-
 pub(crate) async fn pgbench(psql: &PsqlCtx, db: &str, clients: usize, secs: f64) -> Res<f64> {
     let out = tokio::process::Command::new(psql.bin.join("pgbench"))
         .args(["-n", "-S", "-M", "prepared", "-h", &psql.host, "-p", &psql.port.to_string(), "-U", &psql.user])
@@ -208,5 +207,3 @@ pub(crate) async fn pgbench(psql: &PsqlCtx, db: &str, clients: usize, secs: f64)
         .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()))
         .ok_or_else(|| format!("no tps in pgbench output: {text}").into())
 }
-
-/// Nanoseconds per checkout (get + return), `tasks` tasks sharing `total` checkouts.

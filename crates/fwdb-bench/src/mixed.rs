@@ -258,7 +258,8 @@ async fn measure(ctx: &Arc<Ctx>, who: Who, kind: Kind, a: &Args) -> Res<Run> {
     let mut slow = fast.clone();
     for t in tasks {
         let (is_fast, h) = t.await??;
-        if is_fast { &mut fast } else { &mut slow }.add(&h)?;
+        let into = if is_fast { &mut fast } else { &mut slow };
+        into.add(&h)?;
     }
     Ok(Run { fast, fast_secs: a.secs, slow })
 }

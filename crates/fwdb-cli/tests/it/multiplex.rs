@@ -274,7 +274,9 @@ async fn a_shared_connection_stuck_on_a_slow_read_is_not_joined() {
     // Wrongly vouched light: it shares, and holds the shared connection.
     let slow = {
         let c = c.with_read_hint(ReadHint::Light);
-        tokio::spawn(async move { c.read("SELECT pg_backend_pid(), pg_sleep(3)::text", &[], Consistency::Strong).await })
+        tokio::spawn(
+            async move { c.read("SELECT pg_backend_pid(), pg_sleep(3)::text", &[], Consistency::Strong).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let took = a_burst(&c, 20).await;

@@ -145,7 +145,8 @@ fn a_zero_slow_read_or_pipeline_depth_is_refused_naming_the_key() {
     let keys: Vec<&str> = err.config_problems().iter().map(|p| p.key.as_str()).collect();
     assert!(keys.contains(&"postgres.pool.slow_read"), "{keys:?}");
     assert!(keys.contains(&"postgres.pool.pipeline_depth"), "{keys:?}");
-    let ok = Fixture::new("[postgres.pool]\nslow_read = \"20ms\"\npipeline_depth = 4\n").load(None, &[]).expect("valid");
+    let ok =
+        Fixture::new("[postgres.pool]\nslow_read = \"20ms\"\npipeline_depth = 4\n").load(None, &[]).expect("valid");
     assert_eq!(ok.postgres.pool.slow_read, std::time::Duration::from_millis(20));
     assert_eq!(ok.postgres.pool.pipeline_depth, 4);
 }

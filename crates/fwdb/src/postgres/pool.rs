@@ -299,7 +299,12 @@ impl PgPool {
     /// on this pool; else its own. A lone read gains nothing from
     /// pipelining, and on its own connection it ran about 5 % faster at one
     /// task (docs/benchmarks.md).
-    pub(crate) async fn read_conn<'a>(&'a self, shapes: &'a Shapes, shape: Shape<'a>, lane: Lane) -> Result<ReadConn<'a>> {
+    pub(crate) async fn read_conn<'a>(
+        &'a self,
+        shapes: &'a Shapes,
+        shape: Shape<'a>,
+        lane: Lane,
+    ) -> Result<ReadConn<'a>> {
         let others = self.reads.fetch_add(1, Ordering::AcqRel);
         let running = Running(&self.reads);
         let (conn, start) = if lane == Lane::Own || others == 0 || !self.shared.enabled() {

@@ -180,7 +180,7 @@ impl Shapes {
                 Some((u128::from(estimate) * u128::from(reads.max(1)), status))
             })
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|s| std::cmp::Reverse(s.0));
         all.into_iter().take(n).map(|(_, s)| s).collect()
     }
 }
