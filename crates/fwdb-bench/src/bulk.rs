@@ -1,8 +1,9 @@
 //! The bulk insert of `fwdb-bench postgres` (10,000 rows through each
 //! contender, COPY and `psql \\copy`) and pgbench, the server's ceiling.
 
-use crate::contenders::{Ctx, SeaUser, SqlxUser};
+use crate::contenders::{users, Ctx, SQL_BULK};
 use crate::Res;
+use fwdb::{NewUser, Repository};
 use std::time::Instant;
 use uuid::Uuid;
 

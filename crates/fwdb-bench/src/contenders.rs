@@ -13,7 +13,7 @@ use uuid::Uuid;
 /// Tasks of the warm-up and the clients of the raw and pooled contenders.
 pub(crate) const POOL: usize = 64;
 
-mod users {
+pub(crate) mod users {
     //! shared.users as a SeaORM entity.
     use sea_orm::entity::prelude::*;
 
