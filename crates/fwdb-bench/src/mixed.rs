@@ -148,11 +148,8 @@ async fn run(stack: &Stack, db: &str, a: &Args) -> Res<()> {
     let info = stack.info();
     let mut cfg = info.config(db, db, &[])?;
     plain_tcp(&mut cfg);
-    let lock = fwdb::connect(&cfg.postgres, fwdb::ConnectTarget::Primary).await?;
+    crate::postgres::migrate(&cfg).await?;
     let conn = fwdb::connect(&cfg.postgres, fwdb::ConnectTarget::Primary).await?;
-    let set = fwdb::MigrationSource::Embedded.load(fwdb::Store::Postgres)?;
-    fwdb::Migrator::postgres(&lock, &conn, &set)?.up(&Default::default()).await?;
-    drop(lock);
     let ids = seed(&conn, a.users).await?;
     drop(conn);
 

@@ -57,6 +57,18 @@ pub(crate) fn raise_max_connections(stack: &Stack, n: usize) -> Res<()> {
     Ok(())
 }
 
+/// The schema, applied as the admin login, then the role matrix's grants
+/// (as `fwdb migrate up` does): the runtime login may not create it.
+pub(crate) async fn migrate(cfg: &fwdb::Config) -> Res<()> {
+    let admin = cfg.postgres.as_admin();
+    let lock = fwdb::connect(&admin, fwdb::ConnectTarget::Primary).await?;
+    let conn = fwdb::connect(&admin, fwdb::ConnectTarget::Primary).await?;
+    let set = fwdb::MigrationSource::Embedded.load(fwdb::Store::Postgres)?;
+    fwdb::Migrator::postgres(&lock, &conn, &set)?.up(&Default::default()).await?;
+    fwdb::apply_grants(&conn, cfg).await?;
+    Ok(())
+}
+
 /// Nanoseconds per checkout (get + return), `tasks` tasks sharing `total` checkouts.
 pub(crate) async fn checkout_cost(
     fwdb: Option<PgCluster>,
@@ -94,12 +106,7 @@ pub(crate) async fn run(stack: &Stack, db: &str, scratch: &str, a: &Args) -> Res
     let overrides = [("FWDB__POSTGRES__POOL__MIN_SIZE", pool.as_str()), ("FWDB__POSTGRES__POOL__MAX_SIZE", "100")];
     let mut cfg = info.config(db, db, &overrides)?;
     plain_tcp(&mut cfg);
-    // Schema.
-    let lock = fwdb::connect(&cfg.postgres, fwdb::ConnectTarget::Primary).await?;
-    let conn = fwdb::connect(&cfg.postgres, fwdb::ConnectTarget::Primary).await?;
-    let set = fwdb::MigrationSource::Embedded.load(fwdb::Store::Postgres)?;
-    fwdb::Migrator::postgres(&lock, &conn, &set)?.up(&Default::default()).await?;
-    drop((lock, conn));
+    migrate(&cfg).await?;
 
     let (host, port) = (info.host.clone(), info.primary.port);
     let mut pgc = tokio_postgres::Config::new();
