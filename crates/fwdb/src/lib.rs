@@ -44,6 +44,7 @@ pub use postgres::{
     PoolStatus, PrimaryStatus, ReplicaStatus, Route, Tx, TxOptions,
 };
 pub use postgres::{normalize_sql, operation_of, QueryEvent, QueryKind, QueryObserver};
+pub use postgres::{Lane, ReadHint, ShapeStatus};
 
 // The typed query builder and the repositories (both stores).
 pub use entities::{

@@ -69,6 +69,7 @@ code{{font-size:12px}} .gauge{{width:160px;height:12px;background:#e5e7eb;displa
         );
     }
     h.push_str("</table>");
+    read_shapes(&mut h, m);
 
     // Replication.
     h.push_str(r#"<h2>Replication</h2><table id="replication"><tr><th>Replica</th><th>Routing</th><th>Lag (bytes)</th><th>Lag (s)</th><th>Reads</th><th>Why not routed</th></tr>"#);
@@ -168,6 +169,26 @@ code{{font-size:12px}} .gauge{{width:160px;height:12px;background:#e5e7eb;displa
     backups(&mut h, m);
     h.push_str("</body></html>\n");
     h
+}
+
+/// The read shapes that took the most server time: each one's estimate and
+/// lane (shared pipelined connections, or one of its own).
+fn read_shapes(h: &mut String, m: &MetricsSnapshot) {
+    if m.cluster.shapes.is_empty() {
+        return;
+    }
+    h.push_str(r#"<h2>Read shapes (top by server time)</h2><table id="shapes"><tr><th>Estimate</th><th>Lane</th><th>Reads</th><th>Statement</th></tr>"#);
+    for s in m.cluster.shapes.iter().take(5) {
+        let _ = write!(
+            h,
+            r#"<tr class="shape" data-lane="{lane}"><td>{ms:.2} ms</td><td>{lane}</td><td>{reads}</td><td><code>{sql}</code></td></tr>"#,
+            ms = s.estimate_seconds * 1000.0,
+            lane = s.lane.as_str(),
+            reads = s.reads,
+            sql = esc(&truncate(&s.sql, 300)),
+        );
+    }
+    h.push_str("</table>");
 }
 
 /// The last success of each backup job (schedule and catalog merged); nothing when backups are not configured.

@@ -321,7 +321,12 @@ async fn the_pool_acquire_histogram_counts_every_checkout_and_is_rendered_per_po
     assert!(h.buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "cumulative, bounds ascending: {h:?}");
     assert!(h.buckets.last().is_some_and(|b| b.1 <= h.count) && h.sum_seconds > 0.0, "{h:?}");
 
-    // Two reads at once: the second shares a connection (a lone read would not).
+    // Two reads at once: the second shares a connection (a lone read would
+    // not, nor a shape not yet seen fast: hence runs of it first, a few in
+    // case the first, with its prepare, came out slow on a busy machine).
+    for _ in 0..10 {
+        cluster.read("select 1", &[], fwdb::Consistency::Strong).await.expect("a read on the primary");
+    }
     let (slow, fast) = futures::join!(
         cluster.read("select pg_sleep(0.2)", &[], fwdb::Consistency::Strong),
         cluster.read("select 1", &[], fwdb::Consistency::Strong)
@@ -336,6 +341,10 @@ async fn the_pool_acquire_histogram_counts_every_checkout_and_is_rendered_per_po
         text.contains("fwdb_pool_shared_connections{pool=\"primary\"} 1\n"),
         "the read's shared connection: {text}"
     );
+    // The read shapes, with their estimate and lane.
+    assert!(text.contains("fwdb_read_shape_own_connection{shape=\"select pg_sleep(0.2)\"} 1\n"), "{text}");
+    assert!(text.contains("fwdb_read_shape_own_connection{shape=\"select 1\"} 0\n"), "{text}");
+    assert!(text.contains("# TYPE fwdb_read_shape_estimate_seconds gauge"), "{text}");
     let count = |pool: &str| {
         let prefix = format!("fwdb_pool_acquire_duration_seconds_count{{pool=\"{pool}\"}} ");
         text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.parse::<f64>().ok())

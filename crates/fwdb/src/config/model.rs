@@ -254,6 +254,13 @@ pub struct PoolConfig {
     /// Connections per server that reads outside transactions share,
     /// pipelined (0: every read checks out a connection of its own).
     pub multiplex: u32,
+    /// A read shape whose moving time estimate is above this does not share
+    /// (until it falls below half), nor is a shared connection joined on
+    /// which no read finished for this long.
+    #[serde(with = "duration_str")]
+    pub slow_read: Duration,
+    /// Reads in flight on one shared connection at most.
+    pub pipeline_depth: u32,
 }
 
 impl PoolConfig {
@@ -283,6 +290,11 @@ impl Default for PoolConfig {
             // and one process still spreads its reads over 8 backends (cores).
             // Head-of-line blocking is the price: 0 turns it off.
             multiplex: 8,
+            // A fast read waits at most about this long behind a stranger: a
+            // few times a point read's time under load (docs/pool-choice.md).
+            slow_read: Duration::from_millis(5),
+            // Twice the share of 64 tasks over 8 connections.
+            pipeline_depth: 16,
         }
     }
 }

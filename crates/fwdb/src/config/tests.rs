@@ -140,6 +140,18 @@ fn sharing_more_than_half_of_a_pool_is_refused_when_asked_and_cut_when_defaulted
 }
 
 #[test]
+fn a_zero_slow_read_or_pipeline_depth_is_refused_naming_the_key() {
+    let err = Fixture::new("[postgres.pool]\nslow_read = \"0s\"\npipeline_depth = 0\n").load(None, &[]).unwrap_err();
+    let keys: Vec<&str> = err.config_problems().iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"postgres.pool.slow_read"), "{keys:?}");
+    assert!(keys.contains(&"postgres.pool.pipeline_depth"), "{keys:?}");
+    let ok =
+        Fixture::new("[postgres.pool]\nslow_read = \"20ms\"\npipeline_depth = 4\n").load(None, &[]).expect("valid");
+    assert_eq!(ok.postgres.pool.slow_read, std::time::Duration::from_millis(20));
+    assert_eq!(ok.postgres.pool.pipeline_depth, 4);
+}
+
+#[test]
 fn a_wrong_type_names_the_key_and_what_was_expected() {
     let err = Fixture::new("").load(None, &[("FWDB__POSTGRES__POOL__MAX_SIZE", "lots")]).unwrap_err();
     let p = &err.config_problems()[0];

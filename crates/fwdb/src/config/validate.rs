@@ -109,10 +109,14 @@ fn postgres(config: &Config, p: &mut Problems<'_>) {
             ),
         );
     }
+    if pg.pool.pipeline_depth == 0 {
+        p.add("postgres.pool.pipeline_depth", "must be at least 1 (a shared connection holds one read or more)");
+    }
     for (key, d) in [
         ("postgres.pool.acquire_timeout", pg.pool.acquire_timeout),
         ("postgres.connect_timeout", pg.connect_timeout),
         ("postgres.pool.max_lifetime", pg.pool.max_lifetime),
+        ("postgres.pool.slow_read", pg.pool.slow_read),
     ] {
         if d.is_zero() {
             p.add(key, "must be longer than zero");

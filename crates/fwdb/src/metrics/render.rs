@@ -8,7 +8,7 @@ use super::collect::{MetricsSnapshot, MigrationGauge, MongoStats, PgServerStats,
 use super::exposition::{count, expose, flag, Out, Res};
 use super::query::QuerySnapshot;
 use crate::error::Result;
-use crate::postgres::{ClusterStatus, DurationHistogram, PoolStatus, ReplicaStatus};
+use crate::postgres::{ClusterStatus, DurationHistogram, Lane, PoolStatus, ReplicaStatus, ShapeStatus};
 
 /// Renders a snapshot in the Prometheus text format (content type [`super::CONTENT_TYPE`]).
 pub fn render(s: &MetricsSnapshot) -> Result<String> {
@@ -23,6 +23,7 @@ fn write_snapshot(o: &mut Out<'_>, s: &MetricsSnapshot) -> Res {
     replication(o, &s.cluster)?;
     statements(o, &s.statements)?;
     pools(o, &s.cluster)?;
+    read_shapes(o, &s.cluster.shapes)?;
     router(o, &s.cluster)?;
     queries(o, &s.queries)?;
     mongo(o, &s.mongo)?;
@@ -119,6 +120,27 @@ fn statements(o: &mut Out<'_>, statements: &[TopStatement]) -> Res {
     let mut f = o.gauges("fwdb_pg_stat_statements_mean_seconds", "Mean execution time of the slowest statements.")?;
     for (st, q) in &rows {
         f.sample(&[("queryid", &st.queryid), ("query", q)], st.mean_ms / 1000.0)?;
+    }
+    Ok(())
+}
+
+/// The read shapes that took the most server time (a bounded few): what one
+/// read of each costs and whether it shares connections (postgres/shapes.rs).
+fn read_shapes(o: &mut Out<'_>, shapes: &[ShapeStatus]) -> Res {
+    let rows: Vec<(&ShapeStatus, String)> = shapes.iter().map(|s| (s, short(&s.sql))).collect();
+    let help = "Moving estimate of one read's server time, per statement shape (top shapes by time).";
+    let mut f = o.gauges("fwdb_read_shape_estimate_seconds", help)?;
+    for (s, q) in &rows {
+        f.sample(&[("shape", q)], s.estimate_seconds)?;
+    }
+    let help = "Whether a shape's reads run on connections of their own (1) or share pipelined ones (0).";
+    let mut f = o.gauges("fwdb_read_shape_own_connection", help)?;
+    for (s, q) in &rows {
+        f.sample(&[("shape", q)], flag(s.lane == Lane::Own))?;
+    }
+    let mut f = o.counters("fwdb_read_shape_reads", "Reads timed per statement shape (top shapes by time).")?;
+    for (s, q) in &rows {
+        f.sample(&[("shape", q)], s.reads)?;
     }
     Ok(())
 }

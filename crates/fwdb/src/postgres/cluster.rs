@@ -8,6 +8,7 @@ use super::executor::{Actor, Consistency, Executor, Lsn, Params};
 use super::observe::QueryKind;
 use super::pool::{query_cached, PgConn, PgPool, ReadConn};
 use super::replica_health::{HealthCell, ReplicaHealth};
+use super::shapes::{Lane, ReadHint, Shape, Shapes};
 use super::status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
 use crate::config::{PgHost, PostgresConfig};
 use crate::error::{Error, ErrorKind, Result};
@@ -28,6 +29,7 @@ pub struct PgCluster {
     own: Arc<OwnWrites>,
     actor: Option<Actor>,
     statement_timeout: Option<std::time::Duration>,
+    pub(crate) hint: ReadHint,
 }
 
 impl std::fmt::Debug for PgCluster {
@@ -76,6 +78,7 @@ pub(crate) struct Inner {
     pub(crate) writes_unavailable: AtomicU64,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) observers: super::observe::Observers,
+    pub(crate) shapes: Shapes,
 }
 
 impl Drop for Inner {
@@ -150,6 +153,7 @@ impl PgCluster {
             writes_unavailable: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
             observers: Default::default(),
+            shapes: Shapes::new(cfg.pool.slow_read),
         });
         inner.primary.fill().await?;
         let fills = inner.replicas.iter().map(|r| r.pool.fill());
@@ -166,7 +170,7 @@ impl PgCluster {
             tokio::spawn(super::probe::maintenance(Arc::downgrade(&inner))),
         ];
         *lock(&inner.tasks) = tasks;
-        Ok(PgCluster { inner, own: Arc::default(), actor: None, statement_timeout: None })
+        Ok(PgCluster { inner, own: Arc::default(), actor: None, statement_timeout: None, hint: ReadHint::Auto })
     }
 
     /// A handle on the same pools with its own record of writes (for
@@ -206,10 +210,11 @@ impl PgCluster {
         Some(sql)
     }
 
-    /// Whether this handle's reads run without a prelude, so that they may
-    /// share a connection (`postgres.pool.multiplex`).
-    fn reads_may_share(&self) -> bool {
-        self.statement_timeout.is_none()
+    /// The entry of `sql`'s shape and the lane a read of it takes: a read
+    /// with a prelude never shares (`postgres.pool.multiplex`).
+    fn lane(&self, sql: &str) -> (Shape<'_>, Lane) {
+        let (shape, lane) = self.inner.shapes.lane(sql, self.hint);
+        (shape, if self.statement_timeout.is_none() { lane } else { Lane::Own })
     }
 
     /// Runs a read on `conn`, wrapped in this handle's prelude when it has one.
@@ -345,6 +350,7 @@ impl PgCluster {
             reads_primary: i.reads_primary.load(Ordering::Relaxed),
             read_retries: i.read_retries.load(Ordering::Relaxed),
             tx_retries: i.tx_retries.load(Ordering::Relaxed),
+            shapes: i.shapes.top(super::status::TOP_SHAPES),
         }
     }
 
@@ -366,7 +372,7 @@ impl PgCluster {
             Consistency::ReadOwnWrites => Box::pin(self.resolve(consistency)).await?,
             c => c,
         };
-        let share = self.reads_may_share();
+        let (shape, lane) = self.lane(sql);
         let mut tried: Vec<usize> = Vec::new();
         loop {
             let pick = if tried.len() as u32 >= inner.cfg.routing.read_retries {
@@ -376,7 +382,7 @@ impl PgCluster {
             };
             let Some(i) = pick else {
                 inner.reads_primary.fetch_add(1, Ordering::Relaxed);
-                let conn = inner.primary_read_conn(share).await?;
+                let conn = inner.primary_read_conn(shape, lane).await?;
                 let start = inner.observers.start();
                 let r = self.run_on(&conn, sql, params).await;
                 inner.observers.finish(start, Route::Primary, QueryKind::Read, sql, &r);
@@ -390,7 +396,7 @@ impl PgCluster {
             let ejected = r.ejected_signal.notified();
             r.outstanding.fetch_add(1, Ordering::AcqRel);
             let read = async {
-                let conn = r.pool.read_conn(share).await?;
+                let conn = r.pool.read_conn(&inner.shapes, shape, lane).await?;
                 let start = inner.observers.start();
                 let res = self.run_on(&conn, sql, params).await;
                 inner.observers.finish(start, Route::Replica(i), QueryKind::Read, sql, &res);
@@ -504,9 +510,9 @@ impl Inner {
         self.on_primary(self.primary.get()).await
     }
 
-    /// [`primary_conn`](Self::primary_conn) for a read, shared when it `may_share`.
-    async fn primary_read_conn(&self, may_share: bool) -> Result<ReadConn<'_>> {
-        self.on_primary(self.primary.read_conn(may_share)).await
+    /// [`primary_conn`](Self::primary_conn) for a read, shared when its `lane` says so.
+    async fn primary_read_conn<'a>(&'a self, shape: Shape<'a>, lane: Lane) -> Result<ReadConn<'a>> {
+        self.on_primary(self.primary.read_conn(&self.shapes, shape, lane)).await
     }
 
     /// Runs `get`, a checkout of the primary pool, with the primary's state:

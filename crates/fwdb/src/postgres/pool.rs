@@ -6,6 +6,7 @@
 use super::conn::{Client, Manager};
 use super::connect::{driver_config, ConnectTarget};
 use super::mux::{Choice, Shared, SharedConn};
+use super::shapes::{Lane, Shape, Shapes};
 use super::status::DurationHistogram;
 use super::tls;
 use crate::config::PostgresConfig;
@@ -113,10 +114,28 @@ impl super::mux::Conn for Object {
 }
 
 /// The connection a read runs on: its own, or one it shares (mux.rs).
-/// Counted in its pool's reads in flight while it lives.
+/// Counted in its pool's reads in flight while it lives; when dropped, the
+/// time the server spent on the read is added to its shape's estimate.
 pub(crate) struct ReadConn<'a> {
     conn: Held,
+    /// When the read could start: the checkout done, or the shared connection chosen.
+    start: Instant,
+    shapes: &'a Shapes,
+    shape: Shape<'a>,
     _running: Running<'a>,
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        // Behind others on a shared connection, the server began this read
+        // only once the one before it finished: that wait is not the shape's.
+        let began = match &self.conn {
+            Held::Own(_) => self.start,
+            Held::Shared(s) => s.finished(now).max(self.start),
+        };
+        self.shapes.record(self.shape, now.saturating_duration_since(began));
+    }
 }
 
 enum Held {
@@ -248,7 +267,11 @@ impl PgPool {
             acquire: AcquireTimes::default(),
             drained_at,
             epoch,
-            shared: Shared::new(cfg.pool.shared_connections() as usize),
+            shared: Shared::new(
+                cfg.pool.shared_connections() as usize,
+                cfg.pool.slow_read,
+                cfg.pool.pipeline_depth as usize,
+            ),
             reads: AtomicUsize::new(0),
         })
     }
@@ -270,31 +293,42 @@ impl PgPool {
         res.map_err(|e| self.pool_error(e))
     }
 
-    /// A connection for a read: a shared one (mux.rs) when it `may_share`
-    /// (it needs no session state of its own), `postgres.pool.multiplex` is
-    /// set and another read is in flight on this pool; else its own. A lone
-    /// read gains nothing from pipelining, and on its own connection it ran
-    /// about 5 % faster at one task (docs/benchmarks.md, session 6).
-    pub(crate) async fn read_conn(&self, may_share: bool) -> Result<ReadConn<'_>> {
+    /// A connection for a read of `shape`: a shared one (mux.rs) when its
+    /// `lane` says so (it needs no session state of its own and its shape is
+    /// fast), `postgres.pool.multiplex` is set and another read is in flight
+    /// on this pool; else its own. A lone read gains nothing from
+    /// pipelining, and on its own connection it ran about 5 % faster at one
+    /// task (docs/benchmarks.md).
+    pub(crate) async fn read_conn<'a>(
+        &'a self,
+        shapes: &'a Shapes,
+        shape: Shape<'a>,
+        lane: Lane,
+    ) -> Result<ReadConn<'a>> {
         let others = self.reads.fetch_add(1, Ordering::AcqRel);
         let running = Running(&self.reads);
-        let conn = if !may_share || others == 0 || !self.shared.enabled() {
-            Held::Own(self.get().await?)
+        let (conn, start) = if lane == Lane::Own || others == 0 || !self.shared.enabled() {
+            let conn = self.get().await?;
+            (Held::Own(conn), Instant::now())
         } else {
+            let now = Instant::now();
             // The rare paths boxed: this future is copied whole on every await.
-            match self.shared.choose() {
-                Choice::Use(c) => Held::Shared(c),
+            match self.shared.choose(now) {
+                Choice::Use(c) => (Held::Shared(c), now),
                 Choice::Fill(i, generation) => match Box::pin(self.get()).await {
-                    Ok(conn) => Held::Shared(self.shared.put(i, generation, conn)),
+                    Ok(conn) => {
+                        let now = Instant::now();
+                        (Held::Shared(self.shared.put(i, generation, conn, now)), now)
+                    }
                     Err(e) => {
                         self.shared.unfill(i);
                         return Err(e);
                     }
                 },
-                Choice::Checkout => Held::Own(Box::pin(self.get()).await?),
+                Choice::Checkout => (Held::Own(Box::pin(self.get()).await?), Instant::now()),
             }
         };
-        Ok(ReadConn { conn, _running: running })
+        Ok(ReadConn { conn, start, shapes, shape, _running: running })
     }
 
     fn pool_error(&self, e: PoolError) -> Error {

@@ -15,7 +15,14 @@ pub struct ClusterStatus {
     pub read_retries: u64,
     /// Transactions run again after 40001 / 40P01.
     pub tx_retries: u64,
+    /// The read shapes that took the most server time, with their time
+    /// estimate and lane (postgres/shapes.rs), at most [`TOP_SHAPES`].
+    pub shapes: Vec<super::ShapeStatus>,
 }
+
+/// Shapes in [`ClusterStatus::shapes`]: enough for the heavy hitters, few
+/// enough to bound the metrics' label values.
+pub const TOP_SHAPES: usize = 10;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PrimaryStatus {
