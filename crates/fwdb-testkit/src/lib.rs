@@ -20,6 +20,7 @@ mod info;
 mod layout;
 mod mongo;
 mod pg;
+mod pg_bins;
 mod ports;
 mod probe;
 mod process;

@@ -9,7 +9,6 @@ use super::observe::QueryKind;
 use super::pool::{query_cached, PgConn, PgPool, ReadConn};
 use super::replica_health::{HealthCell, ReplicaHealth};
 use super::shapes::{Lane, ReadHint, Shape, Shapes};
-use super::status::{ClusterStatus, PrimaryStatus, ReplicaStatus};
 use crate::config::{PgHost, PostgresConfig};
 use crate::error::{Error, ErrorKind, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -70,7 +69,7 @@ pub(crate) struct Inner {
     /// `primary_state.up`, readable without the lock: a checkout while the
     /// primary is up takes no lock (set only with `primary_state` held).
     primary_up: AtomicBool,
-    rr: AtomicUsize,
+    pub(crate) rr: AtomicUsize,
     pub(crate) reads_primary: AtomicU64,
     pub(crate) read_retries: AtomicU64,
     pub(crate) tx_retries: AtomicU64,
@@ -307,53 +306,6 @@ impl PgCluster {
         }
     }
 
-    /// Pools, router and lag numbers.
-    pub fn status(&self) -> ClusterStatus {
-        let i = &self.inner;
-        let ps = lock(&i.primary_state);
-        let primary = PrimaryStatus {
-            hosts: i.cfg.primary.iter().map(ToString::to_string).collect(),
-            server: ps.server.clone(),
-            up: ps.up,
-            down_reason: ps.reason.clone(),
-            drains: i.drains.load(Ordering::Relaxed),
-            writes_unavailable: i.writes_unavailable.load(Ordering::Relaxed),
-            pool: i.primary.status(),
-        };
-        drop(ps);
-        let replicas = i
-            .replicas
-            .iter()
-            .enumerate()
-            .map(|(n, r)| {
-                let why_not = i.eligible(n, Consistency::Eventual).err();
-                let eligible = why_not.is_none();
-                let h = r.health.read();
-                let reason = why_not;
-                ReplicaStatus {
-                    host: r.host.to_string(),
-                    ejected: h.ejected,
-                    reason,
-                    eligible,
-                    replay_lsn: h.replay_lsn.map(|l| l.to_string()),
-                    lag_bytes: h.lag_bytes,
-                    lag_seconds: h.lag_seconds,
-                    reads: r.reads.load(Ordering::Relaxed),
-                    outstanding: r.outstanding.load(Ordering::Relaxed),
-                    pool: r.pool.status(),
-                }
-            })
-            .collect();
-        ClusterStatus {
-            primary,
-            replicas,
-            reads_primary: i.reads_primary.load(Ordering::Relaxed),
-            read_retries: i.read_retries.load(Ordering::Relaxed),
-            tx_retries: i.tx_retries.load(Ordering::Relaxed),
-            shapes: i.shapes.top(super::status::TOP_SHAPES),
-        }
-    }
-
     /// Stops the background tasks and closes every pooled connection.
     /// Other clones fail afterwards.
     pub fn close(&self) {
@@ -464,46 +416,6 @@ impl PgCluster {
 }
 
 impl Inner {
-    /// The replica for a read, or `None` for the primary: the eligible one
-    /// with the fewest reads in flight, ties taken in turn.
-    pub(crate) fn pick(&self, consistency: Consistency, exclude: &[usize]) -> Option<usize> {
-        if consistency == Consistency::Strong || self.replicas.is_empty() {
-            return None;
-        }
-        let n = self.replicas.len();
-        let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        let mut best: Option<(usize, usize)> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if exclude.contains(&i) || !self.replicas[i].health.serves(consistency) {
-                continue;
-            }
-            let load = self.replicas[i].outstanding.load(Ordering::Acquire);
-            if best.is_none_or(|(_, l)| load < l) {
-                best = Some((i, load));
-            }
-        }
-        best.map(|(i, _)| i)
-    }
-
-    /// Whether replica `i` may serve a read of `consistency`; if not, why.
-    pub(crate) fn eligible(&self, i: usize, consistency: Consistency) -> std::result::Result<(), String> {
-        self.replicas[i].health.why_not(consistency)
-    }
-
-    pub(crate) fn eject(&self, i: usize, reason: String) {
-        let r = &self.replicas[i];
-        let mut h = r.health.write();
-        h.successes = 0;
-        if !h.ejected {
-            h.ejected = true;
-            tracing::warn!(replica = %r.host, %reason, "replica ejected");
-            r.pool.drain();
-            r.ejected_signal.notify_waiters();
-        }
-        h.reason = Some(reason);
-    }
-
     /// A primary connection; fails at once while the primary is known down
     /// and was tried less than `primary_retry_interval` ago.
     pub(crate) async fn primary_conn(&self) -> Result<super::pool::Object> {

@@ -6,6 +6,7 @@ mod connect;
 mod executor;
 mod mux;
 mod observe;
+mod pick;
 mod pool;
 mod pool_bench;
 mod probe;

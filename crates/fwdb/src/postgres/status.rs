@@ -1,7 +1,9 @@
 //! What the cluster reports about itself, for the health and metrics issue.
 
+use super::executor::Consistency;
 use super::pool::PoolStatus;
 use serde::Serialize;
+use std::sync::atomic::Ordering;
 
 /// The state of a [`PgCluster`](super::PgCluster): pools, router, lag.
 #[derive(Debug, Clone, Serialize)]
@@ -70,4 +72,53 @@ pub struct DurationHistogram {
     pub buckets: Vec<(f64, u64)>,
     pub count: u64,
     pub sum_seconds: f64,
+}
+
+impl super::PgCluster {
+    /// Pools, router and lag numbers.
+    pub fn status(&self) -> ClusterStatus {
+        let i = &self.inner;
+        let ps = i.primary_state.lock().unwrap_or_else(|p| p.into_inner());
+        let primary = PrimaryStatus {
+            hosts: i.cfg.primary.iter().map(ToString::to_string).collect(),
+            server: ps.server.clone(),
+            up: ps.up,
+            down_reason: ps.reason.clone(),
+            drains: i.drains.load(Ordering::Relaxed),
+            writes_unavailable: i.writes_unavailable.load(Ordering::Relaxed),
+            pool: i.primary.status(),
+        };
+        drop(ps);
+        let replicas = i
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let why_not = i.eligible(n, Consistency::Eventual).err();
+                let eligible = why_not.is_none();
+                let h = r.health.read();
+                let reason = why_not;
+                ReplicaStatus {
+                    host: r.host.to_string(),
+                    ejected: h.ejected,
+                    reason,
+                    eligible,
+                    replay_lsn: h.replay_lsn.map(|l| l.to_string()),
+                    lag_bytes: h.lag_bytes,
+                    lag_seconds: h.lag_seconds,
+                    reads: r.reads.load(Ordering::Relaxed),
+                    outstanding: r.outstanding.load(Ordering::Relaxed),
+                    pool: r.pool.status(),
+                }
+            })
+            .collect();
+        ClusterStatus {
+            primary,
+            replicas,
+            reads_primary: i.reads_primary.load(Ordering::Relaxed),
+            read_retries: i.read_retries.load(Ordering::Relaxed),
+            tx_retries: i.tx_retries.load(Ordering::Relaxed),
+            shapes: i.shapes.top(TOP_SHAPES),
+        }
+    }
 }
