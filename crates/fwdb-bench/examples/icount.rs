@@ -1,6 +1,6 @@
 //! Instructions per call, fwdb against a bare deadpool pool running the same
 //! prepared statement: the measurement behind "instruction counts" in
-//! docs/benchmarks.md (issue 4). Seconds are noisy on a shared 2-core
+//! docs/benchmarks.md. Seconds are noisy on a shared 2-core
 //! machine; callgrind's instruction counts are not. Each measured loop is an
 //! `#[inline(never)]` function `m_*`, so callgrind collects it alone:
 //!

@@ -1,5 +1,4 @@
-//! `fwdb-bench backup`: backup throughput of issue 8 ("Benchmark, not a timed
-//! test"). On a private stack (PostgreSQL, no replicas) with one table of
+//! `fwdb-bench backup`: backup throughput (a benchmark, not a timed test). On a private stack (PostgreSQL, no replicas) with one table of
 //! `--rows` rows, it times raw `pg_basebackup -Ft` and `pg_dump -Fc` writing to
 //! a local folder, and fwdb's full and logical backups (zstd + age, streamed
 //! into a `file://` storage, every object hashed, the manifest written last;

@@ -1,5 +1,5 @@
-//! `fwdb-bench postgres`: the benchmark of issue 4 ("Benchmark, not a timed
-//! test"). Starts a private local stack, applies the schema, and measures,
+//! `fwdb-bench postgres`: the repository benchmark (a benchmark, not a timed
+//! test). Starts a private local stack, applies the schema, and measures,
 //! interleaved round by round (every contender once per round, in turn, the
 //! order turning by one each round; ratios are medians of per-round ratios):
 //!
@@ -19,7 +19,7 @@
 //! Usage: `cargo run --release -p fwdb-bench -- postgres [--rounds N] [--secs S] [--replicas N]`;
 //! `--paired` (paired.rs) measures only the 0.95 target's contenders, in short
 //! back-to-back slices, with an interval for each cell; `--pin` (pin.rs);
-//! `mongo` (issue 5) and `backup` (issue 8) are in mongo.rs and backup.rs;
+//! `mongo` and `backup` are in mongo.rs and backup.rs;
 //! `mixed` (`postgres --mixed`, mixed.rs): fast reads beside slow ones.
 //! The postgres benchmark itself: args.rs, contenders.rs, bulk.rs, postgres.rs.
 

@@ -1,4 +1,4 @@
-//! `fwdb-bench mongo`: the benchmark of issue 5. The design repository
+//! `fwdb-bench mongo`: the design repository
 //! (`DesignRepo` on the `Mongo` handle: pool-wait semaphore, validation in
 //! Rust, the query AST compiled to a filter, BSON → `Design`) against the raw
 //! `mongodb` driver doing the same work on the same server: the same filter,

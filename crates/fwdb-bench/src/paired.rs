@@ -1,4 +1,4 @@
-//! `fwdb-bench postgres --paired`: the 0.95 target of issue 4, measured so
+//! `fwdb-bench postgres --paired`: the 0.95-of-raw target, measured so
 //! the machine's drift cancels out.
 //!
 //! The full run gives each contender one whole `--secs` cell per round, so on

@@ -68,7 +68,7 @@ pub use mongo::{
     bson_fields, ChangeScope, Document, MongoRepository, Plain, Tracked, Versioned, VersionedChange,
     VersionedRepository,
 };
-pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database};
+pub use mongo::{client as mongo_client, client_options as mongo_client_options, mongo_database, MongoObserver};
 pub use mongo::{
     design_from_doc, parse_design_id, Design, DesignPatch, DesignRepo, DesignStatus, FindSpec,
     HistoryEntry as DesignHistoryEntry, HistoryPage as DesignHistoryPage, Layer, LayerType, Metadata as DesignMetadata,

@@ -551,7 +551,7 @@ fn json_lines(err: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Progress (issue 8: "progress bars with bytes per second in a terminal; quiet, or JSON, in CI"):
+/// Progress ("progress bars with bytes per second in a terminal; quiet, or JSON, in CI"):
 /// nothing on a non-terminal stderr by default; `--progress json` (or FWDB_PROGRESS=json) gives
 /// JSON lines with bytes and bytes per second, one `done` line per object; on a terminal, a bar
 /// showing bytes per second.

@@ -1,4 +1,4 @@
-//! Design documents in MongoDB (issue 5): the query AST compiled to a MongoDB
+//! Design documents in MongoDB: the query AST compiled to a MongoDB
 //! filter, the design repository through the same `Repository` trait as
 //! PostgreSQL, validation in Rust and by the server's validator, versions and
 //! history, transactions, layers and status transitions, the avatar check

@@ -1,4 +1,4 @@
-//! Failover (issue 4): the primary stops, a replica is promoted, and writes
+//! Failover: the primary stops, a replica is promoted, and writes
 //! resume on it through the same `PgCluster`, with the writes that failed
 //! during the switch counted. Private stacks only.
 

@@ -1,4 +1,4 @@
-//! Reads that share connections (`postgres.pool.multiplex`, issue 4):
+//! Reads that share connections (`postgres.pool.multiplex`):
 //! concurrent reads are pipelined on at most that many connections per
 //! server; a lone read checks a connection out as a pool would; a failing
 //! read does not fail the reads pipelined with it; a read with a prelude (a

@@ -1,4 +1,4 @@
-//! Pooled connections (issue 4): the check on checkout, and their prepared
+//! Pooled connections: the check on checkout, and their prepared
 //! statements (prepared once per connection, prepared again after a schema
 //! change made them stale, bounded per connection). What the server holds is
 //! read from `pg_prepared_statements`, the connection's own view.

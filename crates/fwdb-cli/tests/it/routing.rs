@@ -1,4 +1,4 @@
-//! Pools and read/write routing (issue 4): warm pools, acquire timeouts,
+//! Pools and read/write routing: warm pools, acquire timeouts,
 //! reads spread over the replicas, a stopped replica left out without a
 //! failed read (reads in flight on it moved elsewhere), a lagging replica skipped, read-your-writes. Tests that stop
 //! servers or pause replay start a private stack.

@@ -1,4 +1,4 @@
-//! Transactions (issue 4, architecture 5.1): commit, rollback on error, on
+//! Transactions (architecture 5.1): commit, rollback on error, on
 //! panic and on drop, retry of a serialization failure, savepoints, the
 //! actor as SQL sees it, a per-transaction statement timeout.
 

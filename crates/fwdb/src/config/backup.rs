@@ -46,8 +46,8 @@ impl Default for BackupConfig {
             s3: S3Config::default(),
             encryption: EncryptionConfig::default(),
             // zstd level 1: the fastest level, so that a backup keeps up with pg_basebackup to local
-            // disk (issue 8 asks for 0.8 of its throughput; level 3 measured 0.61, level 1 0.79, see
-            // docs/benchmarks.md), and on database pages only a few percent larger than level 3.
+            // disk (level 3 falls behind it, see docs/benchmarks.md), and on database pages only a
+            // few percent larger than level 3.
             compression_level: 1,
             pg_bin_dir: None,
             pg_user: None,

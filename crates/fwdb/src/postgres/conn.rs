@@ -1,9 +1,8 @@
 //! A pooled connection: tokio-postgres' client and the statements prepared on
 //! it. deadpool-postgres connects it (we wrap its `Manager`); the check on
 //! checkout and the statements are ours. Its statement cache hashes the SQL
-//! text with SipHash under a RwLock and clones an `Arc<OnceCell>` per lookup:
-//! 986 instructions against this map's 280 (docs/benchmarks.md, session 5).
-//! A connection has one user at a time, so a map behind an uncontended mutex,
+//! text with SipHash under a RwLock and clones an `Arc<OnceCell>` per lookup,
+//! several times this map's cost (docs/benchmarks.md). A connection has one user at a time, so a map behind an uncontended mutex,
 //! hashed with foldhash, is enough.
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};

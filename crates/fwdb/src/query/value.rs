@@ -1,5 +1,5 @@
 //! The values of the query AST: store-independent (the SQL compiler binds them
-//! as parameters; the MongoDB compiler of issue 5 turns them into BSON).
+//! as parameters; the MongoDB compiler turns them into BSON).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
